@@ -1,0 +1,129 @@
+// wproj — weight-matrix projection methods. MIT licence.
+#pragma once
+
+/// \file
+/// Errors and checks: the three tiers of wproj's error model.
+///
+/// 1. Invalid arguments a caller can make throw a `wproj::Error` subclass whose message names
+///    the argument, the value received and what was expected (`requireArg`, `checkFinite`, …).
+/// 2. Programmer misuse inside the library is caught by `WPROJ_ASSERT` in debug builds; a test
+///    may define `WPROJ_ASSERT` before including wproj to turn it into an exception.
+/// 3. Numerical outcomes are reported through `info()` (`Eigen::ComputationInfo`).
+
+#include <Eigen/Core>
+
+#include <cassert>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#ifndef WPROJ_ASSERT
+/// Debug-only check of an internal precondition (tier 2). Redefine before including wproj to
+/// change its behaviour (e.g. to throw in tests).
+#define WPROJ_ASSERT(cond) assert(cond)
+#endif
+
+namespace wproj {
+
+using Index = Eigen::Index;
+
+/// Base class of every exception wproj throws.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// An argument a caller passed is invalid: wrong shape, out of range, non-finite, …
+class InvalidArgument : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A file or stream could not be read or written, or its content is malformed.
+class IoError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A computation cannot produce a meaningful result (e.g. a required factorisation failed and no
+/// fallback exists). Recoverable numerical events are reported through `info()` instead.
+class NumericalError : public Error {
+ public:
+  using Error::Error;
+};
+
+namespace detail {
+
+template <typename T>
+std::string describe(const T& value) {
+  std::ostringstream os;
+  os.precision(std::numeric_limits<double>::max_digits10);
+  os << value;
+  return os.str();
+}
+
+inline std::string shapeString(Index rows, Index cols) {
+  return std::to_string(rows) + "x" + std::to_string(cols);
+}
+
+}  // namespace detail
+
+/// Throws `InvalidArgument` with the message "<where>: argument '<name>' = <value>; expected <expected>".
+template <typename T>
+[[noreturn]] void throwInvalid(const char* where, const char* name, const T& value, const std::string& expected) {
+  throw InvalidArgument(std::string(where) + ": argument '" + name + "' = " + detail::describe(value) +
+                        "; expected " + expected);
+}
+
+/// Checks a caller-supplied condition (tier 1); on failure throws `InvalidArgument` naming the
+/// argument, its value and the expectation.
+template <typename T>
+void requireArg(bool condition, const char* where, const char* name, const T& value, const std::string& expected) {
+  if (!condition) throwInvalid(where, name, value, expected);
+}
+
+/// Throws `InvalidArgument` unless every coefficient of `x` is finite.
+template <typename Derived>
+void checkFinite(const Eigen::DenseBase<Derived>& x, const char* where, const char* name) {
+  const auto& d = x.derived();
+  for (Index j = 0; j < d.cols(); ++j) {
+    for (Index i = 0; i < d.rows(); ++i) {
+      if (!std::isfinite(static_cast<double>(d.coeff(i, j)))) {
+        throw InvalidArgument(std::string(where) + ": argument '" + name + "' has a non-finite entry (" +
+                              detail::describe(static_cast<double>(d.coeff(i, j))) + ") at (" +
+                              std::to_string(i) + ", " + std::to_string(j) + "); expected finite values");
+      }
+    }
+  }
+}
+
+/// Throws `InvalidArgument` unless `x` has at least one row and one column.
+template <typename Derived>
+void checkNonEmpty(const Eigen::EigenBase<Derived>& x, const char* where, const char* name) {
+  if (x.rows() == 0 || x.cols() == 0) {
+    throw InvalidArgument(std::string(where) + ": argument '" + name + "' has shape " +
+                          detail::shapeString(x.rows(), x.cols()) + "; expected a non-empty matrix");
+  }
+}
+
+/// Throws `InvalidArgument` unless `x` has shape rows×cols (a negative expected extent is not checked).
+template <typename Derived>
+void checkShape(const Eigen::EigenBase<Derived>& x, Index rows, Index cols, const char* where, const char* name) {
+  if ((rows >= 0 && x.rows() != rows) || (cols >= 0 && x.cols() != cols)) {
+    throw InvalidArgument(std::string(where) + ": argument '" + name + "' has shape " +
+                          detail::shapeString(x.rows(), x.cols()) + "; expected " +
+                          (rows >= 0 ? std::to_string(rows) : std::string("any")) + "x" +
+                          (cols >= 0 ? std::to_string(cols) : std::string("any")));
+  }
+}
+
+/// Unit roundoff of a scalar type (half the machine epsilon).
+template <typename Scalar>
+constexpr Scalar unitRoundoff() {
+  return std::numeric_limits<Scalar>::epsilon() / Scalar(2);
+}
+
+}  // namespace wproj

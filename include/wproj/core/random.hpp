@@ -1,0 +1,163 @@
+// wproj — weight-matrix projection methods. MIT licence.
+#pragma once
+
+/// \file
+/// Counter-based random numbers (Philox4x32-10, Salmon et al., SC 2011).
+///
+/// Every random value is a pure function of (seed, stream, counter): the k-th value of a fill
+/// uses counter `position + k`, so a sketch depends on the seed only — not on the thread count,
+/// the platform's `<random>` distributions, or any global state. Gaussians are produced from raw
+/// bits with the Box–Muller transform (one normal per counter, cosine branch).
+
+#include "config.hpp"
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+
+namespace wproj {
+
+/// The Philox4x32 block function with 10 rounds: a bijection of a 128-bit counter under a
+/// 64-bit key. Matches the Random123 reference (known-answer tested).
+struct Philox4x32 {
+  using Counter = std::array<std::uint32_t, 4>;
+  using Key = std::array<std::uint32_t, 2>;
+
+  /// Encrypts `ctr` under `key` (10 rounds).
+  static Counter block(Counter ctr, Key key) {
+    for (int round = 0; round < 10; ++round) {
+      if (round > 0) {
+        key[0] += 0x9E3779B9u;
+        key[1] += 0xBB67AE85u;
+      }
+      const std::uint64_t p0 = std::uint64_t(0xD2511F53u) * ctr[0];
+      const std::uint64_t p1 = std::uint64_t(0xCD9E8D57u) * ctr[2];
+      const auto hi0 = static_cast<std::uint32_t>(p0 >> 32), lo0 = static_cast<std::uint32_t>(p0);
+      const auto hi1 = static_cast<std::uint32_t>(p1 >> 32), lo1 = static_cast<std::uint32_t>(p1);
+      ctr = Counter{hi1 ^ ctr[1] ^ key[0], lo1, hi0 ^ ctr[3] ^ key[1], lo0};
+    }
+    return ctr;
+  }
+};
+
+/// A seeded, stream-separated counter-based generator.
+///
+/// Pure accessors (`bits64(i)`, `uniform(i)`, `gaussian(i)`) evaluate the value at counter i
+/// without touching state; the `next…()` and `fill…()` members consume counters from the
+/// current position. Two generators with the same seed and stream produce identical bits.
+class CounterRng {
+ public:
+  /// A generator keyed by `seed`; `stream` selects an independent sequence for the same seed.
+  explicit CounterRng(std::uint64_t seed = 0, std::uint64_t stream = 0) : m_seed(seed), m_stream(stream) {}
+
+  std::uint64_t seed() const { return m_seed; }
+  std::uint64_t stream() const { return m_stream; }
+  /// The next counter the stateful members will use.
+  std::uint64_t position() const { return m_position; }
+  /// Moves the generator to counter `position` (e.g. to restore a checkpoint).
+  void setPosition(std::uint64_t position) { m_position = position; }
+
+  /// The raw 128-bit block at counter `index`.
+  Philox4x32::Counter block(std::uint64_t index) const {
+    const Philox4x32::Counter ctr{static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(index >> 32),
+                                  static_cast<std::uint32_t>(m_stream), static_cast<std::uint32_t>(m_stream >> 32)};
+    const Philox4x32::Key key{static_cast<std::uint32_t>(m_seed), static_cast<std::uint32_t>(m_seed >> 32)};
+    return Philox4x32::block(ctr, key);
+  }
+
+  /// 64 random bits at counter `index`.
+  std::uint64_t bits64(std::uint64_t index) const {
+    const auto b = block(index);
+    return (std::uint64_t(b[1]) << 32) | b[0];
+  }
+
+  /// A uniform double in (0, 1] at counter `index` (53 random bits).
+  double uniform(std::uint64_t index) const { return toUnit(bits64(index)); }
+
+  /// A standard normal double at counter `index` (Box–Muller on two 53-bit uniforms).
+  double gaussian(std::uint64_t index) const {
+    const auto b = block(index);
+    const double u1 = toUnit((std::uint64_t(b[1]) << 32) | b[0]);
+    const double u2 = toUnit((std::uint64_t(b[3]) << 32) | b[2]);
+    constexpr double kTwoPi = 6.283185307179586476925286766559;
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(kTwoPi * u2);
+  }
+
+  /// A Rademacher value (−1 or +1) at counter `index`.
+  double rademacher(std::uint64_t index) const { return (block(index)[0] & 1u) ? 1.0 : -1.0; }
+
+  std::uint64_t nextBits() { return bits64(m_position++); }
+  double nextUniform() { return uniform(m_position++); }
+  double nextGaussian() { return gaussian(m_position++); }
+  /// A uniform integer in [0, n) (n ≥ 1), by rejection so that it is exactly unbiased.
+  std::uint64_t nextBelow(std::uint64_t n) {
+    WPROJ_ASSERT(n > 0);
+    const std::uint64_t limit = std::uint64_t(-1) - (std::uint64_t(-1) % n);
+    for (;;) {
+      const std::uint64_t x = nextBits();
+      if (x < limit) return x % n;
+    }
+  }
+
+  /// Fills `x` (column-major order) with N(0, stddev²) values; consumes rows·cols counters.
+  template <typename Derived>
+  void fillGaussian(Eigen::DenseBase<Derived>& x, double stddev = 1.0) {
+    using S = typename Derived::Scalar;
+    fill(x, [&](std::uint64_t i) { return static_cast<S>(stddev * gaussian(i)); });
+  }
+  template <typename Derived>
+  void fillGaussian(Eigen::DenseBase<Derived>&& x, double stddev = 1.0) {
+    fillGaussian(x, stddev);
+  }
+
+  /// Fills `x` with ±scale (Rademacher); consumes rows·cols counters.
+  template <typename Derived>
+  void fillRademacher(Eigen::DenseBase<Derived>& x, double scale = 1.0) {
+    using S = typename Derived::Scalar;
+    fill(x, [&](std::uint64_t i) { return static_cast<S>(scale * rademacher(i)); });
+  }
+  template <typename Derived>
+  void fillRademacher(Eigen::DenseBase<Derived>&& x, double scale = 1.0) {
+    fillRademacher(x, scale);
+  }
+
+  /// Fills `x` with uniform values in (lo, hi]; consumes rows·cols counters.
+  template <typename Derived>
+  void fillUniform(Eigen::DenseBase<Derived>& x, double lo = 0.0, double hi = 1.0) {
+    using S = typename Derived::Scalar;
+    fill(x, [&](std::uint64_t i) { return static_cast<S>(lo + (hi - lo) * uniform(i)); });
+  }
+  template <typename Derived>
+  void fillUniform(Eigen::DenseBase<Derived>&& x, double lo = 0.0, double hi = 1.0) {
+    fillUniform(x, lo, hi);
+  }
+
+ private:
+  static double toUnit(std::uint64_t bits) { return double((bits >> 11) + 1) * 0x1.0p-53; }
+
+  template <typename Derived, typename F>
+  void fill(Eigen::DenseBase<Derived>& x, F&& value) {
+    const Index rows = x.rows(), cols = x.cols();
+    const std::uint64_t base = m_position;
+    for (Index j = 0; j < cols; ++j)
+      for (Index i = 0; i < rows; ++i) x.coeffRef(i, j) = value(base + std::uint64_t(j) * std::uint64_t(rows) + std::uint64_t(i));
+    m_position = base + std::uint64_t(rows) * std::uint64_t(cols);
+  }
+
+  std::uint64_t m_seed;
+  std::uint64_t m_stream;
+  std::uint64_t m_position = 0;
+};
+
+/// A rows×cols matrix of N(0, stddev²) values that depends only on (seed, stream).
+template <typename MatrixType>
+MatrixType gaussianMatrix(Index rows, Index cols, std::uint64_t seed, std::uint64_t stream = 0, double stddev = 1.0) {
+  requireArg(rows >= 0, "gaussianMatrix", "rows", rows, ">= 0");
+  requireArg(cols >= 0, "gaussianMatrix", "cols", cols, ">= 0");
+  MatrixType m(rows, cols);
+  CounterRng rng(seed, stream);
+  rng.fillGaussian(m, stddev);
+  return m;
+}
+
+}  // namespace wproj

@@ -1,0 +1,9 @@
+// wproj — weight-matrix projection methods. MIT licence.
+#pragma once
+
+/// \file
+/// The linear-algebra layer: orthonormalisation, subspaces and projectors, null spaces,
+/// decompositions (truncated, randomized and incremental SVD, DCT bases), statistics.
+
+#include "core.hpp"
+#include "linalg/orthonormalize.hpp"
