@@ -1,0 +1,196 @@
+// wproj — weight-matrix projection methods. MIT licence.
+#pragma once
+
+/// \file
+/// Streaming first and second moments: Welford's mean / covariance / cross-covariance with
+/// batched updates (the pairwise combination of Chan, Golub & LeVeque 1979), and a
+/// Ledoit–Wolf-style linear shrinkage of a covariance towards a scaled identity (as used by
+/// LEACE, Belrose et al. 2023).
+
+#include "../core/config.hpp"
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+namespace wproj {
+
+/// Streaming mean and covariance of a variable x ∈ R^d and, optionally, its cross-covariance
+/// with a second variable z ∈ R^c (Welford's algorithm, batched).
+///
+/// Samples are the ROWS of each batch (n×d for x, n×c for z). A batch of m rows with mean x̄_b
+/// and centred scatter S_b is merged into the running state (count n, mean μ, scatter M) by
+///   δ = x̄_b − μ,  μ ← μ + δ·m/(n+m),  M ← M + S_b + δδᵀ·n·m/(n+m),
+/// and the cross scatter likewise with δ_x δ_zᵀ. The result equals the two-pass statistics up
+/// to rounding for any split into batches. Accessors apply Bessel's correction (divide by n − 1).
+template <typename Scalar_>
+class StreamingCovariance {
+  static_assert(!Eigen::NumTraits<Scalar_>::IsComplex && !Eigen::NumTraits<Scalar_>::IsInteger,
+                "StreamingCovariance: real floating-point scalars only");
+
+ public:
+  using Scalar = Scalar_;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+  /// An accumulator with no dimension yet (fixed by the first update).
+  StreamingCovariance() = default;
+
+  /// An accumulator for x ∈ R^xDim and (when zDim > 0) z ∈ R^zDim.
+  explicit StreamingCovariance(Index xDim, Index zDim = 0) { reset(xDim, zDim); }
+
+  /// Forgets every sample and sets the dimensions.
+  StreamingCovariance& reset(Index xDim, Index zDim = 0) {
+    requireArg(xDim >= 1, "StreamingCovariance::reset", "xDim", xDim, ">= 1");
+    requireArg(zDim >= 0, "StreamingCovariance::reset", "zDim", zDim, ">= 0");
+    m_count = 0;
+    m_meanX = Vector::Zero(xDim);
+    m_meanZ = Vector::Zero(zDim);
+    m_scatterX = Matrix::Zero(xDim, xDim);
+    m_scatterXZ = Matrix::Zero(xDim, zDim);
+    return *this;
+  }
+
+  /// Adds a batch of samples of x only (rows = samples). Only valid when zDim() == 0.
+  template <typename DX>
+  StreamingCovariance& update(const Eigen::MatrixBase<DX>& x) {
+    const char* where = "StreamingCovariance::update";
+    if (m_meanX.size() == 0 && m_count == 0) reset(x.cols(), 0);
+    requireArg(zDim() == 0, where, "z", "missing", "a z batch (this accumulator tracks a cross-covariance with " +
+                                                      std::to_string(zDim()) + " columns)");
+    Matrix none(x.rows(), 0);
+    return updateImpl(x, none, where);
+  }
+
+  /// Adds a batch of paired samples (x_i, z_i): x is n×d, z is n×c.
+  template <typename DX, typename DZ>
+  StreamingCovariance& update(const Eigen::MatrixBase<DX>& x, const Eigen::MatrixBase<DZ>& z) {
+    const char* where = "StreamingCovariance::update";
+    if (m_meanX.size() == 0 && m_count == 0) reset(x.cols(), z.cols());
+    checkShape(z, x.rows(), zDim(), where, "z");
+    return updateImpl(x, z, where);
+  }
+
+  /// Merges another accumulator with the same dimensions (as if its samples had been added here).
+  StreamingCovariance& merge(const StreamingCovariance& other) {
+    const char* where = "StreamingCovariance::merge";
+    requireArg(other.xDim() == xDim() && other.zDim() == zDim(), where, "other",
+               detail::shapeString(other.xDim(), other.zDim()), "dimensions " + detail::shapeString(xDim(), zDim()));
+    combine(other.m_count, other.m_meanX, other.m_meanZ, other.m_scatterX, other.m_scatterXZ);
+    return *this;
+  }
+
+  /// Number of samples seen.
+  Index count() const { return m_count; }
+  Index xDim() const { return m_meanX.size(); }
+  Index zDim() const { return m_meanZ.size(); }
+
+  /// Running mean of x (zero before the first sample).
+  const Vector& meanX() const { return m_meanX; }
+  /// Running mean of z.
+  const Vector& meanZ() const { return m_meanZ; }
+  /// Centred scatter Σ_i (x_i − μ)(x_i − μ)ᵀ (d×d).
+  const Matrix& scatterX() const { return m_scatterX; }
+  /// Centred cross scatter Σ_i (x_i − μ_x)(z_i − μ_z)ᵀ (d×c).
+  const Matrix& scatterXZ() const { return m_scatterXZ; }
+
+  /// Sample covariance of x with Bessel's correction, scatter/(n − 1) (requires n ≥ 2).
+  Matrix covariance() const {
+    requireArg(m_count >= 2, "StreamingCovariance::covariance", "count()", m_count, ">= 2 samples");
+    Matrix s = (m_scatterX + m_scatterX.transpose()) * Scalar(0.5);
+    return s / Scalar(m_count - 1);
+  }
+
+  /// Maximum-likelihood covariance of x, scatter/n (requires n ≥ 1).
+  Matrix covarianceMle() const {
+    requireArg(m_count >= 1, "StreamingCovariance::covarianceMle", "count()", m_count, ">= 1 sample");
+    Matrix s = (m_scatterX + m_scatterX.transpose()) * Scalar(0.5);
+    return s / Scalar(m_count);
+  }
+
+  /// Cross-covariance of x and z with Bessel's correction, cross scatter/(n − 1) (d×c).
+  Matrix crossCovariance() const {
+    requireArg(m_count >= 2, "StreamingCovariance::crossCovariance", "count()", m_count, ">= 2 samples");
+    return m_scatterXZ / Scalar(m_count - 1);
+  }
+
+ private:
+  template <typename DX, typename DZ>
+  StreamingCovariance& updateImpl(const Eigen::MatrixBase<DX>& x, const Eigen::MatrixBase<DZ>& z, const char* where) {
+    checkShape(x, -1, xDim(), where, "x");
+    checkFinite(x, where, "x");
+    checkFinite(z, where, "z");
+    const Index m = x.rows();
+    if (m == 0) return *this;
+    const Vector mx = x.colwise().mean().transpose().template cast<Scalar>();
+    const Vector mz = z.colwise().mean().transpose().template cast<Scalar>();
+    const Matrix xc = x.template cast<Scalar>().rowwise() - mx.transpose();
+    const Matrix zc = z.template cast<Scalar>().rowwise() - mz.transpose();
+    Matrix sx = Matrix::Zero(xDim(), xDim());
+    sx.template selfadjointView<Eigen::Lower>().rankUpdate(xc.transpose());
+    sx.template triangularView<Eigen::StrictlyUpper>() = sx.transpose();
+    const Matrix sxz = xc.transpose() * zc;
+    combine(m, mx, mz, sx, sxz);
+    return *this;
+  }
+
+  void combine(Index m, const Vector& mx, const Vector& mz, const Matrix& sx, const Matrix& sxz) {
+    if (m == 0) return;
+    const Scalar n = Scalar(m_count), mm = Scalar(m), total = n + mm;
+    const Vector dx = mx - m_meanX, dz = mz - m_meanZ;
+    const Scalar w = n * mm / total;
+    m_scatterX += sx;
+    m_scatterX.noalias() += (w * dx) * dx.transpose();
+    m_scatterXZ += sxz;
+    m_scatterXZ.noalias() += (w * dx) * dz.transpose();
+    m_meanX += dx * (mm / total);
+    m_meanZ += dz * (mm / total);
+    m_count += m;
+  }
+
+  Index m_count = 0;
+  Vector m_meanX, m_meanZ;
+  Matrix m_scatterX, m_scatterXZ;
+};
+
+/// Ledoit–Wolf-style linear shrinkage intensity α ∈ [0, 1] for a p×p covariance estimate S from
+/// n samples: α = 1 − (tr(S)²/n) / (‖S‖²_F − tr(S)²/p), clamped to [0, 1]; α = 0 (full
+/// shrinkage) when S is already a multiple of the identity, α = 1 for a zero matrix.
+template <typename Derived>
+typename Derived::Scalar shrinkageIntensity(const Eigen::MatrixBase<Derived>& s, Index n) {
+  using Scalar = typename Derived::Scalar;
+  const char* where = "shrinkageIntensity";
+  requireArg(s.rows() == s.cols(), where, "s", detail::shapeString(s.rows(), s.cols()), "a square matrix");
+  checkNonEmpty(s, where, "s");
+  requireArg(n >= 1, where, "n", n, ">= 1 sample");
+  checkFinite(s, where, "s");
+  const Scalar p = Scalar(s.rows());
+  const Scalar tr = s.trace();
+  const Scalar fro2 = s.squaredNorm();
+  const Scalar tiny = std::numeric_limits<Scalar>::min();
+  if (!(fro2 > tiny)) return Scalar(1);
+  const Scalar numer = tr * tr / Scalar(n);
+  const Scalar denom = fro2 - tr * tr / p;
+  // eps guard: the dispersion of the eigenvalues is only known to ~eps·‖S‖²_F
+  if (!(denom > std::numeric_limits<Scalar>::epsilon() * fro2)) return Scalar(0);
+  return std::clamp(Scalar(1) - numer / denom, Scalar(0), Scalar(1));
+}
+
+/// Shrunk covariance S* = αS + (1 − α)(tr(S)/p)·I with α = shrinkageIntensity(s, n) — the
+/// Ledoit–Wolf-style estimator LEACE applies to a p×p sample covariance from n samples.
+template <typename Derived>
+Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic> shrinkCovariance(
+    const Eigen::MatrixBase<Derived>& s, Index n) {
+  using Scalar = typename Derived::Scalar;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  const Scalar alpha = shrinkageIntensity(s, n);
+  const Scalar mu = s.trace() / Scalar(s.rows());
+  Matrix out = alpha * s;
+  out.diagonal().array() += (Scalar(1) - alpha) * mu;
+  return out;
+}
+
+}  // namespace wproj
