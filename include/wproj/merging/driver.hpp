@@ -1,0 +1,130 @@
+// wproj — weight-matrix projection methods. MIT licence.
+#pragma once
+
+/// \file
+/// The model-level driver: walks a list of tensor names one tensor at a time, asks the caller for
+/// the base tensor θ₀ and each fine-tuned tensor θ_i of that name on demand, applies the per-name
+/// rule (project / average / skip) with any per-tensor merger of baselines.hpp or spectral.hpp,
+/// hands θ₀ + Δ to a sink and records what it did. Only the tensors of one name are resident
+/// at a time (θ₀, the T task vectors and the result), so an I/O layer can stream checkpoints
+/// through it. For models arriving one at a time use `ContinualMerger` (opcm.hpp), which has
+/// the same callback style.
+
+#include "../core/config.hpp"
+#include "report.hpp"
+#include "task_vectors.hpp"
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <functional>
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace wproj {
+
+/// Callback types of the drivers, for tensors of scalar type Scalar.
+template <typename Scalar>
+struct TensorCallbacks {
+  using Matrix = MergeMatrix<Scalar>;
+  /// θ₀ of a tensor.
+  using BaseFetch = std::function<Matrix(const std::string& name)>;
+  /// θ_i of a tensor, for fine-tuned model i in [0, numModels).
+  using ModelFetch = std::function<Matrix(Index model, const std::string& name)>;
+  /// Receives a merged tensor θ₀ + Δ.
+  using Sink = std::function<void(const std::string& name, const Matrix& tensor)>;
+};
+
+/// Merges T fine-tuned models at once with a per-tensor merger `Merger` (TaskArithmetic,
+/// TiesMerging, DareMerging, SlerpMerging, ModelStock, IsoCMerging, IsoCtsMerging, TsvMerging).
+///
+/// For each name (in the order given): fetch θ₀, fetch θ_1…θ_T and form τ_i = θ_i − θ₀ (shapes
+/// checked, with the tensor and model named in the error), decide the action with the rules,
+/// then Project → Δ = merger.mergeDelta(τ); Average → Δ = mean_i τ_i; Skip → Δ = 0 (the fine-tuned
+/// tensors are not even fetched). The sink receives θ₀ + Δ. Every tensor appears in the report.
+template <typename Merger>
+class ModelMerger {
+ public:
+  using Scalar = typename Merger::Scalar;
+  using Matrix = MergeMatrix<Scalar>;
+  using Callbacks = TensorCallbacks<Scalar>;
+
+  explicit ModelMerger(Merger merger = Merger()) : m_merger(std::move(merger)) {}
+
+  ModelMerger& setRules(const MergeRules& rules) {
+    m_rules = rules;
+    return *this;
+  }
+  const Merger& merger() const { return m_merger; }
+  Merger& merger() { return m_merger; }
+
+  /// Runs the merge. `numModels` ≥ 1 fine-tuned models.
+  MergeReport merge(const std::vector<std::string>& names, Index numModels, const typename Callbacks::BaseFetch& base,
+                    const typename Callbacks::ModelFetch& model, const typename Callbacks::Sink& sink) const {
+    requireArg(numModels >= 1, "ModelMerger::merge", "numModels", numModels, ">= 1");
+    requireArg(static_cast<bool>(base) && static_cast<bool>(model) && static_cast<bool>(sink), "ModelMerger::merge",
+               "callbacks", "an empty std::function", "three callables (base, model, sink)");
+    {
+      std::unordered_set<std::string> seen;
+      for (const auto& n : names)
+        if (!seen.insert(n).second) throw InvalidArgument("ModelMerger::merge: tensor name '" + n + "' appears twice");
+    }
+    MergeReport rep;
+    rep.method = m_merger.describe() + ", " + std::to_string(numModels) + " models";
+    Index index = 0;
+    for (const auto& name : names) {
+      TensorReport tr;
+      tr.name = name;
+      tr.index = index++;
+      Matrix theta0 = base(name);
+      checkNonEmpty(theta0, "ModelMerger::merge", ("base tensor '" + name + "'").c_str());
+      tr.rows = theta0.rows();
+      tr.cols = theta0.cols();
+      const RuleDecision d = m_rules.decide(name, tr.rows, tr.cols, m_merger.elementwise());
+      tr.action = d.action;
+      tr.rule = d.rule;
+      std::size_t resident = std::size_t(theta0.size()) * sizeof(Scalar);
+      if (d.action == TensorAction::Skip) {
+        tr.method = "skipped (base kept)";
+        sink(name, theta0);
+      } else {
+        std::vector<Matrix> taus;
+        taus.reserve(std::size_t(numModels));
+        for (Index i = 0; i < numModels; ++i) {
+          Matrix theta = model(i, name);
+          if (theta.rows() != theta0.rows() || theta.cols() != theta0.cols())
+            throw InvalidArgument("ModelMerger::merge: tensor '" + name + "' of model " + std::to_string(i) + " has shape " +
+                                  detail::shapeString(theta.rows(), theta.cols()) + "; expected " +
+                                  detail::shapeString(theta0.rows(), theta0.cols()) + " (its shape in the base model)");
+          theta -= theta0;
+          taus.push_back(std::move(theta));
+        }
+        resident += std::size_t(numModels + 1) * std::size_t(theta0.size()) * sizeof(Scalar);
+        Matrix delta;
+        if (d.action == TensorAction::Project) {
+          delta = m_merger.mergeDelta(taus, &tr);
+        } else {
+          detail::checkTaskVectors(taus, "ModelMerger::merge");
+          detail::describeInputs(taus, tr);
+          delta = detail::sumOf(taus) / Scalar(double(numModels));
+          tr.method = "mean of task vectors";
+        }
+        if (!delta.allFinite()) throw NumericalError("ModelMerger::merge: non-finite merged delta for tensor '" + name + "'");
+        tr.deltaNorm = double(delta.norm());
+        theta0 += delta;
+        sink(name, theta0);
+      }
+      rep.peakResidentBytes = std::max(rep.peakResidentBytes, resident);
+      rep.tensors.push_back(std::move(tr));
+    }
+    return rep;
+  }
+
+ private:
+  Merger m_merger;
+  MergeRules m_rules;
+};
+
+}  // namespace wproj
