@@ -1,0 +1,126 @@
+"""The benchmark workloads of bench/, built the same way as bench/common.hpp builds them.
+
+The matrices are not bit-identical to the C++ ones (NumPy's own generator draws the random
+numbers), but they are drawn from the same distribution with the same construction, so the
+accuracy figures (error / optimal, overlap with the exact subspace) are comparable.
+
+Construction (cheap, no SVD in setup): A = U diag(sigma) V^T + (I - U U^T) E (I - V V^T), with
+U (m x R) and V (n x R) orthonormal (QR of Gaussian blocks) and E Gaussian noise whose entries
+have standard deviation noise / sqrt(max(m, n)) (singular values of order `noise`). The noise is
+projected off span(U) and span(V), so the singular values of A are exactly sigma together with
+those of the projected noise: the optimal rank-k error and the exact top-r subspaces are known.
+"""
+import os
+import time
+
+import numpy as np
+
+# Workload parameters (keep in step with bench/common.hpp).
+RSVD_M, RSVD_N, RSVD_SIGNAL_RANK, RSVD_RANK, RSVD_OVERSAMPLING = 4096, 4096, 1024, 128, 10
+GRAD_M, GRAD_N, GRAD_SIGNAL_RANK, GRAD_RANK = 4096, 11008, 1024, 512
+GRAD_DRIFT = 0.3  # basis drift between two refreshes: U1 = orth(U0 + drift * Z / sqrt(rows))
+NOISE = 1e-4
+DCT_N, DCT_COLS, DCT_RANK = 4096, 11008, 512
+
+
+def power_law(r):
+    """sigma_i = 1/i, i = 1..r."""
+    return 1.0 / np.arange(1, r + 1, dtype=np.float64)
+
+
+def orthonormal(rng, m, r, dtype=np.float32):
+    q, _ = np.linalg.qr(rng.standard_normal((m, r), dtype=np.float32))
+    return np.ascontiguousarray(q, dtype=dtype)
+
+
+def with_spectrum(rng, u, v, sigma, noise):
+    """U diag(sigma) V^T + (I - U U^T) E (I - V V^T); returns (A, ||projected noise||_F)."""
+    m, n = u.shape[0], v.shape[0]
+    e = rng.standard_normal((m, n), dtype=np.float32)
+    e *= np.float32(noise / np.sqrt(max(m, n)))
+    e -= u @ (u.T @ e)
+    e -= (e @ v) @ v.T
+    noise_norm = float(np.linalg.norm(e.astype(np.float64)))
+    a = e
+    a += (u * sigma.astype(np.float32)) @ v.T
+    return a, noise_norm
+
+
+class PowerLawMatrix:
+    """The 4096 x 4096 rSVD test matrix: sigma_i = 1/i (i <= 1024) plus 1e-4 noise."""
+
+    def __init__(self, seed=1):
+        rng = np.random.default_rng(seed)
+        self.sigma = power_law(RSVD_SIGNAL_RANK)
+        u = orthonormal(rng, RSVD_M, RSVD_SIGNAL_RANK)
+        v = orthonormal(rng, RSVD_N, RSVD_SIGNAL_RANK)
+        self.a, self.noise_norm = with_spectrum(rng, u, v, self.sigma, NOISE)
+
+    def optimal_error(self, k):
+        """Relative Frobenius error of the best rank-k approximation."""
+        tail = np.sum(self.sigma[k:] ** 2) + self.noise_norm ** 2
+        total = np.sum(self.sigma ** 2) + self.noise_norm ** 2
+        return float(np.sqrt(tail / total))
+
+    def relative_error(self, u, s, vt):
+        """||A - U diag(s) V^T||_F / ||A||_F (V^T given as k x n)."""
+        r = self.a - (u * s) @ vt
+        return float(np.linalg.norm(r.astype(np.float64)) / np.linalg.norm(self.a.astype(np.float64)))
+
+
+class DriftingGradient:
+    """Two consecutive 4096 x 11008 'gradients' whose singular bases drift slowly.
+
+    G_t = U_t diag(sigma) V_t^T + noise, sigma_i = 1/i (i <= 1024); U_1 = orth(U_0 + drift Z / sqrt(m)),
+    V_1 = orth(V_0 + drift Z' / sqrt(n)) with Gaussian Z, Z' (each column of U_0 moves by about
+    `drift`). The exact top-r left subspace of G_t is span(U_t[:, :r]); only G_1 is formed: the
+    refresh starts from the previous exact basis U_0[:, :r].
+    """
+
+    def __init__(self, seed=2):
+        rng = np.random.default_rng(seed)
+        self.sigma = power_law(GRAD_SIGNAL_RANK)
+        u0 = orthonormal(rng, GRAD_M, GRAD_SIGNAL_RANK)
+        v0 = orthonormal(rng, GRAD_N, GRAD_SIGNAL_RANK)
+        self.prev_basis = np.ascontiguousarray(u0[:, :GRAD_RANK])
+        u1 = drift(rng, u0, GRAD_DRIFT)
+        v1 = drift(rng, v0, GRAD_DRIFT)
+        del v0
+        self.exact_basis = np.ascontiguousarray(u1[:, :GRAD_RANK])
+        self.g, _ = with_spectrum(rng, u1, v1, self.sigma, NOISE)
+
+
+def drift(rng, q, amount):
+    z = rng.standard_normal(q.shape, dtype=np.float32)
+    z *= np.float32(amount / np.sqrt(q.shape[0]))
+    z += q
+    out, _ = np.linalg.qr(z)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def overlap(q1, q2):
+    """||Q1^T Q2||_F^2 / min(k1, k2): sign-free subspace overlap in [0, 1]."""
+    c = q1.astype(np.float64).T @ q2.astype(np.float64)
+    return float(np.sum(c * c) / max(1, min(q1.shape[1], q2.shape[1])))
+
+
+def dct_input(seed=3):
+    """The DCT-selection gradient, stored as DCT_COLS rows of length DCT_N (each row is one column
+    of the 4096 x 11008 gradient: column-major in C++, C-order transposed here)."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((DCT_COLS, DCT_N), dtype=np.float32)
+
+
+def best_time(fn, repeats, min_seconds=0.0):
+    """Best wall time of `repeats` runs of fn() (at least one run; more while under min_seconds)."""
+    times, out = [], None
+    start = time.perf_counter()
+    while len(times) < repeats or (time.perf_counter() - start) < min_seconds and len(times) < 50:
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), float(np.median(times)), len(times), out
+
+
+def threads():
+    return int(os.environ.get("WPROJ_BENCH_THREADS", os.cpu_count() or 1))
