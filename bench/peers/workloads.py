@@ -5,7 +5,7 @@ numbers), but they are drawn from the same distribution with the same constructi
 accuracy figures (error / optimal, overlap with the exact subspace) are comparable.
 
 Construction (cheap, no SVD in setup): A = U diag(sigma) V^T + (I - U U^T) E (I - V V^T), with
-U (m x R) and V (n x R) orthonormal (QR of Gaussian blocks) and E Gaussian noise whose entries
+U (m x R) and V (n x R) orthonormal (CholeskyQR2 of Gaussian blocks) and E Gaussian noise whose entries
 have standard deviation noise / sqrt(max(m, n)) (singular values of order `noise`). The noise is
 projected off span(U) and span(V), so the singular values of A are exactly sigma together with
 those of the projected noise: the optimal rank-k error and the exact top-r subspaces are known.
@@ -28,9 +28,18 @@ def power_law(r):
     return 1.0 / np.arange(1, r + 1, dtype=np.float64)
 
 
-def orthonormal(rng, m, r, dtype=np.float32):
-    q, _ = np.linalg.qr(rng.standard_normal((m, r), dtype=np.float32))
-    return np.ascontiguousarray(q, dtype=dtype)
+def cholesky_qr2(x):
+    """Orthonormal basis of the columns of x by two Cholesky-QR passes (as wproj's CholeskyQR2)."""
+    import scipy.linalg
+    for _ in range(2):
+        r = scipy.linalg.cholesky(x.T @ x, lower=False)
+        x = scipy.linalg.solve_triangular(r, x.T, trans="T", lower=False).T
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def orthonormal(rng, m, r):
+    """An m x r matrix with orthonormal columns (Gaussian block, CholeskyQR2)."""
+    return cholesky_qr2(rng.standard_normal((m, r), dtype=np.float32))
 
 
 def with_spectrum(rng, u, v, sigma, noise):
@@ -94,8 +103,7 @@ def drift(rng, q, amount):
     z = rng.standard_normal(q.shape, dtype=np.float32)
     z *= np.float32(amount / np.sqrt(q.shape[0]))
     z += q
-    out, _ = np.linalg.qr(z)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return cholesky_qr2(z)
 
 
 def overlap(q1, q2):
