@@ -2,6 +2,20 @@
 #pragma once
 
 /// \file
-/// The gradient layer.
+/// The gradient layer: GaLore-style low-rank gradient projection. `GradientProjector<Basis>`
+/// with the basis policies (exact SVD, warm-started randomized SVD, DCT column selection,
+/// online PCA, seeded Gaussian, GRASS row selection, INT4-quantised wrapper), the moment
+/// policies, and the optimizers (AdamW, Adafactor; full rank and projected). See docs/gradient.md.
 
 #include "linalg.hpp"
+
+#include "gradient/adafactor.hpp"
+#include "gradient/adamw.hpp"
+#include "gradient/basis.hpp"
+#include "gradient/checkpoint.hpp"
+#include "gradient/gaussian_basis.hpp"
+#include "gradient/int4.hpp"
+#include "gradient/moments.hpp"
+#include "gradient/projector.hpp"
+#include "gradient/quantized_basis.hpp"
+#include "gradient/row_selection_basis.hpp"

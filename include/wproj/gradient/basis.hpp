@@ -1,0 +1,138 @@
+// wproj — weight-matrix projection methods. MIT licence.
+#pragma once
+
+/// \file
+/// Shared vocabulary of the gradient-projection bases.
+///
+/// A *basis policy* owns one projection matrix P (ambient×r) for one side of a gradient G (m×n):
+/// `Side::Left` projects R = PᵀG (r×n) with P of size m×r, `Side::Right` projects R = G P (m×r)
+/// with P of size n×r. Back-projection is P N (left) or N Pᵀ (right). Every policy implements:
+///
+/// \code
+///   using Scalar; using Matrix;
+///   static constexpr const char* kName;          // tag used in checkpoints
+///   static constexpr bool kTracksSteps;          // true when the basis changes on every step (online PCA)
+///   RefreshResult refresh(G, side, rank, refreshIndex, Matrix* transition);   // new basis from G
+///   void project(G, side, out) const;            // out = PᵀG or G P (no allocation)
+///   void backProject(N, side, out) const;        // out = P N or N Pᵀ
+///   void addBack(N, side, c, W) const;           // W += c·(P N) or c·(N Pᵀ)
+///   void denseBasis(Matrix& p) const;            // P as a dense ambient×r matrix
+///   bool hasBasis() const; std::size_t stateBytes() const;
+///   void save(std::ostream&) const; void load(std::istream&, Index ambient, Index rank);
+/// \endcode
+///
+/// `refresh` is transactional: on failure (`ok == false`) the previous basis is kept unchanged.
+/// When `transition` is non-null and a previous basis exists it receives R = P_oldᵀ P_new (r×r),
+/// the matrix the moment policies use to carry optimizer moments into the new coordinates.
+
+#include "../core/config.hpp"
+#include "../core/side.hpp"
+#include "checkpoint.hpp"
+
+#include <Eigen/Core>
+
+#include <cmath>
+#include <cstddef>
+#include <limits>
+
+namespace wproj {
+
+/// Which side(s) of a gradient G (m×n) GaLore projects (the `proj_type` of galore_torch).
+enum class ProjectionType {
+  Std,         ///< right (R = G P, P n×r) when m ≥ n, else left: always the smaller dimension
+  ReverseStd,  ///< the opposite of Std: the larger dimension
+  Left,        ///< always left: R = PᵀG (r×n)
+  Right,       ///< always right: R = G P (m×r)
+  Full         ///< two-sided: R = AᵀG B (r×r), back-projection A N Bᵀ
+};
+
+/// Name of a projection type ("std", "reverse_std", "left", "right", "full").
+inline const char* toString(ProjectionType t) {
+  switch (t) {
+    case ProjectionType::Std: return "std";
+    case ProjectionType::ReverseStd: return "reverse_std";
+    case ProjectionType::Left: return "left";
+    case ProjectionType::Right: return "right";
+    case ProjectionType::Full: return "full";
+  }
+  return "?";
+}
+
+/// Outcome of a basis refresh.
+struct RefreshResult {
+  bool ok = false;                                          ///< false: the previous basis was kept
+  double overlap = std::numeric_limits<double>::quiet_NaN();  ///< ‖P_oldᵀP_new‖²_F / r (NaN without a previous basis)
+};
+
+namespace detail {
+
+/// The ambient dimension of a side of an m×n gradient.
+inline Index ambientOf(Index rows, Index cols, Side side) { return side == Side::Left ? rows : cols; }
+
+/// Storage and products shared by every basis that keeps P as a dense ambient×r matrix
+/// (exact SVD, randomized SVD, online PCA, seeded Gaussian, INT4-dequantised).
+template <typename Scalar_>
+class DenseBasisStorage {
+ public:
+  using Scalar = Scalar_;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+
+  bool hasBasis() const { return m_p.size() > 0; }
+  /// The current projection matrix P (ambient×r).
+  const Matrix& matrixP() const { return m_p; }
+  void denseBasis(Matrix& p) const { p = m_p; }
+  std::size_t stateBytes() const { return std::size_t(m_p.size()) * sizeof(Scalar); }
+
+  /// out = PᵀG (left) or G P (right).
+  template <typename DG, typename DO>
+  void project(const Eigen::MatrixBase<DG>& g, Side side, Eigen::MatrixBase<DO>& out) const {
+    if (side == Side::Left)
+      out.derived().noalias() = m_p.transpose() * g.derived();
+    else
+      out.derived().noalias() = g.derived() * m_p;
+  }
+  /// out = P N (left) or N Pᵀ (right).
+  template <typename DN, typename DO>
+  void backProject(const Eigen::MatrixBase<DN>& n, Side side, Eigen::MatrixBase<DO>& out) const {
+    if (side == Side::Left)
+      out.derived().noalias() = m_p * n.derived();
+    else
+      out.derived().noalias() = n.derived() * m_p.transpose();
+  }
+  /// W += c·P N (left) or c·N Pᵀ (right), as one GEMM with β = 1.
+  template <typename DN, typename DW>
+  void addBack(const Eigen::MatrixBase<DN>& n, Side side, Scalar c, Eigen::MatrixBase<DW>& w) const {
+    if (side == Side::Left)
+      w.derived().noalias() += (c * m_p) * n.derived();
+    else
+      w.derived().noalias() += (c * n.derived()) * m_p.transpose();
+  }
+
+ protected:
+  /// Installs `candidate` as the new P after computing the transition/overlap against the old P.
+  RefreshResult commit(Matrix& candidate, Matrix* transition) {
+    RefreshResult res;
+    res.ok = true;
+    if (hasBasis() && m_p.rows() == candidate.rows() && m_p.cols() == candidate.cols()) {
+      Matrix r = m_p.transpose() * candidate;
+      res.overlap = double(r.squaredNorm()) / double(std::max<Index>(1, r.cols()));
+      if (transition) transition->swap(r);
+    }
+    m_p.swap(candidate);
+    return res;
+  }
+  void saveDense(std::ostream& os) const { ckpt::writeMatrix(os, m_p); }
+  void loadDense(std::istream& is, Index ambient, Index rank) {
+    const bool has = ckpt::readBounded<std::uint8_t>(is, "basis present flag", 0, 1) != 0;
+    m_p = has ? ckpt::readMatrix<Scalar>(is, "projection matrix P", ambient, rank) : Matrix();
+  }
+  void saveDenseWithFlag(std::ostream& os) const {
+    ckpt::writePod<std::uint8_t>(os, hasBasis() ? 1 : 0);
+    if (hasBasis()) saveDense(os);
+  }
+
+  Matrix m_p;
+};
+
+}  // namespace detail
+}  // namespace wproj
