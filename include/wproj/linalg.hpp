@@ -7,3 +7,7 @@
 
 #include "core.hpp"
 #include "linalg/orthonormalize.hpp"
+#include "linalg/subspace.hpp"
+#include "linalg/nullspace.hpp"
+#include "linalg/covariance.hpp"
+#include "linalg/pls.hpp"
