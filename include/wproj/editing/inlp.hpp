@@ -1,0 +1,155 @@
+// wproj — weight-matrix projection methods. MIT licence.
+#pragma once
+
+/// \file
+/// INLP — Iterative Null-space Projection (Ravfogel, Elazar, Gonen, Twiton, Goldberg, "Null It
+/// Out: Guarding Protected Attributes by Iterative Nullspace Projection", ACL 2020).
+
+#include "../core/config.hpp"
+#include "../core/side.hpp"
+#include "../linalg/nullspace.hpp"
+#include "../linalg/subspace.hpp"
+#include "linear_classifier.hpp"
+
+#include <Eigen/Core>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace wproj {
+
+/// Iteratively removes the directions linear classifiers use to predict a protected attribute.
+///
+///   X' = X; repeat n times: fit a linear classifier (weights w_i, c_i×d) on X' for z;
+///   if its accuracy (on the dev set when given, else on the training set) < minAccuracy: stop;
+///   keep w_i; P = I − P_R(Σ_i P_R(w_i)) — the projector onto ∩ N(w_i) (Ben-Israel,
+///   `intersectNullSpaces`); X' = X·P (always reprojecting the ORIGINAL X).
+///
+/// `subspace()` is the removed subspace span{rows of all w_i} = (∩ N(w_i))^⊥, which
+/// `WeightEditor` projects out of a weight; `nullSpace()` is what P projects onto.
+/// The classifier is a prototype copied and refitted each iteration: `LinearSVM` (the paper's
+/// LinearSVC without intercept, the default) or `LogisticRegression`, or any class with
+/// `fit(X, labels)`, `coefficients()` and `score(X, labels)`. Multiclass attributes use the
+/// classifier's one-vs-rest rows. Paper defaults: 35 iterations for word vectors, 300 for BERT.
+/// Iteration stops early when a classifier is below minAccuracy or has zero weights (its
+/// refits would be identical: the classifiers are deterministic).
+template <typename Scalar_, typename Classifier = LinearSVM<Scalar_>>
+class InlpEstimator {
+ public:
+  using Scalar = Scalar_;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+  InlpEstimator() = default;
+  explicit InlpEstimator(const Classifier& prototype) : m_prototype(prototype) {}
+
+  /// Maximum number of classifiers (default 35).
+  InlpEstimator& setIterations(Index n) {
+    requireArg(n >= 1, "InlpEstimator::setIterations", "n", n, ">= 1");
+    m_iterations = n;
+    return *this;
+  }
+  /// Accuracy a classifier needs for its directions to be removed (default 0: always remove).
+  InlpEstimator& setMinAccuracy(double acc) {
+    requireArg(std::isfinite(acc) && acc >= 0 && acc <= 1, "InlpEstimator::setMinAccuracy", "acc", acc, "in [0, 1]");
+    m_minAccuracy = acc;
+    return *this;
+  }
+  /// The classifier prototype (its settings are reused for every iteration).
+  InlpEstimator& setClassifier(const Classifier& prototype) {
+    m_prototype = prototype;
+    return *this;
+  }
+  Classifier& classifier() { return m_prototype; }
+
+  /// Runs INLP on x (n×d, rows = samples) with labels z; accuracies are measured on x.
+  template <typename D>
+  InlpEstimator& fit(const Eigen::MatrixBase<D>& x, const Eigen::Ref<const Labels>& labels) {
+    return run(x, labels, nullptr, nullptr);
+  }
+
+  /// Runs INLP on a training set, measuring each classifier's accuracy on a dev set.
+  template <typename D, typename DD>
+  InlpEstimator& fit(const Eigen::MatrixBase<D>& x, const Eigen::Ref<const Labels>& labels,
+                     const Eigen::MatrixBase<DD>& xDev, const Eigen::Ref<const Labels>& labelsDev) {
+    const char* where = "InlpEstimator::fit";
+    checkShape(xDev, -1, x.cols(), where, "xDev");
+    checkShape(labelsDev, xDev.rows(), 1, where, "labelsDev");
+    checkNonEmpty(xDev, where, "xDev");
+    checkFinite(xDev, where, "xDev");
+    const Matrix dev = xDev.template cast<Scalar>();
+    return run(x, labels, &dev, &labelsDev);
+  }
+
+  /// The removed subspace (span of every kept classifier's weight rows) of R^d.
+  const Subspace<Scalar>& subspace() const { WPROJ_ASSERT(m_fitted); return m_removed; }
+  /// ∩ N(w_i): the subspace P projects onto.
+  const Subspace<Scalar>& nullSpace() const { WPROJ_ASSERT(m_fitted); return m_null; }
+  /// X·P for rows-as-samples data (the debiased representations).
+  template <typename D>
+  Matrix project(const Eigen::MatrixBase<D>& x) const {
+    WPROJ_ASSERT(m_fitted);
+    return m_removed.projectOut(x.template cast<Scalar>(), Side::Right);
+  }
+  /// P = I − P_R(Σ P_R(w_i)) (d×d, formed on request).
+  Matrix projector() const { return nullSpace().projector(); }
+  /// The weight rows w_i of every kept classifier, in order.
+  const std::vector<Matrix>& classifierWeights() const { WPROJ_ASSERT(m_fitted); return m_weights; }
+  /// Accuracy of every classifier trained (the last may be the one that stopped the loop).
+  const std::vector<double>& accuracies() const { WPROJ_ASSERT(m_fitted); return m_accuracies; }
+  /// Number of classifiers kept.
+  Index classifiersKept() const { WPROJ_ASSERT(m_fitted); return Index(m_weights.size()); }
+  /// Accuracy of always predicting the training majority class (the target after erasure).
+  double majorityAccuracy() const { WPROJ_ASSERT(m_fitted); return m_majority; }
+
+ private:
+  template <typename D>
+  InlpEstimator& run(const Eigen::MatrixBase<D>& x, const Eigen::Ref<const Labels>& labels, const Matrix* dev,
+                     const Eigen::Ref<const Labels>* labelsDev) {
+    const char* where = "InlpEstimator::fit";
+    checkNonEmpty(x, where, "x");
+    checkShape(labels, x.rows(), 1, where, "labels");
+    checkFinite(x, where, "x");
+    const LabelEncoding enc(labels);
+    requireArg(enc.numClasses() >= 2, where, "labels", "one class (" + std::to_string(enc.classes.front()) + ")",
+               "at least two distinct classes");
+    m_majority = enc.majorityRate();
+    const Index d = x.cols();
+    const Matrix x0 = x.template cast<Scalar>();
+    Matrix xp = x0;
+    Matrix devp;
+    if (dev) devp = *dev;
+    m_weights.clear();
+    m_accuracies.clear();
+    m_removed = Subspace<Scalar>(d);
+    m_null = Subspace<Scalar>::fromOrthonormal(Matrix::Identity(d, d));
+    for (Index it = 0; it < m_iterations; ++it) {
+      Classifier clf = m_prototype;
+      clf.fit(xp, labels);
+      const double acc = dev ? clf.score(devp, *labelsDev) : clf.score(xp, labels);
+      m_accuracies.push_back(acc);
+      const Matrix w = clf.coefficients().template cast<Scalar>();
+      if (acc < m_minAccuracy || !(w.cwiseAbs().maxCoeff() > Scalar(0))) break;
+      m_weights.push_back(w);
+      m_null = intersectNullSpaces<Scalar>(m_weights);
+      m_removed = m_null.complement();
+      xp = m_removed.projectOut(x0, Side::Right);  // X·P of the original data
+      if (dev) devp = m_removed.projectOut(*dev, Side::Right);
+      if (m_removed.dim() == d) break;  // nothing left to remove
+    }
+    m_fitted = true;
+    return *this;
+  }
+
+  Classifier m_prototype;
+  Index m_iterations = 35;
+  double m_minAccuracy = 0.0;
+  double m_majority = 0.0;
+  bool m_fitted = false;
+  std::vector<Matrix> m_weights;
+  std::vector<double> m_accuracies;
+  Subspace<Scalar> m_removed, m_null;
+};
+
+}  // namespace wproj
