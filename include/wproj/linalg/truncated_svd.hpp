@@ -1,0 +1,489 @@
+// wproj — weight-matrix projection methods. MIT licence.
+#pragma once
+
+/// \file
+/// Exact truncated SVD and reusable rank-selection rules.
+///
+/// `TruncatedSVD` computes the leading singular triplets of a dense matrix either through Eigen's
+/// divide-and-conquer `BDCSVD` or through the eigendecomposition of the smaller Gram matrix
+/// (AᵀA or AAᵀ, always accumulated in double precision), whichever the method choice and the
+/// spectrum allow (see `SvdMethod`).
+///
+/// **Sign convention** (used by every SVD class of wproj: `TruncatedSVD`, `RandomizedSVD`,
+/// `IncrementalSVD`): for every i, the entry of largest magnitude of the left singular vector u_i
+/// is positive (the first such entry when several have the same magnitude), and v_i is flipped
+/// together with u_i. Results are therefore reproducible across methods and runs up to rounding
+/// (and up to the inherent non-uniqueness of vectors for repeated singular values).
+
+#include "../core/config.hpp"
+#include "orthonormalize.hpp"
+
+#include <Eigen/Cholesky>
+#include <Eigen/Eigenvalues>
+#include <Eigen/QR>
+#include <Eigen/SVD>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <type_traits>
+
+namespace wproj {
+
+/// A reusable rule that picks how many singular values to keep from a spectrum sorted in
+/// descending order. Rules are values: build one with a static constructor and apply it with
+/// `select(sigma)`. Every rule can additionally be capped with `withMaxRank(k)`.
+class RankRule {
+ public:
+  /// What a rule measures.
+  enum class Kind {
+    All,                ///< keep every singular value
+    Fixed,              ///< keep k values
+    Energy,             ///< smallest k with Σ_{i<k} σ_i² ≥ f·Σ σ_i²
+    SumFraction,        ///< smallest k with Σ_{i<k} σ_i ≥ f·Σ σ_i (OPCM uses this with f = 0.5)
+    AbsoluteTolerance,  ///< number of σ_i > tol
+    RelativeTolerance   ///< number of σ_i > tol·σ_0
+  };
+
+  /// The default rule keeps every singular value.
+  RankRule() = default;
+
+  /// Keeps every singular value.
+  static RankRule all() { return RankRule(); }
+
+  /// Keeps exactly k values (fewer when the spectrum is shorter). Requires k ≥ 1.
+  static RankRule fixed(Index k) {
+    requireArg(k >= 1, "RankRule::fixed", "k", k, ">= 1");
+    return RankRule(Kind::Fixed, double(k));
+  }
+
+  /// Smallest k with Σ_{i<k} σ_i² ≥ fraction·Σ σ_i² (captured "energy"). Requires 0 < fraction ≤ 1.
+  static RankRule energy(double fraction) {
+    requireArg(std::isfinite(fraction) && fraction > 0.0 && fraction <= 1.0, "RankRule::energy", "fraction", fraction,
+               "a value in (0, 1]");
+    return RankRule(Kind::Energy, fraction);
+  }
+
+  /// Smallest k with Σ_{i<k} σ_i ≥ fraction·Σ σ_i. Requires 0 < fraction ≤ 1.
+  static RankRule sumFraction(double fraction) {
+    requireArg(std::isfinite(fraction) && fraction > 0.0 && fraction <= 1.0, "RankRule::sumFraction", "fraction",
+               fraction, "a value in (0, 1]");
+    return RankRule(Kind::SumFraction, fraction);
+  }
+
+  /// Number of σ_i strictly greater than tol. Requires tol ≥ 0.
+  static RankRule absoluteTolerance(double tol) {
+    requireArg(std::isfinite(tol) && tol >= 0.0, "RankRule::absoluteTolerance", "tol", tol, "a finite value >= 0");
+    return RankRule(Kind::AbsoluteTolerance, tol);
+  }
+
+  /// Number of σ_i strictly greater than tol·σ_0. Requires 0 ≤ tol ≤ 1.
+  static RankRule relativeTolerance(double tol) {
+    requireArg(std::isfinite(tol) && tol >= 0.0 && tol <= 1.0, "RankRule::relativeTolerance", "tol", tol,
+               "a value in [0, 1]");
+    return RankRule(Kind::RelativeTolerance, tol);
+  }
+
+  /// The same rule, but never selecting more than k values. Requires k ≥ 1.
+  RankRule withMaxRank(Index k) const {
+    requireArg(k >= 1, "RankRule::withMaxRank", "k", k, ">= 1");
+    RankRule r = *this;
+    r.m_maxRank = k;
+    return r;
+  }
+
+  Kind kind() const { return m_kind; }
+  /// The rule's parameter (k for Fixed, the fraction or tolerance otherwise; 0 for All).
+  double parameter() const { return m_param; }
+  /// The cap set by `withMaxRank` (−1 when none).
+  Index maxRank() const { return m_maxRank; }
+
+  /// Number of values to keep from `sigma` (non-negative, finite, sorted in descending order).
+  /// Returns a value in [0, sigma.size()]; tolerance and fraction rules return 0 for a zero spectrum.
+  template <typename V>
+  Index select(const Eigen::MatrixBase<V>& sigma) const {
+    const Index n = sigma.size();
+    for (Index i = 0; i < n; ++i) {
+      const double s = double(sigma.coeff(i));
+      requireArg(std::isfinite(s) && s >= 0.0, "RankRule::select", "sigma", s,
+                 "finite, non-negative singular values (entry " + std::to_string(i) + ")");
+      if (i > 0)
+        requireArg(s <= double(sigma.coeff(i - 1)), "RankRule::select", "sigma", s,
+                   "values sorted in descending order (entry " + std::to_string(i) + ")");
+    }
+    Index k = n;
+    switch (m_kind) {
+      case Kind::All: k = n; break;
+      case Kind::Fixed: k = std::min<Index>(n, Index(m_param)); break;
+      case Kind::Energy:
+      case Kind::SumFraction: {
+        const bool squares = m_kind == Kind::Energy;
+        double total = 0;
+        for (Index i = 0; i < n; ++i) {
+          const double s = double(sigma.coeff(i));
+          total += squares ? s * s : s;
+        }
+        const double target = m_param * total;
+        double partial = 0;
+        k = n;
+        if (total <= 0.0) {
+          k = 0;
+          break;
+        }
+        for (Index i = 0; i < n; ++i) {
+          const double s = double(sigma.coeff(i));
+          partial += squares ? s * s : s;
+          if (partial >= target) {
+            k = i + 1;
+            break;
+          }
+        }
+        break;
+      }
+      case Kind::AbsoluteTolerance:
+      case Kind::RelativeTolerance: {
+        const double cut = m_kind == Kind::AbsoluteTolerance ? m_param : (n > 0 ? m_param * double(sigma.coeff(0)) : 0.0);
+        k = 0;
+        while (k < n && double(sigma.coeff(k)) > cut) ++k;
+        break;
+      }
+    }
+    if (m_maxRank >= 0) k = std::min(k, m_maxRank);
+    return k;
+  }
+
+  /// A short human-readable description, e.g. "energy(0.9)".
+  std::string describe() const {
+    std::string s;
+    switch (m_kind) {
+      case Kind::All: s = "all"; break;
+      case Kind::Fixed: s = "fixed(" + std::to_string(Index(m_param)) + ")"; break;
+      case Kind::Energy: s = "energy(" + detail::describe(m_param) + ")"; break;
+      case Kind::SumFraction: s = "sumFraction(" + detail::describe(m_param) + ")"; break;
+      case Kind::AbsoluteTolerance: s = "absoluteTolerance(" + detail::describe(m_param) + ")"; break;
+      case Kind::RelativeTolerance: s = "relativeTolerance(" + detail::describe(m_param) + ")"; break;
+    }
+    if (m_maxRank >= 0) s += ".withMaxRank(" + std::to_string(m_maxRank) + ")";
+    return s;
+  }
+
+ private:
+  RankRule(Kind kind, double param) : m_kind(kind), m_param(param) {}
+  Kind m_kind = Kind::All;
+  double m_param = 0.0;
+  Index m_maxRank = -1;
+};
+
+/// How `TruncatedSVD` computes the decomposition.
+enum class SvdMethod {
+  Auto,  ///< Gram when it is faster and its accuracy condition holds for the selected rank, else Bdc
+  Bdc,   ///< Eigen's BDCSVD (divide and conquer on a bidiagonal form): backward stable for any spectrum
+  Gram   ///< eigendecomposition of the smaller Gram matrix in double precision (accuracy caveat below)
+};
+
+/// Name of a method ("auto", "bdc", "gram").
+inline const char* toString(SvdMethod m) {
+  switch (m) {
+    case SvdMethod::Auto: return "auto";
+    case SvdMethod::Bdc: return "bdc";
+    case SvdMethod::Gram: return "gram";
+  }
+  return "?";
+}
+
+namespace detail {
+
+/// Applies wproj's sign convention to the first k columns of U (and V): the entry of largest
+/// magnitude of each u_i becomes positive (first index on ties); v_i is flipped with u_i.
+template <typename MU, typename MV>
+void applySignConvention(Eigen::MatrixBase<MU>& u, Eigen::MatrixBase<MV>& v) {
+  using Real = typename MU::RealScalar;
+  for (Index j = 0; j < u.cols(); ++j) {
+    Index best = 0;
+    Real bestAbs = Real(-1);
+    for (Index i = 0; i < u.rows(); ++i) {
+      const Real a = std::abs(u.coeff(i, j));
+      if (a > bestAbs) {
+        bestAbs = a;
+        best = i;
+      }
+    }
+    if (u.rows() > 0 && u.coeff(best, j) < Real(0)) {
+      u.col(j) = -u.col(j);
+      if (j < v.cols()) v.col(j) = -v.col(j);
+    }
+  }
+}
+
+/// Gram matrix of the columns (XᵀX, `ofColumns`) or of the rows (XXᵀ) of x, accumulated in double
+/// precision. Single-precision inputs are converted block by block (no full copy of x).
+template <typename Derived>
+Eigen::MatrixXd gramInDouble(const Eigen::MatrixBase<Derived>& x, bool ofColumns) {
+  using Scalar = typename Derived::Scalar;
+  const auto& a = x.derived();
+  const Index s = ofColumns ? a.cols() : a.rows();
+  Eigen::MatrixXd g = Eigen::MatrixXd::Zero(s, s);
+  if constexpr (std::is_same<Scalar, double>::value) {
+    if (ofColumns)
+      g.selfadjointView<Eigen::Lower>().rankUpdate(a.transpose().template cast<double>());
+    else
+      g.selfadjointView<Eigen::Lower>().rankUpdate(a.template cast<double>());
+  } else {
+    const Index len = ofColumns ? a.rows() : a.cols();
+    const Index block = 512;
+    Eigen::MatrixXd buf;
+    for (Index start = 0; start < len; start += block) {
+      const Index b = std::min(block, len - start);
+      if (ofColumns) {
+        buf = a.middleRows(start, b).transpose().template cast<double>();  // s×b
+      } else {
+        buf = a.middleCols(start, b).template cast<double>();  // s×b
+      }
+      g.selfadjointView<Eigen::Lower>().rankUpdate(buf);
+    }
+  }
+  g.triangularView<Eigen::StrictlyUpper>() = g.transpose();
+  return g;
+}
+
+/// Completes the leading `good` orthonormal columns of x (m×k) with orthonormal directions
+/// orthogonal to them, deterministically (Householder QR of [x_good, fixed pseudo-random block]).
+template <typename MatrixT>
+void completeOrthonormal(MatrixT& x, Index good) {
+  using Scalar = typename MatrixT::Scalar;
+  const Index m = x.rows(), k = x.cols();
+  if (good >= k) return;
+  MatrixT fill(m, k - good);
+  for (Index j = 0; j < k - good; ++j)
+    for (Index i = 0; i < m; ++i)
+      fill(i, j) = Scalar(std::sin(1.0 + double(i) * 12.9898 + double(j) * 78.233 + double((i * 31 + j * 17) % 7)));
+  if (good > 0) {
+    // Remove the kept directions twice so the Householder step only has to complete.
+    for (int pass = 0; pass < 2; ++pass) fill -= x.leftCols(good) * (x.leftCols(good).transpose() * fill);
+  }
+  MatrixT all(m, k);
+  all.leftCols(good) = x.leftCols(good);
+  all.rightCols(k - good) = fill;
+  orthonormalizeInPlace(all, OrthoMethod::Householder);
+  // Householder keeps the span (and, with diag(R) ≥ 0, the signs) of the leading columns;
+  // keep the caller's good columns bit for bit.
+  x.rightCols(k - good) = all.rightCols(k - good);
+}
+
+}  // namespace detail
+
+/// Exact truncated SVD A ≈ U_k Σ_k V_kᵀ of a dense matrix, with the rank chosen by a `RankRule`.
+///
+/// Methods (`setMethod`):
+/// - `SvdMethod::Bdc`: Eigen's `BDCSVD` (thin U and V), backward stable.
+/// - `SvdMethod::Gram`: with s = min(m, n), the s×s Gram matrix (AᵀA when m ≥ n, else AAᵀ) is
+///   accumulated in double precision, diagonalised, and the other factor recovered as
+///   U_k = A V_k Σ_k⁻¹ (then re-orthonormalised by one Cholesky-QR pass when needed).
+///   Accuracy caveat: σ_i carries an absolute error ≈ u_d·σ_0²/σ_i (u_d = 1.1e-16) instead of
+///   ≈ u·σ_0, so it is accurate when σ_k/σ_0 ≫ √u_d ≈ 1e-8; directions with σ_i below about
+///   √u_d·σ_0 are noise (they are completed to an orthonormal set, their σ_i kept as computed).
+/// - `SvdMethod::Auto` (default): Gram when it is faster (see docs/decompositions.md for the
+///   measured crossover) and σ_k/σ_0 is large enough that its error stays within a small factor
+///   of BDCSVD's (float: σ_k/σ_0 ≥ 1e-6; double: σ_k/σ_0 ≥ 1e-3); otherwise Bdc.
+///
+/// Signs follow wproj's convention (largest-magnitude entry of each u_i positive). Non-finite
+/// inputs throw `InvalidArgument`.
+template <typename MatrixType>
+class TruncatedSVD {
+ public:
+  using Scalar = typename MatrixType::Scalar;
+  using RealScalar = typename Eigen::NumTraits<Scalar>::Real;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<RealScalar, Eigen::Dynamic, 1>;
+  static_assert(!Eigen::NumTraits<Scalar>::IsComplex, "TruncatedSVD: real scalars only");
+
+  /// An empty decomposition; set a rank or rule, then call `compute()`.
+  TruncatedSVD() = default;
+
+  /// Computes the leading `rank` singular triplets of `a`.
+  template <typename Derived>
+  TruncatedSVD(const Eigen::MatrixBase<Derived>& a, Index rank) {
+    setRank(rank);
+    compute(a);
+  }
+
+  /// Keeps k singular triplets (k ≥ 1; clamped to min(m, n)). Same as setRankRule(RankRule::fixed(k)).
+  TruncatedSVD& setRank(Index k) {
+    requireArg(k >= 1, "TruncatedSVD::setRank", "k", k, ">= 1");
+    m_rule = RankRule::fixed(k);
+    return *this;
+  }
+  /// Chooses the rank from the computed spectrum with `rule` (default: keep all min(m, n)).
+  TruncatedSVD& setRankRule(const RankRule& rule) {
+    m_rule = rule;
+    return *this;
+  }
+  /// Selects the algorithm (default `SvdMethod::Auto`).
+  TruncatedSVD& setMethod(SvdMethod method) {
+    m_method = method;
+    return *this;
+  }
+
+  const RankRule& rankRule() const { return m_rule; }
+  SvdMethod method() const { return m_method; }
+  /// The algorithm the last `compute()` used (Bdc or Gram).
+  SvdMethod methodUsed() const { return m_used; }
+
+  /// Computes the truncated SVD of `a` (any dense expression, row-major maps included).
+  template <typename Derived>
+  TruncatedSVD& compute(const Eigen::MatrixBase<Derived>& a) {
+    if constexpr ((int(Eigen::internal::traits<Derived>::Flags) & Eigen::DirectAccessBit) == 0) {
+      // An expression (−A, A + B, …): evaluate it once.
+      const typename Derived::PlainObject evaluated = a;
+      return compute(evaluated);
+    }
+    checkNonEmpty(a, "TruncatedSVD::compute", "a");
+    checkFinite(a, "TruncatedSVD::compute", "a");
+    m_rows = a.rows();
+    m_cols = a.cols();
+    m_info = Eigen::Success;
+    const Index m = a.rows(), n = a.cols(), s = std::min(m, n), big = std::max(m, n);
+
+    bool done = false;
+    if (m_method == SvdMethod::Gram || (m_method == SvdMethod::Auto && gramIsFaster(big, s))) {
+      done = computeGram(a, m_method == SvdMethod::Gram);
+      if (done) m_used = SvdMethod::Gram;
+    }
+    if (!done) {
+      computeBdc(a);
+      m_used = SvdMethod::Bdc;
+    }
+    detail::applySignConvention(m_u, m_v);
+    m_computed = true;
+    return *this;
+  }
+
+  /// m×k matrix of left singular vectors (orthonormal columns).
+  const Matrix& matrixU() const {
+    WPROJ_ASSERT(m_computed);
+    return m_u;
+  }
+  /// The k kept singular values, descending.
+  const Vector& singularValues() const {
+    WPROJ_ASSERT(m_computed);
+    return m_s;
+  }
+  /// n×k matrix of right singular vectors (orthonormal columns).
+  const Matrix& matrixV() const {
+    WPROJ_ASSERT(m_computed);
+    return m_v;
+  }
+  /// Number of kept triplets k.
+  Index rank() const {
+    WPROJ_ASSERT(m_computed);
+    return m_s.size();
+  }
+  Index rows() const { return m_rows; }
+  Index cols() const { return m_cols; }
+  /// `Success`, or `NoConvergence` when BDCSVD reported a failure.
+  Eigen::ComputationInfo info() const {
+    WPROJ_ASSERT(m_computed);
+    return m_info;
+  }
+  /// U_k Σ_k V_kᵀ (m×n).
+  Matrix reconstruct() const {
+    WPROJ_ASSERT(m_computed);
+    if (m_s.size() == 0) return Matrix::Zero(m_rows, m_cols);
+    return m_u * m_s.template cast<Scalar>().asDiagonal() * m_v.transpose();
+  }
+
+  /// The Auto cost model: Gram is chosen when max(m, n) ≥ 2·min(m, n) or min(m, n) ≥ 64
+  /// (measured: see docs/decompositions.md; BDCSVD's bidiagonalisation is memory-bound while the
+  /// Gram route is a SYRK, a small symmetric eigensolver and a GEMM).
+  static bool gramIsFaster(Index big, Index small) { return small >= 16 && (big >= 2 * small || small >= 64); }
+
+ private:
+  template <typename Derived>
+  void computeBdc(const Eigen::MatrixBase<Derived>& a) {
+    Eigen::BDCSVD<Matrix> svd(a, Eigen::ComputeThinU | Eigen::ComputeThinV);
+    if (svd.info() != Eigen::Success) m_info = Eigen::NoConvergence;
+    const Index k = m_rule.select(svd.singularValues());
+    m_s = svd.singularValues().head(k);
+    m_u = svd.matrixU().leftCols(k);
+    m_v = svd.matrixV().leftCols(k);
+  }
+
+  /// The Gram route. Returns false (nothing computed) when `force` is false and the accuracy
+  /// condition fails for the selected rank.
+  template <typename Derived>
+  bool computeGram(const Eigen::MatrixBase<Derived>& a, bool force) {
+    const bool tall = a.rows() >= a.cols();  // Gram of the columns (n×n) when tall
+    // Scale huge/tiny double inputs so the squares neither overflow nor underflow (float inputs
+    // cannot: their squares always fit a double).
+    double scale = 1.0;
+    Eigen::MatrixXd g;
+    if constexpr (std::is_same<RealScalar, double>::value) {
+      const double maxAbs = double(a.cwiseAbs().maxCoeff());
+      if (maxAbs > 0 && (maxAbs > 1e100 || maxAbs < 1e-100)) scale = 1.0 / maxAbs;
+    }
+    if (scale != 1.0)
+      g = detail::gramInDouble(a.derived() * Scalar(scale), tall);
+    else
+      g = detail::gramInDouble(a, tall);
+    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(g);
+    if (eig.info() != Eigen::Success) {
+      if (force) m_info = Eigen::NoConvergence;
+      return false;
+    }
+    const Index s = g.rows();
+    Eigen::VectorXd sigma(s);
+    for (Index i = 0; i < s; ++i) sigma(i) = std::sqrt(std::max(0.0, eig.eigenvalues()(s - 1 - i))) / scale;
+    const Index k = m_rule.select(sigma);
+    const double s0 = sigma(0);
+    const double uD = unitRoundoff<double>(), uS = double(unitRoundoff<RealScalar>());
+    if (!force && k > 0 && s0 > 0) {
+      const double cut = std::is_same<RealScalar, float>::value ? 1e-6 : 1e-3;
+      if (!(sigma(k - 1) >= cut * s0)) return false;
+    }
+    // Eigenvectors of the kept values, descending order.
+    Matrix w(s, k);
+    for (Index j = 0; j < k; ++j) w.col(j) = eig.eigenvectors().col(s - 1 - j).template cast<Scalar>();
+    // Directions with σ_i below √(s·u_d)·σ_0 are not resolved by the Gram matrix.
+    const double noise = std::sqrt(double(s) * uD) * s0 * 4.0;
+    Index good = 0;
+    while (good < k && sigma(good) > noise) ++good;
+    Matrix other(tall ? a.rows() : a.cols(), k);
+    if (good > 0) {
+      if (tall)
+        other.leftCols(good).noalias() = a.derived() * w.leftCols(good);
+      else
+        other.leftCols(good).noalias() = a.derived().transpose() * w.leftCols(good);
+      for (Index j = 0; j < good; ++j) other.col(j) *= Scalar(1.0 / sigma(j));
+      // Predicted loss of orthogonality of A W Σ⁻¹: rounding of the product plus the Gram error.
+      const double ratio = s0 / sigma(good - 1);
+      const double predicted = uS * ratio * std::sqrt(double(s)) + uD * ratio * ratio * double(s);
+      if (predicted > 64.0 * uS) {
+        Matrix block = other.leftCols(good);
+        orthonormalizeInPlace(block, OrthoMethod::Auto);
+        other.leftCols(good) = block;
+      }
+    }
+    detail::completeOrthonormal(other, good);
+    m_s = sigma.head(k).template cast<RealScalar>();
+    if (tall) {
+      m_v = std::move(w);
+      m_u = std::move(other);
+    } else {
+      m_u = std::move(w);
+      m_v = std::move(other);
+    }
+    return true;
+  }
+
+  RankRule m_rule;
+  SvdMethod m_method = SvdMethod::Auto;
+  SvdMethod m_used = SvdMethod::Bdc;
+  Matrix m_u, m_v;
+  Vector m_s;
+  Index m_rows = 0, m_cols = 0;
+  Eigen::ComputationInfo m_info = Eigen::Success;
+  bool m_computed = false;
+};
+
+}  // namespace wproj
