@@ -9,5 +9,6 @@
 #include "linalg/orthonormalize.hpp"
 #include "linalg/subspace.hpp"
 #include "linalg/nullspace.hpp"
+#include "linalg/truncated_svd.hpp"
 #include "linalg/covariance.hpp"
 #include "linalg/pls.hpp"
