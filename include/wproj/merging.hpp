@@ -2,6 +2,16 @@
 #pragma once
 
 /// \file
-/// The merging layer.
+/// The merging layer: task vectors and per-tensor mergers (task arithmetic, TIES, DARE, SLERP,
+/// Model Stock, Iso-C, Iso-CTS, TSV-M), the continual merger OPCM with a resumable state, and a
+/// model-level driver that streams tensors through callbacks and reports every tensor.
 
 #include "linalg.hpp"
+#include "linalg/polar.hpp"
+#include "linalg/truncated_svd.hpp"
+#include "merging/report.hpp"
+#include "merging/task_vectors.hpp"
+#include "merging/baselines.hpp"
+#include "merging/spectral.hpp"
+#include "merging/opcm.hpp"
+#include "merging/driver.hpp"
