@@ -1,0 +1,659 @@
+// wproj — weight-matrix projection methods. MIT licence.
+#pragma once
+
+/// \file
+/// Randomized SVD (Halko, Martinsson & Tropp 2011) with power iterations, block Krylov
+/// iteration (Musco & Musco 2015), warm starts from a previous basis, a fixed-accuracy mode
+/// with adaptive rank (blocked randQB_EI-style growth, Yu, Gu & Li 2018) and a randomized
+/// a-posteriori error estimate.
+///
+/// Everything heavy is a product of A (or Aᵀ) with a block of many columns (GEMM), so
+/// `EIGEN_USE_BLAS` sends it to the BLAS. Blocks are orthonormalised with CholeskyQR2
+/// (`orthonormalizeInPlace`, Auto), never with Householder QR in the common case, and the small
+/// SVD of B = QᵀA is obtained from the ℓ×ℓ Gram matrix BBᵀ accumulated in double precision
+/// (falling back to a QR-based small SVD when the kept spectrum is too wide for that).
+
+#include "../core/config.hpp"
+#include "../core/random.hpp"
+#include "linear_operator.hpp"
+#include "orthonormalize.hpp"
+#include "truncated_svd.hpp"
+
+#include <Eigen/Eigenvalues>
+#include <Eigen/SVD>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace wproj {
+
+/// How a block is re-normalised between the products of a power (subspace) iteration.
+enum class PowerNormalization {
+  None,            ///< no normalisation (fastest; loses the small directions when q is large)
+  LU,              ///< partial-pivoted LU, keeping P·L (scikit-learn's choice for q > 2)
+  Orthonormalize,  ///< orthonormal basis through `orthonormalizeInPlace` (CholeskyQR2 when well conditioned)
+  Auto             ///< Orthonormalize (cheap with CholeskyQR2 and the most accurate)
+};
+
+/// Name of a normalisation ("none", "lu", "orthonormalize", "auto").
+inline const char* toString(PowerNormalization n) {
+  switch (n) {
+    case PowerNormalization::None: return "none";
+    case PowerNormalization::LU: return "lu";
+    case PowerNormalization::Orthonormalize: return "orthonormalize";
+    case PowerNormalization::Auto: return "auto";
+  }
+  return "?";
+}
+
+namespace detail {
+
+/// Replaces the tall block y (m×l, m ≥ l) by P·L from its partial-pivoted LU factorisation
+/// y = P·L·U (L unit lower trapezoidal): a cheap normalisation with span(P·L) = span(y) when y
+/// has full column rank.
+template <typename MatrixT>
+void luNormalizeInPlace(MatrixT& y) {
+  using Scalar = typename MatrixT::Scalar;
+  const Index m = y.rows(), l = y.cols();
+  std::vector<Index> perm(static_cast<std::size_t>(m));
+  for (Index i = 0; i < m; ++i) perm[std::size_t(i)] = i;
+  for (Index j = 0; j < l && j < m; ++j) {
+    Index p = 0;
+    y.col(j).tail(m - j).cwiseAbs().maxCoeff(&p);
+    p += j;
+    if (p != j) {
+      y.row(j).swap(y.row(p));
+      std::swap(perm[std::size_t(j)], perm[std::size_t(p)]);
+    }
+    const Scalar pivot = y(j, j);
+    if (pivot == Scalar(0)) continue;
+    y.col(j).tail(m - j - 1) /= pivot;
+    if (j + 1 < l)
+      y.block(j + 1, j + 1, m - j - 1, l - j - 1).noalias() -=
+          y.col(j).tail(m - j - 1) * y.row(j).segment(j + 1, l - j - 1);
+  }
+  MatrixT out(m, l);
+  for (Index i = 0; i < m; ++i) {
+    const Index r = perm[std::size_t(i)];
+    for (Index j = 0; j < l; ++j) out(r, j) = j < i ? y(i, j) : (j == i ? Scalar(1) : Scalar(0));
+  }
+  y.swap(out);
+}
+
+/// Sum of squares of a block, accumulated in double.
+template <typename Derived>
+double squaredNormDouble(const Eigen::MatrixBase<Derived>& x) {
+  double s = 0;
+  for (Index j = 0; j < x.cols(); ++j) s += x.col(j).template cast<double>().squaredNorm();
+  return s;
+}
+
+}  // namespace detail
+
+/// Randomized truncated SVD A ≈ U Σ Vᵀ of a dense matrix or a matrix-free operator.
+///
+/// Fixed-rank mode (default): sketch size ℓ = min(k + p, min(m, n)) with oversampling p
+/// (default 10), q power iterations (default `-1` = automatic: 7 if k < 0.1·min(m, n) else 4,
+/// as scikit-learn; 2 for block Krylov; 0 after a warm start) with a normalisation between the
+/// products, then Q = orth(Y), B = QᵀA and the SVD of the small B. When k ≥ min(m, n) or
+/// ℓ ≥ min(m, n) the exact `TruncatedSVD` is used instead.
+///
+/// Block Krylov (`setBlockKrylov(true)`, Musco & Musco 2015): Q is an orthonormal basis of
+/// [AΩ, (AAᵀ)AΩ, …, (AAᵀ)^q AΩ] (block Lanczos with full re-orthogonalisation); it costs the
+/// same number of products with A as q power iterations but reaches (1+ε)-optimal error in
+/// O(1/√ε) rather than O(1/ε) iterations on slowly decaying spectra.
+///
+/// Warm start (`setStartingRightBasis(V0)`): the sketch is Y = A·V0, padded with Gaussian
+/// columns up to ℓ. With the default q = 0 this is one subspace iteration and costs exactly two
+/// products with A (Y = A·V0 and Z = AᵀQ) plus an m×ℓ CholeskyQR2 and ℓ×ℓ work: the GaLore
+/// refresh when the subspace drifts slowly. `setStartingLeftBasis(U0)` works on Aᵀ instead.
+///
+/// Fixed-accuracy mode (`setTolerance(tol)`): Q grows in blocks of b columns (randQB_EI) until
+/// the relative Frobenius error ‖A − QQᵀA‖_F/‖A‖_F is ≤ tol, then the SVD is truncated to the
+/// smallest rank meeting tol; the rank set with `setRank` is a cap. Convergence is tested with
+/// ‖A‖²_F − ‖QᵀA‖²_F when tol is large enough for that difference to be resolved in the working
+/// precision (tol² ≥ 1000·u), otherwise with randomized probes of the residual (the next
+/// block's (I − QQᵀ)AΩ, computed in working precision), which certifies tolerances far below √u.
+///
+/// `errorEstimate()` is an a-posteriori estimate of ‖A − UΣVᵀ‖_F / ‖A‖_F: in fixed-rank mode
+/// from s Gaussian probes (default 8; their products with A ride along with the first sketch, so
+/// they cost no extra pass over A): sqrt(Σ‖(A − UΣVᵀ)ω_j‖²) / sqrt(Σ‖Aω_j‖²).
+///
+/// Random numbers come from `CounterRng(seed)`: the same seed gives the same bits. Signs follow
+/// wproj's convention (largest-magnitude entry of each u_i positive).
+template <typename MatrixType>
+class RandomizedSVD {
+ public:
+  using Scalar = typename MatrixType::Scalar;
+  using RealScalar = typename Eigen::NumTraits<Scalar>::Real;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<RealScalar, Eigen::Dynamic, 1>;
+  static_assert(!Eigen::NumTraits<Scalar>::IsComplex, "RandomizedSVD: real scalars only");
+
+  RandomizedSVD() = default;
+
+  /// Computes a rank-`rank` randomized SVD of `a` with the default settings.
+  template <typename Derived>
+  RandomizedSVD(const Eigen::MatrixBase<Derived>& a, Index rank) {
+    setRank(rank);
+    compute(a);
+  }
+
+  /// Target rank k ≥ 1 (in fixed-accuracy mode: the maximal rank).
+  RandomizedSVD& setRank(Index k) {
+    requireArg(k >= 1, "RandomizedSVD::setRank", "k", k, ">= 1");
+    m_rank = k;
+    return *this;
+  }
+  /// Oversampling p ≥ 0 (default 10): the sketch has ℓ = k + p columns.
+  RandomizedSVD& setOversampling(Index p) {
+    requireArg(p >= 0, "RandomizedSVD::setOversampling", "p", p, ">= 0");
+    m_oversampling = p;
+    return *this;
+  }
+  /// Number of power (or Krylov) iterations q ≥ 0, or −1 for the automatic choice (default).
+  RandomizedSVD& setPowerIterations(Index q) {
+    requireArg(q >= -1, "RandomizedSVD::setPowerIterations", "q", q, ">= 0, or -1 for automatic");
+    m_powerIterations = q;
+    return *this;
+  }
+  /// Normalisation between power-iteration products (default Auto = Orthonormalize).
+  RandomizedSVD& setNormalization(PowerNormalization n) {
+    m_normalization = n;
+    return *this;
+  }
+  /// Seed of the Gaussian test matrices (default 0).
+  RandomizedSVD& setSeed(std::uint64_t seed) {
+    m_seed = seed;
+    return *this;
+  }
+  /// Uses block Krylov iteration instead of plain power iteration (default false).
+  RandomizedSVD& setBlockKrylov(bool on) {
+    m_blockKrylov = on;
+    return *this;
+  }
+  /// Warm start from an n×l0 basis (e.g. the previous V): the first sketch is Y = A·V0, padded
+  /// with Gaussian columns up to ℓ (only the first ℓ columns of V0 are used when l0 > ℓ).
+  /// Clears a left starting basis.
+  RandomizedSVD& setStartingRightBasis(const Matrix& v0) {
+    checkNonEmpty(v0, "RandomizedSVD::setStartingRightBasis", "v0");
+    checkFinite(v0, "RandomizedSVD::setStartingRightBasis", "v0");
+    m_start = v0;
+    m_startSide = StartSide::Right;
+    return *this;
+  }
+  /// Warm start from an m×l0 basis (e.g. the previous U): works on Aᵀ with Y = Aᵀ·U0.
+  /// Clears a right starting basis.
+  RandomizedSVD& setStartingLeftBasis(const Matrix& u0) {
+    checkNonEmpty(u0, "RandomizedSVD::setStartingLeftBasis", "u0");
+    checkFinite(u0, "RandomizedSVD::setStartingLeftBasis", "u0");
+    m_start = u0;
+    m_startSide = StartSide::Left;
+    return *this;
+  }
+  /// Forgets a starting basis (cold start with a Gaussian sketch).
+  RandomizedSVD& clearStartingBasis() {
+    m_start.resize(0, 0);
+    m_startSide = StartSide::None;
+    return *this;
+  }
+  /// Fixed-accuracy mode: adaptive rank so that ‖A − UΣVᵀ‖_F ≤ relTol·‖A‖_F, with 0 < relTol < 1.
+  RandomizedSVD& setTolerance(double relTol) {
+    requireArg(std::isfinite(relTol) && relTol > 0.0 && relTol < 1.0, "RandomizedSVD::setTolerance", "relTol", relTol,
+               "a value in (0, 1)");
+    m_tolerance = relTol;
+    return *this;
+  }
+  /// Back to fixed-rank mode.
+  RandomizedSVD& clearTolerance() {
+    m_tolerance = -1;
+    return *this;
+  }
+  /// Block size b ≥ 1 of the fixed-accuracy mode, or −1 (default) for min(64, max(8, min(m,n)/16)).
+  RandomizedSVD& setBlockSize(Index b) {
+    requireArg(b >= 1 || b == -1, "RandomizedSVD::setBlockSize", "b", b, ">= 1, or -1 for automatic");
+    m_blockSize = b;
+    return *this;
+  }
+  /// Number s ≥ 0 of Gaussian probes for `errorEstimate()` in fixed-rank mode (default 8; 0 turns
+  /// the estimate off).
+  RandomizedSVD& setErrorProbes(Index s) {
+    requireArg(s >= 0, "RandomizedSVD::setErrorProbes", "s", s, ">= 0");
+    m_probes = s;
+    return *this;
+  }
+
+  Index targetRank() const { return m_rank; }
+  Index oversampling() const { return m_oversampling; }
+  Index powerIterations() const { return m_powerIterations; }
+  PowerNormalization normalization() const { return m_normalization; }
+  std::uint64_t seed() const { return m_seed; }
+  bool blockKrylov() const { return m_blockKrylov; }
+  double tolerance() const { return m_tolerance; }
+
+  /// Computes the decomposition of a dense matrix (used in place: no copy of A is made).
+  template <typename Derived>
+  RandomizedSVD& compute(const Eigen::MatrixBase<Derived>& a) {
+    checkNonEmpty(a, "RandomizedSVD::compute", "a");
+    DenseOperator<Derived> op(a);
+    m_exactNorm = -1;
+    run(op, [&]() {
+      checkFinite(a, "RandomizedSVD::compute", "a");
+      throw NumericalError("RandomizedSVD::compute: the sketch of A overflowed (|A| too large for the scalar type)");
+    }, [&]() { return detail::squaredNormDouble(a); }, [&]() -> Matrix { return a; });
+    return *this;
+  }
+
+  /// Computes the decomposition of a matrix-free operator (see linear_operator.hpp).
+  template <typename Op>
+  RandomizedSVD& computeOperator(const Op& op) {
+    static_assert(std::is_same<typename Op::Scalar, Scalar>::value, "RandomizedSVD::computeOperator: scalar type mismatch");
+    requireArg(op.rows() > 0 && op.cols() > 0, "RandomizedSVD::computeOperator", "op",
+               detail::shapeString(op.rows(), op.cols()), "a non-empty operator");
+    run(op, []() {
+      throw InvalidArgument("RandomizedSVD::computeOperator: argument 'op' produced non-finite values; expected a finite operator");
+    }, nullptr, [&]() -> Matrix { return detail::operatorToDense(op); });
+    return *this;
+  }
+
+  /// m×k left singular vectors (orthonormal columns).
+  const Matrix& matrixU() const {
+    WPROJ_ASSERT(m_computed);
+    return m_u;
+  }
+  /// The k singular values, descending.
+  const Vector& singularValues() const {
+    WPROJ_ASSERT(m_computed);
+    return m_s;
+  }
+  /// n×k right singular vectors (orthonormal columns).
+  const Matrix& matrixV() const {
+    WPROJ_ASSERT(m_computed);
+    return m_v;
+  }
+  /// Number of computed triplets k.
+  Index rank() const {
+    WPROJ_ASSERT(m_computed);
+    return m_s.size();
+  }
+  /// `Success`; `NoConvergence` in fixed-accuracy mode when the tolerance was not reached within
+  /// the rank cap (the rank-cap result is returned).
+  Eigen::ComputationInfo info() const {
+    WPROJ_ASSERT(m_computed);
+    return m_info;
+  }
+  /// A-posteriori estimate of ‖A − UΣVᵀ‖_F / ‖A‖_F (exact when the exact fallback ran; −1 when
+  /// no probes were requested).
+  double errorEstimate() const {
+    WPROJ_ASSERT(m_computed);
+    return m_errorEstimate;
+  }
+  /// Sketch size ℓ used by the last computation (the Krylov basis has ℓ·(q+1) columns).
+  Index sketchSize() const { return m_sketchSize; }
+  /// Power (or Krylov) iterations used by the last computation.
+  Index powerIterationsUsed() const { return m_powerUsed; }
+  /// Whether the last computation fell back to the exact SVD.
+  bool usedExact() const { return m_usedExact; }
+  /// U Σ Vᵀ (m×n).
+  Matrix reconstruct() const {
+    WPROJ_ASSERT(m_computed);
+    if (m_s.size() == 0) return Matrix::Zero(m_u.rows(), m_v.rows());
+    return m_u * m_s.template cast<Scalar>().asDiagonal() * m_v.transpose();
+  }
+
+  /// The automatic number of power iterations for rank k of an m×n problem (cold start).
+  static Index autoPowerIterations(Index k, Index m, Index n, bool krylov) {
+    if (krylov) return 2;
+    return 10 * k < std::min(m, n) ? 7 : 4;
+  }
+
+ private:
+  enum class StartSide { None, Right, Left };
+  using Selector = std::function<Index(const Eigen::VectorXd&)>;
+
+  template <typename Op, typename OnNonFinite, typename NormFn, typename DenseFn>
+  void run(const Op& op, OnNonFinite onNonFinite, NormFn normFn, DenseFn denseFn) {
+    const Index m = op.rows(), n = op.cols();
+    const bool tolMode = m_tolerance > 0;
+    requireArg(tolMode || m_rank >= 1, "RandomizedSVD::compute", "rank", m_rank, ">= 1 (call setRank)");
+    if (m_startSide == StartSide::Right)
+      checkShape(m_start, n, -1, "RandomizedSVD::compute", "starting right basis");
+    if (m_startSide == StartSide::Left)
+      checkShape(m_start, m, -1, "RandomizedSVD::compute", "starting left basis");
+    m_info = Eigen::Success;
+    m_usedExact = false;
+    m_errorEstimate = -1;
+    m_powerUsed = 0;
+    m_computed = false;
+
+    const Index smin = std::min(m, n);
+    const Index k = std::min(m_rank >= 1 ? m_rank : smin, smin);
+    const Index ell = std::min(k + m_oversampling, smin);
+    if (!tolMode && (k >= smin || ell >= smin)) {
+      exact(denseFn(), k);
+      m_computed = true;
+      return;
+    }
+
+    // Orientation: the sketched (exactly orthonormalised) side is the side of the starting basis'
+    // image, or the smaller dimension for a cold start.
+    bool transposed;
+    if (m_startSide == StartSide::Right) transposed = false;
+    else if (m_startSide == StartSide::Left) transposed = true;
+    else transposed = m > n;
+
+    double normSq = -1;
+    if constexpr (!std::is_same<NormFn, std::nullptr_t>::value) {
+      if (tolMode) normSq = normFn();
+    }
+    if (transposed) {
+      TransposedOperator<Op> t(op);
+      if (tolMode) runAdaptive(t, k, normSq, onNonFinite);
+      else runFixed(t, k, ell, onNonFinite);
+      m_u.swap(m_v);
+    } else {
+      if (tolMode) runAdaptive(op, k, normSq, onNonFinite);
+      else runFixed(op, k, ell, onNonFinite);
+    }
+    if (!m_s.allFinite() || !m_u.allFinite() || !m_v.allFinite()) onNonFinite();
+    detail::applySignConvention(m_u, m_v);
+    m_computed = true;
+  }
+
+  void exact(const Matrix& a, Index k) {
+    checkFinite(a, "RandomizedSVD::compute", "a");
+    TruncatedSVD<Matrix> svd;
+    svd.setMethod(SvdMethod::Bdc).compute(a);
+    const Vector& s = svd.singularValues();
+    const Index kk = std::min(k, s.size());
+    m_u = svd.matrixU().leftCols(kk);
+    m_v = svd.matrixV().leftCols(kk);
+    m_s = s.head(kk);
+    double total = 0, tail = 0;
+    for (Index i = 0; i < s.size(); ++i) {
+      total += double(s(i)) * double(s(i));
+      if (i >= kk) tail += double(s(i)) * double(s(i));
+    }
+    m_errorEstimate = total > 0 ? std::sqrt(tail / total) : 0.0;
+    m_usedExact = true;
+    m_sketchSize = kk;
+    m_info = svd.info();
+  }
+
+  /// Normalises a block between power-iteration products.
+  void normalize(Matrix& x) const {
+    switch (m_normalization) {
+      case PowerNormalization::None: break;
+      case PowerNormalization::LU: detail::luNormalizeInPlace(x); break;
+      case PowerNormalization::Orthonormalize:
+      case PowerNormalization::Auto: orthonormalizeInPlace(x, OrthoMethod::Auto); break;
+    }
+  }
+
+  /// x ← x − Q(Qᵀx), twice (classical Gram–Schmidt with re-orthogonalisation, all GEMM).
+  static void projectOut(const Matrix& q, Matrix& x) {
+    if (q.cols() == 0) return;
+    for (int pass = 0; pass < 2; ++pass) {
+      const Matrix c = q.transpose() * x;
+      x.noalias() -= q * c;
+    }
+  }
+
+  template <typename Op, typename OnNonFinite>
+  void runFixed(const Op& op, Index k, Index ell, OnNonFinite& onNonFinite) {
+    const Index m = op.rows(), n = op.cols();
+    const Index s = m_probes;
+    Index q = m_powerIterations >= 0 ? m_powerIterations
+                                     : (m_startSide != StartSide::None ? 0 : autoPowerIterations(k, m, n, m_blockKrylov));
+    if (m_blockKrylov) q = std::min(q, std::max<Index>(0, std::min(m, n) / ell - 1));
+    m_powerUsed = q;
+    m_sketchSize = ell;
+
+    // Test matrix [Ω | probes]: the starting basis first, then Gaussian columns.
+    Matrix omega(n, ell + s);
+    Index fromStart = 0;
+    if (m_startSide != StartSide::None) {
+      fromStart = std::min(ell, m_start.cols());
+      omega.leftCols(fromStart) = m_start.leftCols(fromStart);
+    }
+    {
+      CounterRng rng(m_seed, 0);
+      if (ell > fromStart) rng.fillGaussian(omega.middleCols(fromStart, ell - fromStart));
+      CounterRng probeRng(m_seed, 1);
+      if (s > 0) probeRng.fillGaussian(omega.rightCols(s));
+    }
+    Matrix y;
+    op.multiply(omega, y);
+    if (!y.allFinite()) onNonFinite();
+    Matrix probeImage;
+    if (s > 0) probeImage = y.rightCols(s);
+    if (s > 0) y.conservativeResize(Eigen::NoChange, ell);
+    omega.resize(0, 0);
+
+    Matrix qb, zb;  // Q (m×L) and Z = AᵀQ (n×L)
+    Matrix z;
+    if (!m_blockKrylov) {
+      for (Index it = 0; it < q; ++it) {
+        normalize(y);
+        op.multiplyTranspose(y, z);
+        normalize(z);
+        op.multiply(z, y);
+      }
+      orthonormalizeInPlace(y, OrthoMethod::Auto);
+      qb.swap(y);
+      op.multiplyTranspose(qb, zb);
+    } else {
+      const Index total = ell * (q + 1);
+      qb.resize(m, total);
+      zb.resize(n, total);
+      orthonormalizeInPlace(y, OrthoMethod::Auto);
+      qb.leftCols(ell) = y;
+      for (Index j = 0; j <= q; ++j) {
+        op.multiplyTranspose(y, z);  // z = Aᵀ Q_j
+        zb.middleCols(j * ell, ell) = z;
+        if (j == q) break;
+        op.multiply(z, y);  // next block: A Aᵀ Q_j, orthogonalised against the basis so far
+        const Matrix prev = qb.leftCols((j + 1) * ell);
+        projectOut(prev, y);
+        orthonormalizeInPlace(y, OrthoMethod::Auto);
+        projectOut(prev, y);
+        orthonormalizeInPlace(y, OrthoMethod::Auto);
+        qb.middleCols((j + 1) * ell, ell) = y;
+      }
+    }
+    if (!zb.allFinite()) onNonFinite();
+    finish(qb, zb, [k](const Eigen::VectorXd&) { return k; });
+
+    if (s > 0) {
+      // Residual probes: (A − UΣVᵀ)ω = Aω − U(Σ(Vᵀω)).
+      Matrix omegaP(n, s);
+      CounterRng probeRng(m_seed, 1);
+      probeRng.fillGaussian(omegaP);
+      Matrix coeff = m_v.transpose() * omegaP;
+      coeff = m_s.template cast<Scalar>().asDiagonal() * coeff;
+      const double den = detail::squaredNormDouble(probeImage);
+      probeImage.noalias() -= m_u * coeff;
+      const double num = detail::squaredNormDouble(probeImage);
+      m_errorEstimate = den > 0 ? std::sqrt(num / den) : 0.0;
+    }
+  }
+
+  template <typename Op, typename OnNonFinite>
+  void runAdaptive(const Op& op, Index cap, double normSq, OnNonFinite& onNonFinite) {
+    const Index m = op.rows(), n = op.cols(), smin = std::min(m, n);
+    const Index b = m_blockSize > 0 ? m_blockSize : std::min<Index>(64, std::max<Index>(8, smin / 16));
+    const Index q = m_powerIterations >= 0 ? m_powerIterations : 2;
+    m_powerUsed = q;
+    const double tol2 = m_tolerance * m_tolerance;
+    const double u = double(unitRoundoff<RealScalar>());
+    const bool useGram = normSq >= 0 && tol2 >= 1000.0 * u;  // ‖A‖² − ‖B‖² resolvable
+    const double probeSafety = 0.36;                          // probes must show ≤ (0.6·tol)²
+
+    Matrix qb(m, 0), zb(n, 0), y, z;
+    CounterRng rng(m_seed, 2);
+    double residSq = 0, normEst = normSq;
+    (void)normEst;
+    bool converged = false;
+    Index step = 0;
+    for (;;) {
+      const Index have = qb.cols();
+      const Index bb = std::min(b, std::max<Index>(1, smin - have));
+      Matrix omega(n, bb);
+      if (have == 0 && m_startSide != StartSide::None) {
+        const Index c = std::min(bb, m_start.cols());
+        omega.leftCols(c) = m_start.leftCols(c);
+        if (bb > c) rng.fillGaussian(omega.rightCols(bb - c));
+      } else {
+        rng.fillGaussian(omega);
+      }
+      op.multiply(omega, y);
+      if (!y.allFinite()) onNonFinite();
+      const bool probeValid = !(have == 0 && m_startSide != StartSide::None);
+      projectOut(qb, y);
+      const double probeSq = detail::squaredNormDouble(y) / double(bb);
+      const double capturedSq = detail::squaredNormDouble(zb);  // ‖QᵀA‖²_F, exact
+      // ‖A‖²_F: exact for matrices; for operators ‖QᵀA‖² + the probe estimate of ‖(I − QQᵀ)A‖²,
+      // which becomes exact as the residual shrinks.
+      normEst = normSq >= 0 ? normSq : capturedSq + probeSq;
+      const double gramSq = normSq >= 0 ? std::max(0.0, normSq - capturedSq) : -1;
+      if (have >= smin || normEst <= 0) {  // everything captured, or the zero operator
+        residSq = 0;
+        converged = true;
+        break;
+      }
+      if (useGram) {
+        residSq = gramSq;
+        if (gramSq <= tol2 * normEst) {
+          converged = true;
+          break;
+        }
+      } else if (probeValid) {
+        residSq = probeSq;
+        if (probeSq <= probeSafety * tol2 * normEst) {
+          converged = true;
+          break;
+        }
+      } else {
+        residSq = normEst;
+      }
+      if (have >= cap) break;
+      const Index add = std::min(bb, cap - have);
+      if (add < y.cols()) y.conservativeResize(Eigen::NoChange, add);
+      for (Index it = 0; it < q; ++it) {
+        orthonormalizeInPlace(y, OrthoMethod::Auto);
+        op.multiplyTranspose(y, z);
+        orthonormalizeInPlace(z, OrthoMethod::Auto);
+        op.multiply(z, y);
+        projectOut(qb, y);
+      }
+      orthonormalizeInPlace(y, OrthoMethod::Auto);
+      projectOut(qb, y);
+      orthonormalizeInPlace(y, OrthoMethod::Auto);
+      op.multiplyTranspose(y, z);
+      if (!z.allFinite()) onNonFinite();
+      qb.conservativeResize(Eigen::NoChange, have + add);
+      qb.rightCols(add) = y;
+      zb.conservativeResize(Eigen::NoChange, have + add);
+      zb.rightCols(add) = z;
+      ++step;
+    }
+    if (!converged) m_info = Eigen::NoConvergence;
+    m_sketchSize = qb.cols();
+    m_powerUsed = q;
+    const double target = tol2 * normEst;
+    double tailOut = 0;
+    const double resid = residSq;
+    finish(qb, zb, [&](const Eigen::VectorXd& sigma) {
+      // Smallest rank whose dropped tail keeps the total error within the tolerance.
+      const Index L = sigma.size();
+      Index kk = L;
+      double tail = 0;
+      while (kk > 0 && resid + tail + sigma(kk - 1) * sigma(kk - 1) <= target) {
+        tail += sigma(kk - 1) * sigma(kk - 1);
+        --kk;
+      }
+      if (!converged) {
+        kk = L;
+        tail = 0;
+      }
+      tailOut = tail;
+      return kk;
+    });
+    m_errorEstimate = normEst > 0 ? std::sqrt(std::max(0.0, resid + tailOut) / normEst) : 0.0;
+  }
+
+  /// SVD of B = QᵀA = Zᵀ from Q (m×L, orthonormal) and Z = AᵀQ (n×L); keeps select(σ) triplets.
+  template <typename Select>
+  void finish(const Matrix& qb, const Matrix& zb, Select select) {
+    const Index L = qb.cols();
+    if (L == 0) {
+      m_u.resize(qb.rows(), 0);
+      m_v.resize(zb.rows(), 0);
+      m_s.resize(0);
+      return;
+    }
+    const Eigen::MatrixXd g = detail::gramInDouble(zb, true);  // ZᵀZ = BBᵀ (L×L)
+    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(g);
+    Eigen::VectorXd sigma(L);
+    for (Index i = 0; i < L; ++i) sigma(i) = std::sqrt(std::max(0.0, eig.eigenvalues()(L - 1 - i)));
+    const Index k = std::min<Index>(L, select(sigma));
+    const double cut = std::is_same<RealScalar, float>::value ? 3e-5 : 1e-3;
+    const bool gramOk = eig.info() == Eigen::Success && sigma(0) > 0 && (k == 0 || sigma(k - 1) >= cut * sigma(0));
+    if (gramOk) {
+      Matrix w(L, k);
+      for (Index j = 0; j < k; ++j) w.col(j) = eig.eigenvectors().col(L - 1 - j).template cast<Scalar>();
+      m_u.noalias() = qb * w;
+      m_v.noalias() = zb * w;
+      for (Index j = 0; j < k; ++j) m_v.col(j) *= Scalar(1.0 / sigma(j));
+      m_s = sigma.head(k).template cast<RealScalar>();
+      if (k > 0) {
+        const double uS = double(unitRoundoff<RealScalar>()), uD = unitRoundoff<double>();
+        const double ratio = sigma(0) / sigma(k - 1);
+        const double predicted = uS * ratio * std::sqrt(double(L)) + uD * ratio * ratio * double(L);
+        if (predicted > 64.0 * uS) orthonormalizeInPlace(m_v, OrthoMethod::Auto);
+      }
+      return;
+    }
+    // Wide spectrum (or zero B): Z = P R, then the SVD of the small Rᵀ (BDCSVD).
+    Matrix p = zb;
+    orthonormalizeInPlace(p, OrthoMethod::Auto);
+    const Matrix r = p.transpose() * zb;  // L×L
+    Eigen::BDCSVD<Matrix> svd(r.transpose(), Eigen::ComputeThinU | Eigen::ComputeThinV);
+    Eigen::VectorXd sd = svd.singularValues().template cast<double>();
+    const Index k2 = std::min<Index>(L, select(sd));
+    m_u.noalias() = qb * svd.matrixU().leftCols(k2);
+    m_v.noalias() = p * svd.matrixV().leftCols(k2);
+    m_s = svd.singularValues().head(k2);
+  }
+
+  // Settings.
+  Index m_rank = -1;
+  Index m_oversampling = 10;
+  Index m_powerIterations = -1;
+  PowerNormalization m_normalization = PowerNormalization::Auto;
+  std::uint64_t m_seed = 0;
+  bool m_blockKrylov = false;
+  Matrix m_start;
+  StartSide m_startSide = StartSide::None;
+  double m_tolerance = -1;
+  Index m_blockSize = -1;
+  Index m_probes = 8;
+  double m_exactNorm = -1;
+  // Results.
+  Matrix m_u, m_v;
+  Vector m_s;
+  Eigen::ComputationInfo m_info = Eigen::Success;
+  double m_errorEstimate = -1;
+  Index m_sketchSize = 0;
+  Index m_powerUsed = 0;
+  bool m_usedExact = false;
+  bool m_computed = false;
+};
+
+}  // namespace wproj

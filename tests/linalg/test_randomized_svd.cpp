@@ -1,0 +1,277 @@
+#include "test_common.hpp"
+
+#include <wproj/linalg/linear_operator.hpp>
+#include <wproj/linalg/randomized_svd.hpp>
+
+using namespace wproj_test;
+using wproj::PowerNormalization;
+using wproj::RandomizedSVD;
+
+namespace {
+
+double tailNorm(const Vec<double>& s, Index k) {
+  return k >= s.size() ? 0.0 : std::sqrt(s.tail(s.size() - k).squaredNorm());
+}
+
+/// σ_i = 1/(i+1): a slowly decaying spectrum.
+Vec<double> harmonicSpectrum(Index r) {
+  Vec<double> s(r);
+  for (Index i = 0; i < r; ++i) s(i) = 1.0 / double(i + 1);
+  return s;
+}
+
+template <typename T, typename Svd>
+double relError(const Mat<T>& a, const Svd& svd) {
+  return (a.template cast<double>() - svd.reconstruct().template cast<double>()).norm() / a.template cast<double>().norm();
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("RandomizedSVD recovers a fast-decaying spectrum", "[randomized_svd]", float, double) {
+  using T = TestType;
+  const Index shapes[][2] = {{200, 120}, {120, 200}};
+  for (const auto& sh : shapes) {
+    const Index m = sh[0], n = sh[1];
+    const Vec<double> sigma = geometricSpectrum(std::min(m, n), 1e6);
+    const Mat<T> a = withSpectrum<T>(m, n, sigma, 5);
+    RandomizedSVD<Mat<T>> svd;
+    svd.setRank(10).setSeed(7).compute(a);
+    REQUIRE(svd.info() == Eigen::Success);
+    REQUIRE(svd.rank() == 10);
+    CHECK_FALSE(svd.usedExact());
+    const double tol = std::is_same<T, float>::value ? 1e-5 : 1e-10;
+    CHECK((svd.singularValues().template cast<double>() - sigma.head(10)).cwiseAbs().maxCoeff() < tol);
+    CHECK(orthoError(svd.matrixU()) < 100 * eps<T>() * std::sqrt(double(m)));
+    CHECK(orthoError(svd.matrixV()) < 100 * eps<T>() * std::sqrt(double(n)));
+    const double opt = tailNorm(sigma, 10) / sigma.norm();
+    CHECK(relError(a, svd) <= opt * 1.001 + 50 * eps<T>());
+    Eigen::BDCSVD<Mat<T>> ref(a, Eigen::ComputeThinU | Eigen::ComputeThinV);
+    CHECK(overlap(svd.matrixU(), ref.matrixU().leftCols(10)) > 1 - 1e-4);
+    CHECK(overlap(svd.matrixV(), ref.matrixV().leftCols(10)) > 1 - 1e-4);
+    // Same signs as the exact SVD (wproj's convention on both).
+    wproj::TruncatedSVD<Mat<T>> exact(a, 10);
+    CHECK((svd.matrixU() - exact.matrixU()).norm() < 1e-2);
+  }
+}
+
+TEMPLATE_TEST_CASE("RandomizedSVD on a slowly decaying spectrum: power iterations and block Krylov", "[randomized_svd]",
+                   float, double) {
+  using T = TestType;
+  const Index m = 240, n = 180, k = 15;
+  const Vec<double> sigma = harmonicSpectrum(n);
+  const Mat<T> a = withSpectrum<T>(m, n, sigma, 13);
+  const double opt = tailNorm(sigma, k) / sigma.norm();
+
+  RandomizedSVD<Mat<T>> plain;
+  plain.setRank(k).setPowerIterations(0).setSeed(1).compute(a);
+  const double errPlain = relError(a, plain);
+
+  RandomizedSVD<Mat<T>> autoQ;
+  autoQ.setRank(k).setSeed(1).compute(a);
+  CHECK(autoQ.powerIterationsUsed() == 7);  // k < 0.1·min(m,n)
+  const double errAuto = relError(a, autoQ);
+  CHECK(errAuto <= opt * 1.01);
+  CHECK(errAuto < errPlain);
+
+  RandomizedSVD<Mat<T>> krylov;
+  krylov.setRank(k).setBlockKrylov(true).setPowerIterations(3).setSeed(1).compute(a);
+  CHECK(relError(a, krylov) <= opt * 1.01);
+  CHECK(orthoError(krylov.matrixU()) < 1e3 * eps<T>());
+  CHECK(orthoError(krylov.matrixV()) < 1e3 * eps<T>());
+
+  for (PowerNormalization norm : {PowerNormalization::None, PowerNormalization::LU, PowerNormalization::Orthonormalize}) {
+    CAPTURE(wproj::toString(norm));
+    RandomizedSVD<Mat<T>> svd;
+    // Without normalisation the small directions drown in rounding after a few products.
+    svd.setRank(k).setPowerIterations(norm == PowerNormalization::None ? 1 : 3).setNormalization(norm).setSeed(2).compute(a);
+    CHECK(relError(a, svd) <= opt * (norm == PowerNormalization::None ? 1.1 : 1.02));
+    CHECK(orthoError(svd.matrixU()) < 1e3 * eps<T>());
+  }
+
+  // The a-posteriori estimate tracks the true error.
+  const double est = autoQ.errorEstimate();
+  CHECK(est > 0.7 * errAuto);
+  CHECK(est < 1.4 * errAuto);
+}
+
+TEMPLATE_TEST_CASE("RandomizedSVD warm start converges to the exact subspace", "[randomized_svd][warm]", float, double) {
+  using T = TestType;
+  const Index m = 160, n = 220, k = 12;
+  Vec<double> sigma = geometricSpectrum(m, 1e3);
+  Mat<T> a = withSpectrum<T>(m, n, sigma, 3);
+  RandomizedSVD<Mat<T>> svd;
+  svd.setRank(k).setSeed(4).compute(a);
+  Mat<T> v = svd.matrixV();
+  // The matrix drifts slowly (as a gradient between GaLore refreshes); one warm-started
+  // subspace iteration per step keeps the basis on the exact top-k subspace.
+  for (int step = 0; step < 5; ++step) {
+    a += Mat<T>(T(1e-3) * gaussian<T>(m, n, 100 + step));
+    svd.setStartingRightBasis(v).setPowerIterations(-1).compute(a);
+    CHECK(svd.powerIterationsUsed() == 0);
+    wproj::TruncatedSVD<Mat<T>> exact(a, k);
+    CHECK(overlap(svd.matrixU(), exact.matrixU()) > 0.99);
+    CHECK(overlap(svd.matrixV(), exact.matrixV()) > 0.99);
+    v = svd.matrixV();
+  }
+  // A left warm start (previous U) works on Aᵀ and reaches the same subspace.
+  svd.setStartingLeftBasis(svd.matrixU()).compute(a);
+  wproj::TruncatedSVD<Mat<T>> exact(a, k);
+  CHECK(overlap(svd.matrixU(), exact.matrixU()) > 0.99);
+  // A warm start with fewer columns than ℓ is padded; a bad shape is rejected.
+  svd.setStartingRightBasis(v.leftCols(3)).setPowerIterations(2).compute(a);
+  CHECK(overlap(svd.matrixU(), exact.matrixU()) > 0.99);
+  svd.setStartingRightBasis(Mat<T>::Ones(n + 1, 3));
+  CHECK_THROWS_AS(svd.compute(a), wproj::InvalidArgument);
+  svd.clearStartingBasis();
+  CHECK_NOTHROW(svd.compute(a));
+}
+
+TEMPLATE_TEST_CASE("RandomizedSVD fixed-accuracy mode meets its tolerance", "[randomized_svd][tolerance]", float, double) {
+  using T = TestType;
+  const Index m = 150, n = 130;
+  struct Case {
+    const char* name;
+    Vec<double> sigma;
+    double tol;
+  };
+  Vec<double> flat = Vec<double>::Ones(n);
+  std::vector<Case> cases = {{"fast", geometricSpectrum(n, 1e8), 1e-3},
+                             {"slow", harmonicSpectrum(n), 0.2},
+                             {"flat", flat, 0.3}};
+  if (std::is_same<T, double>::value) cases.push_back({"fast, below sqrt(u)", geometricSpectrum(n, 1e14), 1e-10});
+  else cases.push_back({"fast, below sqrt(u)", geometricSpectrum(n, 1e6), 5e-5});
+  for (const auto& c : cases) {
+    CAPTURE(c.name, c.tol);
+    const Mat<T> a = withSpectrum<T>(m, n, c.sigma, 17);
+    RandomizedSVD<Mat<T>> svd;
+    svd.setTolerance(c.tol).setSeed(3).compute(a);
+    REQUIRE(svd.info() == Eigen::Success);
+    const double err = relError(a, svd);
+    CHECK(err <= c.tol);
+    CHECK(svd.errorEstimate() <= c.tol);
+    // The estimate is close to the truth, and the rank is not much above the optimal one.
+    CHECK(std::abs(svd.errorEstimate() - err) <= 0.5 * c.tol + 1e3 * eps<T>());
+    Index kopt = 0;
+    while (tailNorm(c.sigma, kopt) > c.tol * c.sigma.norm()) ++kopt;
+    CHECK(svd.rank() >= kopt);
+    CHECK(svd.rank() <= kopt + 64);
+    CHECK(orthoError(svd.matrixU()) < 1e3 * eps<T>());
+  }
+  // A cap below the needed rank: rank-cap result and NoConvergence.
+  const Mat<T> a = withSpectrum<T>(m, n, harmonicSpectrum(n), 17);
+  RandomizedSVD<Mat<T>> capped;
+  capped.setTolerance(0.01).setRank(5).compute(a);
+  CHECK(capped.info() == Eigen::NoConvergence);
+  CHECK(capped.rank() == 5);
+  CHECK(capped.errorEstimate() > 0.01);
+}
+
+TEMPLATE_TEST_CASE("RandomizedSVD on matrix-free operators", "[randomized_svd][operator]", float, double) {
+  using T = TestType;
+  const Index m = 120, n = 90;
+  const Mat<T> a = withSpectrum<T>(m, n, geometricSpectrum(n, 1e4), 31);
+  const Mat<T> b = withSpectrum<T>(m, n, geometricSpectrum(n, 1e2), 32);
+  wproj::SumOperator<Mat<T>> sum;
+  sum.add(a).add(b, T(0.5));
+  const Mat<T> dense = a + T(0.5) * b;
+  RandomizedSVD<Mat<T>> x, y;
+  x.setRank(8).setSeed(9).computeOperator(sum);
+  y.setRank(8).setSeed(9).compute(dense);
+  CHECK((x.singularValues() - y.singularValues()).norm() < 1e-3 * y.singularValues()(0));
+  CHECK(overlap(x.matrixU(), y.matrixU()) > 1 - 1e-4);
+  CHECK((sum.toDense() - dense).norm() < 1e-5 * dense.norm());
+  // A dense operator over a row-major map gives the same bits as compute() on that map.
+  RowMajorMat<T> rm = dense;
+  Eigen::Map<const RowMajorMat<T>> map(rm.data(), m, n);
+  RandomizedSVD<Mat<T>> z, w;
+  z.setRank(8).setSeed(9).computeOperator(wproj::makeOperator(map));
+  w.setRank(8).setSeed(9).compute(map);
+  CHECK((z.singularValues() - w.singularValues()).norm() == 0);
+  CHECK((z.matrixU() - y.matrixU()).norm() < 1e-2);
+  // Fixed-accuracy mode on an operator (‖A‖_F estimated from probes).
+  RandomizedSVD<Mat<T>> t;
+  t.setTolerance(1e-2).computeOperator(sum);
+  CHECK(relError(dense, t) <= 1e-2);
+  // Rank >= min(m,n) falls back to the exact SVD.
+  t.clearTolerance().setRank(n).computeOperator(sum);
+  CHECK(t.usedExact());
+  CHECK(relError(dense, t) < 1e3 * eps<T>());
+}
+
+TEMPLATE_TEST_CASE("RandomizedSVD edge cases: exact fallback, zero matrix, reproducibility", "[randomized_svd]", float, double) {
+  using T = TestType;
+  const Mat<T> a = gaussian<T>(40, 25, 2);
+  RandomizedSVD<Mat<T>> svd;
+  // k + p ≥ min(m,n): exact.
+  svd.setRank(20).compute(a);
+  CHECK(svd.usedExact());
+  CHECK(svd.rank() == 20);
+  wproj::TruncatedSVD<Mat<T>> exact(a, 20);
+  CHECK((svd.singularValues() - exact.singularValues()).norm() < 1e2 * eps<T>() * exact.singularValues()(0));
+  svd.setRank(100).compute(a);
+  CHECK(svd.rank() == 25);
+  CHECK(svd.errorEstimate() < 1e3 * eps<T>());
+
+  // Zero matrix: finite orthonormal factors, zero values, estimate 0.
+  const Mat<T> zero = Mat<T>::Zero(100, 80);
+  svd.setRank(5).compute(zero);
+  CHECK(svd.rank() == 5);
+  CHECK(svd.singularValues().isZero());
+  CHECK(svd.matrixU().allFinite());
+  CHECK(svd.matrixV().allFinite());
+  CHECK(orthoError(svd.matrixU()) < 1e3 * eps<T>());
+  CHECK(orthoError(svd.matrixV()) < 1e3 * eps<T>());
+  CHECK(svd.errorEstimate() == 0);
+  svd.setTolerance(0.1).compute(zero);
+  CHECK(svd.rank() == 0);
+  CHECK(svd.reconstruct().isZero());
+  svd.clearTolerance();
+
+  // Rank-deficient input, rank above its rank.
+  const Mat<T> low = withSpectrum<T>(100, 80, geometricSpectrum(3, 10), 4);
+  svd.setRank(6).compute(low);
+  CHECK(orthoError(svd.matrixV()) < 1e3 * eps<T>());
+  CHECK(relError(low, svd) < 1e3 * eps<T>());
+
+  // Same seed → identical bits; another seed → different bits.
+  const Mat<T> big = withSpectrum<T>(150, 110, harmonicSpectrum(110), 8);
+  RandomizedSVD<Mat<T>> p, q, r;
+  p.setRank(6).setSeed(42).compute(big);
+  q.setRank(6).setSeed(42).compute(big);
+  r.setRank(6).setSeed(43).compute(big);
+  CHECK((p.matrixU().array() == q.matrixU().array()).all());
+  CHECK((p.singularValues().array() == q.singularValues().array()).all());
+  CHECK(p.errorEstimate() == q.errorEstimate());
+  CHECK((p.matrixU().array() != r.matrixU().array()).any());
+}
+
+TEST_CASE("RandomizedSVD rejects invalid arguments", "[randomized_svd][errors]") {
+  using wproj::InvalidArgument;
+  RandomizedSVD<Eigen::MatrixXd> svd;
+  CHECK_THROWS_AS(svd.setRank(0), InvalidArgument);
+  CHECK_THROWS_AS(svd.setOversampling(-1), InvalidArgument);
+  CHECK_THROWS_AS(svd.setPowerIterations(-2), InvalidArgument);
+  CHECK_THROWS_AS(svd.setTolerance(0.0), InvalidArgument);
+  CHECK_THROWS_AS(svd.setTolerance(1.0), InvalidArgument);
+  CHECK_THROWS_AS(svd.setTolerance(std::nan("")), InvalidArgument);
+  CHECK_THROWS_AS(svd.setBlockSize(0), InvalidArgument);
+  CHECK_THROWS_AS(svd.setErrorProbes(-1), InvalidArgument);
+  Eigen::MatrixXd bad = Eigen::MatrixXd::Ones(5, 2);
+  bad(1, 1) = std::numeric_limits<double>::quiet_NaN();
+  CHECK_THROWS_AS(svd.setStartingRightBasis(bad), InvalidArgument);
+  CHECK_THROWS_AS(svd.setStartingRightBasis(Eigen::MatrixXd(0, 0)), InvalidArgument);
+  // Rank not set.
+  Eigen::MatrixXd a = wproj::gaussianMatrix<Eigen::MatrixXd>(60, 50, 1);
+  CHECK_THROWS_AS(svd.compute(a), InvalidArgument);
+  svd.setRank(3);
+  CHECK_THROWS_AS(svd.compute(Eigen::MatrixXd(0, 4)), InvalidArgument);
+  a(7, 3) = std::numeric_limits<double>::infinity();
+  try {
+    svd.compute(a);
+    FAIL("expected an exception");
+  } catch (const InvalidArgument& e) {
+    CHECK(std::string(e.what()).find("(7, 3)") != std::string::npos);
+  }
+  a(7, 3) = std::numeric_limits<double>::quiet_NaN();
+  CHECK_THROWS_AS(svd.compute(a), InvalidArgument);
+}
