@@ -10,5 +10,8 @@
 #include "linalg/subspace.hpp"
 #include "linalg/nullspace.hpp"
 #include "linalg/truncated_svd.hpp"
+#include "linalg/linear_operator.hpp"
+#include "linalg/randomized_svd.hpp"
+#include "linalg/polar.hpp"
 #include "linalg/covariance.hpp"
 #include "linalg/pls.hpp"
