@@ -223,8 +223,9 @@ class ContinualMerger {
             const Matrix projected = opcmProject(e.sum, tau, m_alpha, &r);
             tr.rank = r;
             const double kept = n > 0 ? double(projected.norm()) / n : 0.0;
+            const long permille = std::lround(kept * 1000);
             tr.method = "opcm projection (r=" + std::to_string(r) + "/" + std::to_string(std::min(e.rows, e.cols)) +
-                        ", kept " + detail::describe(std::round(kept * 1000) / 10) + "% of |tau|)";
+                        ", kept " + std::to_string(permille / 10) + "." + std::to_string(permille % 10) + "% of |tau|)";
             if (r < 0) tr.warnings.push_back("merged delta is zero: nothing to project against, tau added unprojected");
             e.sum += projected;
           } else {
