@@ -1,0 +1,118 @@
+// wproj — weight-matrix projection methods. MIT licence.
+#pragma once
+
+/// \file
+/// DAMA (Limisiewicz, Mareček, Musil, "Debiasing Algorithm through Model Adaptation", ICLR 2024):
+/// the subspace of a layer's inputs (or outputs) that linearly predicts an unwanted target
+/// (e.g. the he − she logit shift), found by PLS2 regression.
+
+#include "../core/config.hpp"
+#include "../linalg/pls.hpp"
+#include "../linalg/subspace.hpp"
+
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
+
+#include <cmath>
+#include <string>
+
+namespace wproj {
+
+/// Estimates DAMA's projection subspace from inputs X (n×d) and target deltas Y (n×t):
+///
+///   optional whitening X ← X(λC + XᵀX)⁻¹ (C: d×d key second moment, λ = 2e4 in the paper;
+///   computed with a Cholesky/LDLᵀ solve, never an explicit inverse);
+///   PLS2 (NIPALS, centred, unscaled) with r components → x_weights B (d×r);
+///   subspace = orth(B) (SciPy rank rule), M = I − QQᵀ.
+///
+/// Use "after" mode (X = U Wᵀ, the layer's outputs; edit W ← MW, output side) or "before" mode
+/// (X = U, the inputs; edit W ← WM, input side) — the estimator only sees X. The paper's
+/// configuration: r = 1024 on LLaMA-7B layers 21–29 (128 in the provided script).
+template <typename Scalar_>
+class DamaEstimator {
+ public:
+  using Scalar = Scalar_;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+  DamaEstimator() = default;
+
+  /// Number of PLS components r (default 128; must be ≤ min(n − 1, d)).
+  DamaEstimator& setRank(Index r) {
+    requireArg(r >= 1, "DamaEstimator::setRank", "r", r, ">= 1");
+    m_rank = r;
+    return *this;
+  }
+  /// Enables whitening with the d×d symmetric PSD matrix C and strength λ ≥ 0 (default 2e4).
+  template <typename DC>
+  DamaEstimator& setWhitening(const Eigen::MatrixBase<DC>& c, double lambda = 2e4) {
+    const char* where = "DamaEstimator::setWhitening";
+    requireArg(c.rows() == c.cols(), where, "c", detail::shapeString(c.rows(), c.cols()), "a square matrix");
+    checkFinite(c, where, "c");
+    requireArg(std::isfinite(lambda) && lambda >= 0, where, "lambda", lambda, "a finite value >= 0");
+    m_whitenC = c.template cast<Scalar>();
+    m_lambda = lambda;
+    m_whiten = true;
+    return *this;
+  }
+  /// Disables whitening (the default).
+  DamaEstimator& clearWhitening() {
+    m_whiten = false;
+    m_whitenC.resize(0, 0);
+    return *this;
+  }
+  /// NIPALS settings forwarded to PartialLeastSquares (defaults 500 and 1e-6, as scikit-learn).
+  DamaEstimator& setPlsIterations(Index it, double tol = 1e-6) {
+    m_pls.setMaxIterations(it).setTolerance(tol);
+    return *this;
+  }
+
+  /// Fits the subspace from inputs x (n×d) and targets y (n×t), rows = samples.
+  template <typename DX, typename DY>
+  DamaEstimator& fit(const Eigen::MatrixBase<DX>& x, const Eigen::MatrixBase<DY>& y) {
+    const char* where = "DamaEstimator::fit";
+    checkNonEmpty(x, where, "x");
+    checkShape(y, x.rows(), -1, where, "y");
+    checkFinite(x, where, "x");
+    requireArg(m_rank <= x.rows() - 1, where, "rank", m_rank,
+               "<= samples - 1 = " + std::to_string(x.rows() - 1) + " (fewer samples than the rank)");
+    requireArg(m_rank <= x.cols(), where, "rank", m_rank, "<= x.cols() = " + std::to_string(x.cols()));
+    Matrix u = x.template cast<Scalar>();
+    if (m_whiten) {
+      checkShape(m_whitenC, x.cols(), x.cols(), where, "whitening matrix c");
+      Matrix m = Scalar(m_lambda) * m_whitenC;
+      m.noalias() += u.transpose() * u;
+      Eigen::LDLT<Matrix> ldlt(m);
+      Matrix solved = ldlt.solve(u.transpose());  // (λC + UᵀU)⁻¹Uᵀ, M symmetric
+      if (ldlt.info() != Eigen::Success || !solved.allFinite())
+        throw NumericalError(std::string(where) + ": lambda*C + X^T X is singular; whitening failed");
+      u = solved.transpose();
+    }
+    m_pls.setComponents(m_rank).compute(u, y);
+    m_subspace = Subspace<Scalar>::fromColumns(m_pls.xWeights());
+    m_fitted = true;
+    return *this;
+  }
+
+  /// The removed subspace orth(x_weights) of R^d.
+  const Subspace<Scalar>& subspace() const { WPROJ_ASSERT(m_fitted); return m_subspace; }
+  /// PLS x_weights B (d×r).
+  const Matrix& xWeights() const { WPROJ_ASSERT(m_fitted); return m_pls.xWeights(); }
+  /// The underlying PLS fit (scores, loadings, info()).
+  const PartialLeastSquares<Scalar>& pls() const { WPROJ_ASSERT(m_fitted); return m_pls; }
+  Index rank() const { return m_rank; }
+  bool whitening() const { return m_whiten; }
+  /// Success, or the PLS outcome (NoConvergence / NumericalIssue when it stopped early).
+  Eigen::ComputationInfo info() const { WPROJ_ASSERT(m_fitted); return m_pls.info(); }
+
+ private:
+  Index m_rank = 128;
+  bool m_whiten = false;
+  double m_lambda = 2e4;
+  bool m_fitted = false;
+  Matrix m_whitenC;
+  PartialLeastSquares<Scalar> m_pls;
+  Subspace<Scalar> m_subspace;
+};
+
+}  // namespace wproj

@@ -1,0 +1,148 @@
+// Tests: LEACE (closed-form linear concept erasure), streaming fitter and eraser properties.
+#include "editing_data.hpp"
+
+#include <wproj/editing/leace.hpp>
+#include <wproj/editing/linear_classifier.hpp>
+
+using namespace wproj_test;
+using wproj::Index;
+using wproj::Labels;
+
+namespace {
+
+// Largest deviation of any class mean from the overall mean (rows of x, labels z), in double.
+template <typename T>
+double classMeanGap(const Mat<T>& x, const Labels& z) {
+  const Mat<double> xd = x.template cast<double>();
+  const Eigen::RowVectorXd mu = xd.colwise().mean();
+  double gap = 0;
+  for (int c = z.minCoeff(); c <= z.maxCoeff(); ++c) {
+    Eigen::RowVectorXd m = Eigen::RowVectorXd::Zero(x.cols());
+    Index count = 0;
+    for (Index i = 0; i < x.rows(); ++i)
+      if (z(i) == c) { m += xd.row(i); ++count; }
+    if (count > 0) gap = std::max(gap, (m / double(count) - mu).norm());
+  }
+  return gap;
+}
+
+template <typename T>
+Mat<T> anisotropic(const Planted<T>& p, std::uint64_t seed) {
+  // correlated, anisotropic features: x ← x·A with a fixed random A
+  const Mat<T> a = gaussian<T>(p.x.cols(), p.x.cols(), seed) * T(0.5);
+  return p.x * (a + Mat<T>::Identity(p.x.cols(), p.x.cols()));
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("LEACE: class means equal, idempotent, low-rank, mean preserved, probe at majority", "[leace]", float, double) {
+  using T = TestType;
+  const Index d = 12;
+  const Planted<T> data(600, d, 3, 1.5, 51, 1.5);
+  const Mat<T> x = anisotropic(data, 52);
+  const double xs = x.cwiseAbs().maxCoeff();
+  const double tol = (std::is_same<T, float>::value ? 2e-4 : 1e-10) * xs;
+
+  wproj::LeaceFitter<T> fitter(d, 3);
+  fitter.setTraceConstraint(false);
+  fitter.update(x.topRows(100), data.z.head(100)).update(x.middleRows(100, 350), data.z.segment(100, 350));
+  fitter.update(x.bottomRows(150), data.z.tail(150));
+  const wproj::LeaceEraser<T> e = fitter.eraser();
+  REQUIRE(e.rank() >= 1);
+  CHECK(e.rank() <= 2);  // one-hot of 3 classes: centred cross-covariance has rank ≤ 2
+  CHECK(classMeanGap(x, data.z) > 0.5);
+  const Mat<T> r = e.erase(x);
+  CHECK(classMeanGap(r, data.z) < tol);                                 // class means equal
+  CHECK((e.erase(r) - r).cwiseAbs().maxCoeff() < tol);                  // idempotent
+  Eigen::JacobiSVD<Mat<double>> svd((x - r).template cast<double>());   // rank(X − r(X)) ≤ k
+  CHECK(svd.singularValues()(e.rank()) < tol * 10);
+  CHECK(((r.colwise().mean() - x.colwise().mean()).template cast<double>()).norm() < tol);  // mean preserved
+  // P = I − LRᵀ is a projection; erase(x) = Px + (I − P)μ
+  const Mat<T> p = e.projector();
+  CHECK((p * p - p).norm() < T(1e3) * std::numeric_limits<T>::epsilon() * p.norm());
+  Mat<T> viaP = x * p.transpose();
+  viaP.rowwise() += (e.bias().transpose() * (Mat<T>::Identity(d, d) - p).transpose());
+  CHECK((viaP - r).cwiseAbs().maxCoeff() < tol * 10);
+
+  // probes retrained on the erased data learn nothing (coefficients ~0, majority accuracy)
+  wproj::LogisticRegression<T> probe;
+  probe.fit(r, data.z);
+  CHECK(probe.coefficients().norm() < T(std::is_same<T, float>::value ? 1e-2 : 1e-5));
+  CHECK(probe.score(r, data.z) <= wproj::LabelEncoding(data.z).majorityRate() + 0.02);
+  // the independent label survives
+  wproj::LogisticRegression<T> other;
+  other.fit(r, data.other);
+  CHECK(other.score(r, data.other) > 0.8);
+}
+
+TEMPLATE_TEST_CASE("LEACE: streaming equals one-shot; variants; trace never grows", "[leace]", float, double) {
+  using T = TestType;
+  const Index d = 10;
+  const Planted<T> data(400, d, 2, 2.0, 61);
+  const Mat<T> x = anisotropic(data, 62);
+  const T tol = T(std::is_same<T, float>::value ? 1e-3 : 1e-9);
+
+  wproj::LeaceFitter<T> batched(d, 2), whole(d, 2);
+  for (Index s = 0; s < 400; s += 64) {
+    const Index m = std::min<Index>(64, 400 - s);
+    batched.update(x.middleRows(s, m), data.z.segment(s, m));
+  }
+  whole.update(x, data.z);
+  const wproj::LeaceEraser<T> eb = batched.eraser(), ew = whole.eraser();
+  CHECK((eb.projector() - ew.projector()).norm() < tol * T(d));
+  CHECK(eb.rank() == 1);
+  // the one-shot helper with the default trace constraint: the trace of the covariance never grows
+  const wproj::LeaceEraser<T> ed = wproj::LeaceFitter<T>::fit(x, data.z, 2);
+  const Mat<T> sigma = whole.sigmaXX();
+  const Mat<T> pd = ed.projector();
+  CHECK((pd * sigma * pd.transpose()).trace() <= sigma.trace() * (T(1) + tol));
+
+  // a binary concept as a single 0/1 column gives the same eraser as one-hot labels
+  wproj::LeaceFitter<T> column(d, 1);
+  column.update(x, data.z.template cast<T>());
+  CHECK((column.eraser().projector() - ew.projector()).norm() < tol * T(d));
+
+  // orthogonal variant: a symmetric projector, means still equal
+  wproj::LeaceFitter<T> orth(d, 2);
+  orth.setMethod(wproj::LeaceMethod::Orthogonal).update(x, data.z);
+  const wproj::LeaceEraser<T> eo = orth.eraser();
+  const Mat<T> po = eo.projector();
+  CHECK((po - po.transpose()).norm() < tol);
+  CHECK((po * po - po).norm() < tol);
+  CHECK(classMeanGap(eo.erase(x), data.z) < double(tol) * 10 * double(x.cwiseAbs().maxCoeff()));
+
+  // linear (non-affine) variant: r(x) = Px, zero bias, r(0) = 0
+  wproj::LeaceFitter<T> lin(d, 2);
+  lin.setAffine(false).setShrinkage(false).update(x, data.z);
+  const wproj::LeaceEraser<T> el = lin.eraser();
+  CHECK(el.bias().norm() == T(0));
+  CHECK(el.erase(Mat<T>::Zero(1, d)).norm() == T(0));
+  CHECK((el.erase(x) - x * el.projector().transpose()).norm() < tol * x.norm());
+
+  // row-major map input
+  const RowMajorMat<T> xr = x;
+  Eigen::Map<const RowMajorMat<T>> xm(xr.data(), xr.rows(), d);
+  wproj::LeaceFitter<T> mapped(d, 2);
+  mapped.update(xm, data.z);
+  CHECK((mapped.eraser().projector() - ew.projector()).norm() < tol * T(d));
+}
+
+TEST_CASE("LEACE: bad input", "[leace]") {
+  const Index d = 5;
+  const Mat<double> x = gaussian<double>(20, d, 71);
+  wproj::LeaceFitter<double> f(d, 2);
+  CHECK_THROWS_WITH(f.eraser(), Catch::Contains(">= 2"));
+  CHECK_THROWS_AS(f.update(x, Labels::Zero(19)), wproj::InvalidArgument);
+  CHECK_THROWS_AS(f.update(Mat<double>(20, d + 1), Labels::Zero(20)), wproj::InvalidArgument);
+  CHECK_THROWS_WITH(f.update(x, Labels::Constant(20, 2)), Catch::Contains("class index"));
+  f.update(x, Labels::Zero(20));  // one class only
+  CHECK_THROWS_WITH(f.eraser(), Catch::Contains("at least two classes"));
+  Mat<double> bad = x;
+  bad(1, 1) = std::numeric_limits<double>::quiet_NaN();
+  wproj::LeaceFitter<double> g(d, 2);
+  CHECK_THROWS_WITH(g.update(bad, Labels::Zero(20)), Catch::Contains("non-finite"));
+  CHECK_THROWS_AS(g.setSvdTolerance(-1), wproj::InvalidArgument);
+  CHECK_THROWS_AS(wproj::LeaceFitter<double>(d, 0), wproj::InvalidArgument);
+  const wproj::LeaceEraser<double> e = wproj::LeaceFitter<double>::fit(x, (Labels(20) << Labels::Zero(10), Labels::Ones(10)).finished(), 2);
+  CHECK_THROWS_AS(e.erase(Mat<double>(3, d + 1)), wproj::InvalidArgument);
+}
