@@ -1,0 +1,173 @@
+#include "test_common.hpp"
+
+#include <wproj/linalg/dct.hpp>
+
+#include <set>
+
+using namespace wproj_test;
+using wproj::Dct;
+using wproj::DctAlgorithm;
+using wproj::ScoreNorm;
+
+namespace {
+
+/// The DCT-II formula evaluated directly in double: y_k = α_k Σ_j x_j cos(π(2j+1)k/(2N)).
+Vec<double> dctFormula(const Vec<double>& x) {
+  const Index n = x.size();
+  const double pi = 3.14159265358979323846;
+  Vec<double> y(n);
+  for (Index k = 0; k < n; ++k) {
+    double s = 0;
+    for (Index j = 0; j < n; ++j) s += x(j) * std::cos(pi * double((2 * j + 1) * k) / double(2 * n));
+    y(k) = s * (k == 0 ? std::sqrt(1.0 / double(n)) : std::sqrt(2.0 / double(n)));
+  }
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("dctMatrix matches scipy.fft.dct(norm='ortho') and is orthogonal", "[dct]") {
+  // scipy.fft.dct([1, 2, 3, 4], norm='ortho') = [5, -2.2304424973876635, 0, -0.15851266778110726]
+  Eigen::Vector4d x(1, 2, 3, 4);
+  const Eigen::Vector4d y = wproj::dctMatrix<double>(4) * x;
+  CHECK(std::abs(y(0) - 5.0) < 1e-14);
+  CHECK(std::abs(y(1) + 2.2304424973876635) < 1e-14);
+  CHECK(std::abs(y(2)) < 1e-14);
+  CHECK(std::abs(y(3) + 0.15851266778110726) < 1e-14);
+  for (Index n : {1, 2, 3, 7, 16, 45}) {
+    const Mat<double> c = wproj::dctMatrix<double>(n);
+    CHECK(orthoError(c) < 1e-13);
+    const Vec<double> v = gaussian<double>(n, 1, 3 + n);
+    CHECK((c * v - dctFormula(v)).norm() < 1e-13 * std::sqrt(double(n)));
+  }
+  CHECK((wproj::dctMatrix<float>(9).template cast<double>() - wproj::dctMatrix<double>(9)).norm() < 1e-6);
+}
+
+TEMPLATE_TEST_CASE("Fast (Makhoul/FFT) and dense DCTs agree with the formula", "[dct]", float, double) {
+  using T = TestType;
+  const double tol = std::is_same<T, float>::value ? 2e-5 : 1e-12;
+  for (Index n : {1, 2, 3, 5, 8, 12, 31, 64, 97, 128}) {
+    CAPTURE(n);
+    const Mat<T> x = gaussian<T>(7, n, 40 + n);  // 7 rows of length n
+    Mat<double> ref(7, n);
+    for (Index i = 0; i < 7; ++i) ref.row(i) = dctFormula(x.row(i).transpose().template cast<double>()).transpose();
+    const double scale = ref.norm();
+    for (DctAlgorithm alg : {DctAlgorithm::Dense, DctAlgorithm::Fast, DctAlgorithm::Auto}) {
+      const Mat<T> rows = wproj::dctOfRows(x, alg);
+      CHECK((rows.template cast<double>() - ref).norm() < tol * scale);
+      const Mat<T> cols = wproj::dctOfColumns(Mat<T>(x.transpose()), alg);
+      CHECK((cols.template cast<double>() - ref.transpose()).norm() < tol * scale);
+      // Inverses (DCT-III) undo the forward transforms.
+      CHECK((wproj::idctOfRows(rows, alg) - x).norm() < tol * scale);
+      CHECK((wproj::idctOfColumns(cols, alg) - x.transpose()).norm() < tol * scale);
+    }
+    // Inverse against the explicit transpose.
+    const Mat<double> c = wproj::dctMatrix<double>(n);
+    CHECK((wproj::idctOfRows(x, DctAlgorithm::Fast).template cast<double>() - x.template cast<double>() * c).norm() <
+          tol * scale);
+  }
+}
+
+TEMPLATE_TEST_CASE("DCT of row-major maps and reuse of a plan", "[dct]", float, double) {
+  using T = TestType;
+  const Index m = 20, n = 48;
+  const Mat<T> x = gaussian<T>(m, n, 5);
+  RowMajorMat<T> rm = x;
+  Eigen::Map<const RowMajorMat<T>> map(rm.data(), m, n);
+  Dct<T> fast(n, DctAlgorithm::Fast), dense(n, DctAlgorithm::Dense);
+  const Mat<T> a = fast.ofRows(map), b = dense.ofRows(x);
+  CHECK((a - b).norm() < 1e3 * eps<T>() * x.norm());
+  // The same plan transforms many inputs.
+  for (int rep = 0; rep < 3; ++rep) {
+    const Mat<T> y = gaussian<T>(m, n, 60 + rep);
+    CHECK((fast.ofRows(y) - dense.ofRows(y)).norm() < 1e3 * eps<T>() * y.norm());
+  }
+  // Orthonormal transform: the Frobenius norm is preserved.
+  CHECK(std::abs(a.norm() - x.norm()) < 1e3 * eps<T>() * x.norm());
+}
+
+TEST_CASE("DCT cost model", "[dct]") {
+  CHECK_FALSE(Dct<float>::fastIsCheaper(16));
+  CHECK_FALSE(Dct<float>::fastIsCheaper(128));
+  CHECK(Dct<float>::fastIsCheaper(4096));
+  CHECK(Dct<float>::fastIsCheaper(11008));       // 2^8 · 43
+  CHECK_FALSE(Dct<float>::fastIsCheaper(4099));  // prime: the FFT degenerates to O(N²)
+  CHECK(Dct<float>::largestPrimeFactor(11008) == 43);
+  CHECK(Dct<float>::largestPrimeFactor(1) == 1);
+  CHECK(Dct<float>::largestPrimeFactor(97) == 97);
+  CHECK(Dct<double>(4096).usesFast());
+  CHECK_FALSE(Dct<double>(4096, DctAlgorithm::Dense).usesFast());
+  CHECK(Dct<double>(8, DctAlgorithm::Fast).usesFast());
+}
+
+TEST_CASE("Column/row scores and top-r selection", "[dct]") {
+  Eigen::MatrixXd x(3, 4);
+  x << 1, -5, 0, 2,  //
+      -1, 0, 0, -2,  //
+      1, 1, 3, 0;
+  const Eigen::VectorXd l1 = wproj::columnScores(x, ScoreNorm::L1);
+  CHECK(l1(0) == 3);
+  CHECK(l1(1) == 6);
+  CHECK(l1(2) == 3);
+  CHECK(l1(3) == 4);
+  const Eigen::VectorXd l2 = wproj::columnScores(x, ScoreNorm::L2);
+  CHECK(std::abs(l2(1) - std::sqrt(26.0)) < 1e-15);
+  const auto top = wproj::topIndices(l1, 3);
+  REQUIRE(top.size() == 3);
+  CHECK(top[0] == 1);
+  CHECK(top[1] == 3);
+  CHECK(top[2] == 0);  // tie with column 2: smaller index first
+  const auto topL2 = wproj::topIndices(l2, 2);  // 5.10, 3, 3, 2.83
+  CHECK(topL2[0] == 1);
+  CHECK(topL2[1] == 2);
+  const Eigen::VectorXd r1 = wproj::rowScores(x, ScoreNorm::L1);
+  CHECK(r1(0) == 8);
+  CHECK(r1(1) == 3);
+  CHECK(r1(2) == 5);
+  CHECK_THROWS_AS(wproj::topIndices(l1, 0), wproj::InvalidArgument);
+  CHECK_THROWS_AS(wproj::topIndices(l1, 5), wproj::InvalidArgument);
+}
+
+TEMPLATE_TEST_CASE("dctSelect keeps the dominant DCT frequencies (GaLore DCT variant)", "[dct]", float, double) {
+  using T = TestType;
+  const Index m = 60, n = 40, r = 5;
+  // G = A·C[idx, :] with known frequencies: its row DCT lives on exactly those columns.
+  const std::vector<Index> freq = {3, 17, 0, 29, 8};
+  const Mat<double> c = wproj::dctMatrix<double>(n);
+  Mat<double> coeff = gaussian<double>(m, r, 77);
+  for (Index j = 0; j < r; ++j) coeff.col(j) *= double(10 - j);  // distinct scores
+  Mat<double> g = Mat<double>::Zero(m, n);
+  for (Index j = 0; j < r; ++j) g += coeff.col(j) * c.row(freq[std::size_t(j)]);
+  g += 1e-3 * gaussian<double>(m, n, 78);
+  const Mat<T> gt = g.cast<T>();
+  const auto sel = wproj::dctSelect(gt, r, wproj::Side::Right);
+  CHECK(std::set<Index>(sel.indices.begin(), sel.indices.end()) == std::set<Index>(freq.begin(), freq.end()));
+  REQUIRE(sel.projected.rows() == m);
+  REQUIRE(sel.projected.cols() == r);
+  // projected = G·Q[:, idx] with Q = Cᵀ.
+  for (Index j = 0; j < r; ++j) {
+    const Vec<double> expect = g * c.row(sel.indices[std::size_t(j)]).transpose();
+    CHECK((sel.projected.col(j).template cast<double>() - expect).norm() < 1e-4 * g.norm());
+  }
+  // Left side: transpose problem, rows of C G.
+  const Mat<T> gl = gt.transpose();
+  const auto left = wproj::dctSelect(gl, r, wproj::Side::Left, ScoreNorm::L2);
+  CHECK(std::set<Index>(left.indices.begin(), left.indices.end()) == std::set<Index>(freq.begin(), freq.end()));
+  CHECK(left.projected.rows() == r);
+  CHECK(left.projected.cols() == m);
+}
+
+TEST_CASE("DCT functions reject invalid arguments", "[dct][errors]") {
+  using wproj::InvalidArgument;
+  CHECK_THROWS_AS(wproj::dctMatrix<double>(0), InvalidArgument);
+  CHECK_THROWS_AS(Dct<double>(0), InvalidArgument);
+  CHECK_THROWS_AS(wproj::dctOfRows(Eigen::MatrixXd(3, 0)), InvalidArgument);
+  Dct<double> d(4);
+  CHECK_THROWS_AS(d.ofRows(Eigen::MatrixXd::Ones(2, 5)), InvalidArgument);
+  CHECK_THROWS_AS(d.ofColumns(Eigen::MatrixXd::Ones(5, 2)), InvalidArgument);
+  Eigen::MatrixXd bad = Eigen::MatrixXd::Ones(2, 4);
+  bad(1, 2) = std::numeric_limits<double>::quiet_NaN();
+  CHECK_THROWS_AS(d.ofRows(bad), InvalidArgument);
+  CHECK_THROWS_AS(wproj::dctSelect(Eigen::MatrixXd::Ones(6, 4), 5, wproj::Side::Right), InvalidArgument);
+  CHECK_THROWS_AS(wproj::dctSelect(Eigen::MatrixXd::Ones(6, 4), 0, wproj::Side::Left), InvalidArgument);
+}
