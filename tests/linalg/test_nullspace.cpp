@@ -1,5 +1,16 @@
 // Tests of null spaces, row/column spaces, PSD null spaces (AlphaEdit) and the intersection of
 // null spaces (INLP, Ben-Israel), against SVD / eigen / pseudo-inverse oracles.
+// Every Eigen assertion in this file is routed to a counter that the tests read (Release builds
+// compile eigen_assert out otherwise), so misuse such as coefficient access on a product
+// expression is caught.
+namespace wproj_test {
+inline int& eigenAssertFailures() {
+  static int count = 0;
+  return count;
+}
+}  // namespace wproj_test
+#define eigen_assert(x) \
+  do { if (!(x)) ++::wproj_test::eigenAssertFailures(); } while (0)
 #include "test_common.hpp"
 
 #include <wproj/linalg/nullspace.hpp>
@@ -46,6 +57,7 @@ Mat<T> rankMatrix(Index m, Index n, Index r, std::uint64_t seed) {
 TEMPLATE_TEST_CASE("nullSpaceBasis: A N = 0, dim = n - rank, complement of the row space", "[nullspace]", float,
                    double) {
   using T = TestType;
+  const int eigenAsserts = eigenAssertFailures();
   struct Case {
     const char* name;
     Index m, n, rank;
@@ -82,10 +94,12 @@ TEMPLATE_TEST_CASE("nullSpaceBasis: A N = 0, dim = n - rank, complement of the r
     }
     ++seed;
   }
+  CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
 }
 
 TEMPLATE_TEST_CASE("nullSpace: zero, empty and row-major Map inputs; tolerances", "[nullspace]", float, double) {
   using T = TestType;
+  const int eigenAsserts = eigenAssertFailures();
   CHECK(wproj::nullSpaceBasis(Mat<T>::Zero(4, 6)).isApprox(Mat<T>::Identity(6, 6)));
   CHECK(wproj::nullSpace(Mat<T>::Zero(4, 6)).dim() == 6);
   CHECK(wproj::rowSpace(Mat<T>::Zero(4, 6)).dim() == 0);
@@ -111,10 +125,12 @@ TEMPLATE_TEST_CASE("nullSpace: zero, empty and row-major Map inputs; tolerances"
   CHECK(wproj::nullSpace(b, T(0.5)).dim() == 7);
   CHECK(wproj::nullSpace(b, T(0.05)).dim() == 6);
   CHECK(wproj::rowSpace(b, T(0.05)).dim() == 2);
+  CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
 }
 
 TEMPLATE_TEST_CASE("psdNullSpace: eigenvectors below the threshold (AlphaEdit)", "[nullspace]", float, double) {
   using T = TestType;
+  const int eigenAsserts = eigenAssertFailures();
   const Index d = 24, nKeys = 60;
   // Keys whose second moment K Kᵀ / n has a known spectrum: 10 large directions, 14 nearly zero.
   Vec<double> sv(d);
@@ -151,11 +167,13 @@ TEMPLATE_TEST_CASE("psdNullSpace: eigenvectors below the threshold (AlphaEdit)",
   const RowMajorMat<T> rs = s;
   const Eigen::Map<const RowMajorMat<T>> rv(rs.data(), d, d);
   CHECK(wproj::psdNullSpace(rv, threshold).dim() == 14);
+  CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
 }
 
 TEMPLATE_TEST_CASE("intersectNullSpaces: w_i P x = 0 and Ben-Israel's formula (INLP)", "[nullspace]", float,
                    double) {
   using T = TestType;
+  const int eigenAsserts = eigenAssertFailures();
   const Index d = 30;
   // Classifier directions as INLP produces them: 1×d rows, plus a multi-class block and a
   // rank-deficient block whose rows repeat earlier directions.
@@ -195,10 +213,26 @@ TEMPLATE_TEST_CASE("intersectNullSpaces: w_i P x = 0 and Ben-Israel's formula (I
   CHECK(wproj::intersectNullSpaces(ws, 1e-3).dim() == d - 5);
   // Zero classifiers remove nothing.
   CHECK(wproj::intersectNullSpaces(std::vector<Mat<T>>{Mat<T>::Zero(2, d)}).dim() == d);
+  CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
+}
+
+TEMPLATE_TEST_CASE("nullspace functions: expression inputs (products) are evaluated once", "[nullspace]", float,
+                   double) {
+  using T = TestType;
+  const int eigenAsserts = eigenAssertFailures();
+  const Mat<T> a = gaussian<T>(4, 3, 160), b = gaussian<T>(3, 9, 161);
+  CHECK(wproj::nullSpaceBasis(a * b).cols() == 6);
+  CHECK(wproj::nullSpace(a * b).dim() == 6);
+  CHECK(wproj::rowSpace(a * b).dim() == 3);
+  CHECK(wproj::columnSpace(a * b).dim() == 3);
+  const Mat<T> k = gaussian<T>(6, 2, 162);
+  CHECK(wproj::psdNullSpace(k * k.transpose(), T(1e-3)).dim() == 4);
+  CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
 }
 
 TEMPLATE_TEST_CASE("nullspace functions: invalid arguments", "[nullspace]", float, double) {
   using T = TestType;
+  const int eigenAsserts = eigenAssertFailures();
   const T nan = std::numeric_limits<T>::quiet_NaN(), inf = std::numeric_limits<T>::infinity();
   Mat<T> a = gaussian<T>(4, 6, 150);
   CHECK_THROWS_WITH(wproj::nullSpaceBasis(a, T(-2)), Catch::Contains("nullSpaceBasis") && Catch::Contains("'tol'"));
@@ -231,4 +265,5 @@ TEMPLATE_TEST_CASE("nullspace functions: invalid arguments", "[nullspace]", floa
   CHECK_THROWS_WITH(wproj::intersectNullSpaces(std::vector<Mat<T>>{w}), Catch::Contains("ws[0]"));
   CHECK_THROWS_AS(wproj::intersectNullSpaces(std::vector<Mat<T>>{gaussian<T>(2, 6, 156)}, T(-5)),
                   wproj::InvalidArgument);
+  CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
 }

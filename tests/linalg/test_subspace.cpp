@@ -2,8 +2,9 @@
 // allocation-free application, complement/sum/intersection dimensions, principal angles.
 
 // Lets the test forbid Eigen heap allocations around projectTo / projectOutTo. Eigen reports a
-// forbidden allocation through eigen_assert, which Release builds compile out, so this file
-// routes every Eigen assertion to a counter that the tests read.
+// forbidden allocation through eigen_assert, which Release builds compile out, so every Eigen
+// assertion in this file is routed to a counter that the tests read (this also catches misuse
+// such as coefficient access on a product expression).
 #define EIGEN_RUNTIME_NO_MALLOC
 namespace wproj_test {
 inline int& eigenAssertFailures() {
@@ -62,6 +63,7 @@ double maxAbsDiff(const Mat<T>& a, const Mat<double>& b) {
 TEMPLATE_TEST_CASE("Subspace::fromColumns: projector identities and the pseudo-inverse oracle", "[subspace]",
                    float, double) {
   using T = TestType;
+  const int eigenAsserts = eigenAssertFailures();
   struct Case {
     const char* name;
     Index n, m, rank;
@@ -105,10 +107,12 @@ TEMPLATE_TEST_CASE("Subspace::fromColumns: projector identities and the pseudo-i
     }
     ++seed;
   }
+  CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
 }
 
 TEMPLATE_TEST_CASE("Subspace::fromRows is the row space; row-major Map inputs", "[subspace]", float, double) {
   using T = TestType;
+  const int eigenAsserts = eigenAssertFailures();
   const Mat<T> a = rankMatrix<T>(9, 30, 5, 21);
   const RowMajorMat<T> storage = a;
   const Eigen::Map<const RowMajorMat<T>> view(storage.data(), storage.rows(), storage.cols());
@@ -135,10 +139,12 @@ TEMPLATE_TEST_CASE("Subspace::fromRows is the row space; row-major Map inputs", 
   const Mat<T> yplain = ys;
   CHECK(maxAbsDiff(rows.project(yv, Side::Right), rows.project(yplain, Side::Right).template cast<double>()) <=
         tolFor<T>(30));
+  CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
 }
 
 TEMPLATE_TEST_CASE("Subspace: zero, empty and full subspaces", "[subspace]", float, double) {
   using T = TestType;
+  const int eigenAsserts = eigenAssertFailures();
   const Subspace<T> none;
   CHECK(none.ambientDim() == 0);
   CHECK(none.dim() == 0);
@@ -174,10 +180,12 @@ TEMPLATE_TEST_CASE("Subspace: zero, empty and full subspaces", "[subspace]", flo
   CHECK(zero.overlap(all) == T(0));
   CHECK(zero.intersection(all).dim() == 0);
   CHECK(zero.sum(all).dim() == 7);
+  CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
 }
 
 TEMPLATE_TEST_CASE("Subspace::fromColumns: tolerance rule", "[subspace]", float, double) {
   using T = TestType;
+  const int eigenAsserts = eigenAssertFailures();
   // Singular values 1, 1e-1, 1e-2, 1e-3 (well above the default threshold).
   Vec<double> s(4);
   s << 1, 1e-1, 1e-2, 1e-3;
@@ -190,11 +198,13 @@ TEMPLATE_TEST_CASE("Subspace::fromColumns: tolerance rule", "[subspace]", float,
   // The relative rule is scale-invariant.
   CHECK(Subspace<T>::fromColumns(Mat<T>(a * T(1e-20)), T(0.05)).dim() == 2);
   CHECK(Subspace<T>::fromColumns(Mat<T>(a * T(1e-20))).dim() == 4);
+  CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
 }
 
 TEMPLATE_TEST_CASE("Subspace::projectTo / projectOutTo: same results, in place, no allocation", "[subspace]",
                    float, double) {
   using T = TestType;
+  const int eigenAsserts = eigenAssertFailures();
   const auto s = Subspace<T>::fromColumns(gaussian<T>(24, 5, 51));
   const Mat<T> x = gaussian<T>(24, 6, 52), y = gaussian<T>(3, 24, 53);
   Mat<T> outL(24, 6), outR(3, 24);
@@ -229,6 +239,7 @@ TEMPLATE_TEST_CASE("Subspace::projectTo / projectOutTo: same results, in place, 
   { Mat<T> probe(3, 3); (void)probe; }
   Eigen::internal::set_is_malloc_allowed(true);
   REQUIRE(eigenAssertFailures() == before + 1);
+  --eigenAssertFailures();  // the deliberate probe
 
   Eigen::internal::set_is_malloc_allowed(false);
   bool threw = false;
@@ -246,17 +257,19 @@ TEMPLATE_TEST_CASE("Subspace::projectTo / projectOutTo: same results, in place, 
   }
   Eigen::internal::set_is_malloc_allowed(true);
   CHECK_FALSE(threw);
-  CHECK(eigenAssertFailures() == before + 1);
+  CHECK(eigenAssertFailures() == before);
   CHECK(maxAbsDiff(outL, ref.template cast<double>()) <= tol);
 
   // Shape errors.
   Mat<T> wrong(24, 5);
   CHECK_THROWS_AS(s.projectTo(x, Side::Left, wrong), wproj::InvalidArgument);
   CHECK_THROWS_WITH(s.projectOutTo(x, Side::Left, wrong), Catch::Contains("'out'") && Catch::Contains("24x6"));
+  CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
 }
 
 TEMPLATE_TEST_CASE("Subspace::complement: direct sum is everything", "[subspace]", float, double) {
   using T = TestType;
+  const int eigenAsserts = eigenAssertFailures();
   for (Index k : {Index(1), Index(4), Index(9)}) {
     const auto s = Subspace<T>::fromColumns(gaussian<T>(10, k, 60 + k));
     const auto c = s.complement();
@@ -268,10 +281,12 @@ TEMPLATE_TEST_CASE("Subspace::complement: direct sum is everything", "[subspace]
     CHECK(s.sum(c).dim() == 10);
     CHECK(s.intersection(c).dim() == 0);
   }
+  CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
 }
 
 TEMPLATE_TEST_CASE("Subspace::sum and intersection: dimension formulas", "[subspace]", float, double) {
   using T = TestType;
+  const int eigenAsserts = eigenAssertFailures();
   const double tol = tolFor<T>(40) * 10;
   SECTION("span[A B] and span[B C] in a large space") {
     const Index n = 40;
@@ -324,10 +339,12 @@ TEMPLATE_TEST_CASE("Subspace::sum and intersection: dimension formulas", "[subsp
     CHECK(u.intersection(v, T(0.1)).dim() == 1);
     CHECK(u.sum(v, T(0.1)).dim() == 1);
   }
+  CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
 }
 
 TEMPLATE_TEST_CASE("Subspace::principalAngles against a known rotation", "[subspace]", float, double) {
   using T = TestType;
+  const int eigenAsserts = eigenAssertFailures();
   const Index n = 30, k = 5;
   // Tiny angles are recovered to a relative accuracy only through the sine formula.
   const double tiny = std::is_same<T, float>::value ? 1e-4 : 1e-10;
@@ -365,10 +382,12 @@ TEMPLATE_TEST_CASE("Subspace::principalAngles against a known rotation", "[subsp
   const auto other = Subspace<T>::fromOrthonormal(Mat<T>(q.middleCols(k, k).cast<T>()));
   CHECK((su.principalAngles(other).array() - T(1.5707963267948966)).abs().maxCoeff() <= T(200 * u));
   CHECK(su.overlap(other) <= T(200 * u));
+  CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
 }
 
 TEMPLATE_TEST_CASE("Subspace: invalid arguments name the argument", "[subspace]", float, double) {
   using T = TestType;
+  const int eigenAsserts = eigenAssertFailures();
   const T nan = std::numeric_limits<T>::quiet_NaN(), inf = std::numeric_limits<T>::infinity();
   Mat<T> a = gaussian<T>(6, 3, 91);
 
@@ -404,4 +423,26 @@ TEMPLATE_TEST_CASE("Subspace: invalid arguments name the argument", "[subspace]"
   CHECK_THROWS_AS(s.overlap(t), wproj::InvalidArgument);
   CHECK_THROWS_AS(s.intersection(s, T(-3)), wproj::InvalidArgument);
   CHECK_THROWS_AS(Subspace<T>(-1), wproj::InvalidArgument);
+  CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
+}
+
+TEMPLATE_TEST_CASE("Subspace: expression inputs (products, sums) are evaluated once", "[subspace]", float, double) {
+  using T = TestType;
+  const int eigenAsserts = eigenAssertFailures();
+  const Mat<T> a = gaussian<T>(20, 3, 95), b = gaussian<T>(3, 6, 96);
+  const Mat<T> ab = a * b;  // rank 3
+  const auto fromProduct = Subspace<T>::fromColumns(a * b);
+  CHECK(fromProduct.dim() == 3);
+  CHECK(maxAbsDiff(fromProduct.projector(), Subspace<T>::fromColumns(ab).projector().template cast<double>()) <=
+        tolFor<T>(20));
+  CHECK(Subspace<T>::fromRows(b.transpose() * a.transpose()).dim() == 3);
+  const Mat<T> x = gaussian<T>(20, 4, 97);
+  const Mat<T> twoX = T(2) * x;
+  CHECK(maxAbsDiff(fromProduct.projectOut(T(2) * x, Side::Left),
+                   fromProduct.projectOut(twoX, Side::Left).template cast<double>()) <= tolFor<T>(20));
+  Mat<T> out(20, 4);
+  fromProduct.projectTo(x + x, Side::Left, out);
+  CHECK(maxAbsDiff(out, fromProduct.project(twoX, Side::Left).template cast<double>()) <= tolFor<T>(20));
+  CHECK(fromProduct.coordinates(x.transpose() * Mat<T>::Identity(20, 20), Side::Right).cols() == 3);
+  CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
 }

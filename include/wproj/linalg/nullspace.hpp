@@ -38,10 +38,10 @@ Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic> nullSpac
                 "nullSpaceBasis: real floating-point scalars only");
   const char* where = "nullSpaceBasis";
   detail::checkTolerance(tol, where);
-  checkFinite(a, where, "a");
-  const Index m = a.rows(), n = a.cols();
+  const Matrix am = a;  // evaluate expressions (e.g. products) once, before any coefficient access
+  checkFinite(am, where, "a");
+  const Index m = am.rows(), n = am.cols();
   if (m == 0 || n == 0) return Matrix::Identity(n, n);
-  const Matrix am = a;
   Eigen::BDCSVD<Matrix> svd(am, Eigen::ComputeFullV);
   const Index r = detail::rankFromSingularValues(svd.singularValues(), m, n, tol);
   return svd.matrixV().rightCols(n - r);
@@ -82,10 +82,10 @@ Subspace<typename Derived::Scalar> psdNullSpace(const Eigen::MatrixBase<Derived>
   requireArg(s.rows() == s.cols(), where, "s", detail::shapeString(s.rows(), s.cols()), "a square matrix");
   requireArg(std::isfinite(static_cast<double>(threshold)) && threshold >= Scalar(0), where, "threshold",
              static_cast<double>(threshold), "a finite value >= 0");
-  checkFinite(s, where, "s");
-  const Index n = s.rows();
+  Matrix sym = s;  // evaluate expressions once, before any coefficient access
+  checkFinite(sym, where, "s");
+  const Index n = sym.rows();
   if (n == 0) return Subspace<Scalar>(0);
-  Matrix sym = s;
   const Scalar asym = (sym - sym.transpose()).norm();
   const Scalar bound = std::sqrt(std::numeric_limits<Scalar>::epsilon()) * sym.norm();
   requireArg(asym <= bound, where, "||s - s^T||_F", static_cast<double>(asym),

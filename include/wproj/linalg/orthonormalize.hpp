@@ -55,7 +55,7 @@ bool choleskyQrPass(Eigen::MatrixBase<Derived>& x, typename Derived::RealScalar 
   if (shift > 0) g.diagonal().array() += shift;
   Eigen::LLT<Mat> llt(g);
   if (llt.info() != Eigen::Success) return false;
-  if (!llt.matrixL().toDenseMatrix().diagonal().allFinite()) return false;
+  if (!llt.matrixLLT().diagonal().allFinite()) return false;
   if (rcond) *rcond = llt.rcond();
   llt.matrixU().template solveInPlace<Eigen::OnTheRight>(x);
   return x.allFinite();

@@ -341,11 +341,11 @@ class Subspace {
   template <typename Derived>
   static Subspace spanOf(const Eigen::MatrixBase<Derived>& a, Scalar tol, const char* where) {
     detail::checkTolerance(tol, where);
-    checkFinite(a, where, "a");
-    const Index n = a.rows(), m = a.cols();
+    const Matrix am = a;  // evaluate expressions (e.g. products) once, before any coefficient access
+    checkFinite(am, where, "a");
+    const Index n = am.rows(), m = am.cols();
     Subspace s(n);
     if (n == 0 || m == 0) return s;
-    const Matrix am = a;
     Eigen::BDCSVD<Matrix> svd(am, Eigen::ComputeThinU);
     const Index r = detail::rankFromSingularValues(svd.singularValues(), n, m, tol);
     s.m_basis = svd.matrixU().leftCols(r);
