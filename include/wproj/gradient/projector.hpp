@@ -143,6 +143,7 @@ class GradientProjector {
   /// Fixes the gradient shape (m×n), resolves the side and checks the rank. Called by the first
   /// `beginStep`; call it yourself to validate early.
   void init(Index rows, Index cols) {
+    if (m_initialized && rows == m_rows && cols == m_cols) return;  // the per-step path: no checks that build strings
     requireArg(rows >= 1, "GradientProjector::init", "rows", rows, ">= 1");
     requireArg(cols >= 1, "GradientProjector::init", "cols", cols, ">= 1");
     const Index maxRank = std::min(rows, cols);

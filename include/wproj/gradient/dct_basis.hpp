@@ -1,0 +1,147 @@
+// wproj — weight-matrix projection methods. MIT licence.
+#pragma once
+
+/// \file
+/// SVD-free DCT column selection (Modoranu et al. 2025, IST-DASLab `dct_adamw`).
+
+#include "basis.hpp"
+#include "../linalg/dct.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <numeric>
+#include <vector>
+
+namespace wproj {
+
+/// The orthonormal DCT basis Q (n×n, columns = DCT-II basis vectors, Q = Cᵀ for `dctMatrix`)
+/// shared by every layer of the same size: built once per (scalar type, n) and kept alive as long
+/// as a basis uses it.
+template <typename Scalar>
+std::shared_ptr<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>> sharedDctBasis(Index n) {
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  static std::mutex mutex;
+  static std::map<Index, std::weak_ptr<const Matrix>> cache;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& slot = cache[n];
+  if (auto q = slot.lock()) return q;
+  auto q = std::make_shared<const Matrix>(dctMatrix<Scalar>(n).transpose());
+  slot = q;
+  return q;
+}
+
+/// DCT column selection: P = Q[:, idx] where Q is the shared orthonormal DCT basis of the
+/// ambient dimension and idx are the r columns of S = G·Q (right side; S = QᵀG rows on the
+/// left) with the largest ℓ1 (default, as dct_adamw) or ℓ2 norm. A refresh costs one product
+/// with Q and a partial sort; the state is r indices (int32), the dense Q is shared by all layers
+/// of the same size (`sharedDctBasis`). Because Q is orthonormal, R = P_oldᵀP_new is the exact
+/// partial permutation [idx_old_i = idx_new_j], so the `Rotate` moment policy is exact.
+///
+/// Knobs: `setScore` (L1). The gathered P is a per-layer workspace for the GEMMs (`workspaceBytes`).
+template <typename Scalar_>
+class DctBasis {
+ public:
+  using Scalar = Scalar_;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  static constexpr const char* kName = "DctBasis";
+  static constexpr bool kTracksSteps = false;
+
+  DctBasis& setScore(ScoreNorm s) {
+    m_score = s;
+    return *this;
+  }
+  ScoreNorm score() const { return m_score; }
+  /// Selected DCT columns (sorted ascending).
+  const std::vector<Index>& indices() const { return m_idx; }
+  bool hasBasis() const { return !m_idx.empty(); }
+
+  template <typename DG>
+  RefreshResult refresh(const Eigen::MatrixBase<DG>& g, Side side, Index rank, std::uint64_t, Matrix* transition) {
+    if (!g.allFinite()) return RefreshResult{};
+    const Index ambient = detail::ambientOf(g.rows(), g.cols(), side);
+    if (!m_q || m_q->rows() != ambient) m_q = sharedDctBasis<Scalar>(ambient);
+    const Matrix& q = *m_q;
+    // Scores of the DCT directions (column norms of G·Q on the right, row norms of QᵀG on the
+    // left) and the top-r selection come from linalg's dctSelect (fast transform by cost).
+    std::vector<Index> idx = dctSelect(g, rank, side, m_score).indices;
+    std::sort(idx.begin(), idx.end());
+    RefreshResult res;
+    res.ok = true;
+    if (hasBasis() && Index(m_idx.size()) == rank) {
+      Index common = 0;
+      if (transition) transition->setZero(rank, rank);
+      for (Index i = 0; i < rank; ++i)
+        for (Index j = 0; j < rank; ++j)
+          if (m_idx[std::size_t(i)] == idx[std::size_t(j)]) {
+            ++common;
+            if (transition) (*transition)(i, j) = Scalar(1);
+          }
+      res.overlap = double(common) / double(rank);
+    }
+    m_idx.swap(idx);
+    m_p.resize(ambient, rank);
+    for (Index j = 0; j < rank; ++j) m_p.col(j) = q.col(m_idx[std::size_t(j)]);
+    return res;
+  }
+
+  template <typename DG, typename DO>
+  void project(const Eigen::MatrixBase<DG>& g, Side side, Eigen::MatrixBase<DO>& out) const {
+    if (side == Side::Left)
+      out.derived().noalias() = m_p.transpose() * g.derived();
+    else
+      out.derived().noalias() = g.derived() * m_p;
+  }
+  template <typename DN, typename DO>
+  void backProject(const Eigen::MatrixBase<DN>& n, Side side, Eigen::MatrixBase<DO>& out) const {
+    if (side == Side::Left)
+      out.derived().noalias() = m_p * n.derived();
+    else
+      out.derived().noalias() = n.derived() * m_p.transpose();
+  }
+  template <typename DN, typename DW>
+  void addBack(const Eigen::MatrixBase<DN>& n, Side side, Scalar c, Eigen::MatrixBase<DW>& w) const {
+    if (side == Side::Left)
+      w.derived().noalias() += (c * m_p) * n.derived();
+    else
+      w.derived().noalias() += (c * n.derived()) * m_p.transpose();
+  }
+  void denseBasis(Matrix& p) const { p = m_p; }
+  std::size_t stateBytes() const { return m_idx.size() * sizeof(std::int32_t); }
+  std::size_t workspaceBytes() const { return std::size_t(m_p.size()) * sizeof(Scalar); }
+
+  void save(std::ostream& os) const {
+    ckpt::writeTag(os, kName);
+    ckpt::writePod<std::int32_t>(os, std::int32_t(m_score));
+    std::vector<std::int32_t> idx(m_idx.begin(), m_idx.end());
+    ckpt::writeVector(os, idx);
+  }
+  void load(std::istream& is, Index ambient, Index rank) {
+    ckpt::expectTag(is, kName);
+    m_score = ScoreNorm(ckpt::readBounded<std::int32_t>(is, "DCT score", 0, 1));
+    const auto idx = ckpt::readVector<std::int32_t>(is, "DCT indices");
+    if (!idx.empty() && Index(idx.size()) != rank)
+      throw IoError("checkpoint: DCT basis has " + std::to_string(idx.size()) + " indices; expected " + std::to_string(rank));
+    for (std::size_t k = 0; k < idx.size(); ++k)
+      if (idx[k] < 0 || idx[k] >= ambient || (k > 0 && idx[k] <= idx[k - 1]))
+        throw IoError("checkpoint: DCT indices must be increasing and in [0, " + std::to_string(ambient) + ")");
+    m_idx.assign(idx.begin(), idx.end());
+    if (m_idx.empty()) {
+      m_p.resize(0, 0);
+      return;
+    }
+    m_q = sharedDctBasis<Scalar>(ambient);
+    m_p.resize(ambient, rank);
+    for (Index j = 0; j < rank; ++j) m_p.col(j) = m_q->col(m_idx[std::size_t(j)]);
+  }
+
+ private:
+  ScoreNorm m_score = ScoreNorm::L1;
+  std::vector<Index> m_idx;
+  std::shared_ptr<const Matrix> m_q;
+  Matrix m_p;
+};
+
+}  // namespace wproj

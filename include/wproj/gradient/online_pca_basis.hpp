@@ -1,0 +1,174 @@
+// wproj — weight-matrix projection methods. MIT licence.
+#pragma once
+
+/// \file
+/// Online PCA bases: Online Subspace Descent (Liang et al. 2024).
+
+#include "basis.hpp"
+#include "../linalg/orthonormalize.hpp"
+#include "../linalg/truncated_svd.hpp"
+
+#include <cmath>
+
+namespace wproj {
+
+/// How the online PCA basis takes its gradient step on P.
+enum class OnlinePcaRule { Adam, Sgd };
+
+/// Online Subspace Descent's basis: P is initialised once by a truncated SVD of the first
+/// gradient and then follows the gradient subspace by one optimizer step per training step on
+/// the online-PCA loss L(P) = ‖Ĝ P Pᵀ − Ĝ‖²_F (right side; ‖P PᵀĜ − Ĝ‖²_F on the left), with
+/// Ĝ = G/‖G‖_F, taken after the training update used the old P. Its gradient is
+/// ∇L = 2(P·AᵀA + Xᵀ·A(PᵀP − 2I)) with X = Ĝ (right) or Ĝᵀ (left) and A = X P — only products
+/// with r columns, no m×n temporary. The projection learning rate is (1/T)·(lr/lr₀)·multiplier
+/// (T = the projector's update gap, lr/lr₀ the optimizer's schedule ratio).
+///
+/// Knobs: `setRule` (Adam with β = (0.9, 0.999), ε = 1e-8 — the upstream default — or SGD),
+/// `setLearningRateMultiplier` (default 1), `setReorthonormalize` (default false, as upstream:
+/// when on, every scheduled refresh re-orthonormalises P with `orthonormalizeInPlace`).
+/// State: P and, for Adam, its two moments (3·ambient·r scalars).
+template <typename Scalar_>
+class OnlinePcaBasis : public detail::DenseBasisStorage<Scalar_> {
+  using Base = detail::DenseBasisStorage<Scalar_>;
+
+ public:
+  using Scalar = Scalar_;
+  using Matrix = typename Base::Matrix;
+  static constexpr const char* kName = "OnlinePcaBasis";
+  static constexpr bool kTracksSteps = true;
+
+  OnlinePcaBasis& setRule(OnlinePcaRule r) {
+    m_rule = r;
+    return *this;
+  }
+  OnlinePcaBasis& setLearningRateMultiplier(double c) {
+    requireArg(c > 0 && std::isfinite(c), "OnlinePcaBasis::setLearningRateMultiplier", "c", c, "> 0");
+    m_mult = c;
+    return *this;
+  }
+  OnlinePcaBasis& setReorthonormalize(bool on) {
+    m_reortho = on;
+    return *this;
+  }
+  OnlinePcaRule rule() const { return m_rule; }
+  double learningRateMultiplier() const { return m_mult; }
+  bool reorthonormalize() const { return m_reortho; }
+  /// Number of online updates taken so far.
+  Index updates() const { return m_t; }
+
+  /// First call: P from a truncated SVD of G. Later (scheduled) calls: re-orthonormalise P when
+  /// enabled, otherwise keep it (the basis moves by `track`).
+  template <typename DG>
+  RefreshResult refresh(const Eigen::MatrixBase<DG>& g, Side side, Index rank, std::uint64_t, Matrix* transition) {
+    if (this->hasBasis()) {
+      if (!m_reortho) {
+        RefreshResult res;
+        res.ok = true;
+        if (transition) transition->setIdentity(rank, rank);
+        res.overlap = 1.0;
+        return res;
+      }
+      Matrix cand = this->m_p;
+      orthonormalizeInPlace(cand);
+      if (!cand.allFinite()) return RefreshResult{};
+      return this->commit(cand, transition);
+    }
+    if (!g.allFinite()) return RefreshResult{};
+    TruncatedSVD<Matrix> svd;
+    svd.setRank(rank).compute(g);
+    if (svd.info() != Eigen::Success) return RefreshResult{};
+    Matrix cand = side == Side::Left ? svd.matrixU() : svd.matrixV();
+    if (cand.cols() != rank || !cand.allFinite()) return RefreshResult{};
+    return this->commit(cand, transition);
+  }
+
+  /// One online-PCA step on P from the gradient G with learning rate (lrRatio/T), see the class comment.
+  template <typename DG>
+  void track(const Eigen::MatrixBase<DG>& g, Side side, double baseLr) {
+    const double norm = double(g.norm());
+    if (!(norm > 0) || !std::isfinite(norm)) return;
+    const Scalar s = Scalar(1.0 / norm);
+    if (side == Side::Right)
+      gradient(g.derived(), s);
+    else
+      gradient(g.derived().transpose(), s);
+    const Scalar lr = Scalar(baseLr * m_mult);
+    ++m_t;
+    if (m_rule == OnlinePcaRule::Sgd) {
+      this->m_p.noalias() -= lr * m_grad;
+    } else {
+      const Scalar b1 = Scalar(0.9), b2 = Scalar(0.999), eps = Scalar(1e-8);
+      m_m.array() = b1 * m_m.array() + (Scalar(1) - b1) * m_grad.array();
+      m_v.array() = b2 * m_v.array() + (Scalar(1) - b2) * m_grad.array().square();
+      const Scalar c1 = Scalar(1.0 - std::pow(0.9, double(m_t))), c2 = Scalar(1.0 - std::pow(0.999, double(m_t)));
+      this->m_p.array() -= lr * (m_m.array() / c1) / ((m_v.array() / c2).sqrt() + eps);
+    }
+  }
+
+  /// ∇L at the current P (ambient×r), computed by the last `track` call.
+  const Matrix& lastGradient() const { return m_grad; }
+
+  std::size_t stateBytes() const { return Base::stateBytes() + std::size_t(m_m.size() + m_v.size()) * sizeof(Scalar); }
+  std::size_t workspaceBytes() const { return std::size_t(m_a.size() + m_c.size() + m_grad.size() + 2 * m_k.size()) * sizeof(Scalar); }
+
+  void save(std::ostream& os) const {
+    ckpt::writeTag(os, kName);
+    ckpt::writePod<std::int32_t>(os, std::int32_t(m_rule));
+    ckpt::writePod<double>(os, m_mult);
+    ckpt::writePod<std::uint8_t>(os, m_reortho ? 1 : 0);
+    ckpt::writePod<std::int64_t>(os, m_t);
+    this->saveDenseWithFlag(os);
+    ckpt::writeMatrix(os, m_m);
+    ckpt::writeMatrix(os, m_v);
+  }
+  void load(std::istream& is, Index ambient, Index rank) {
+    ckpt::expectTag(is, kName);
+    m_rule = OnlinePcaRule(ckpt::readBounded<std::int32_t>(is, "online PCA rule", 0, 1));
+    m_mult = ckpt::readPod<double>(is, "online PCA lr multiplier");
+    if (!(m_mult > 0 && std::isfinite(m_mult))) throw IoError("checkpoint: online PCA lr multiplier must be > 0");
+    m_reortho = ckpt::readBounded<std::uint8_t>(is, "reorthonormalize flag", 0, 1) != 0;
+    m_t = ckpt::readBounded<std::int64_t>(is, "online PCA step", 0, std::numeric_limits<std::int64_t>::max());
+    this->loadDense(is, ambient, rank);
+    Matrix m = ckpt::readMatrix<Scalar>(is, "online PCA first moment");
+    Matrix v = ckpt::readMatrix<Scalar>(is, "online PCA second moment", m.rows(), m.cols());
+    if (m.size() > 0 && (m.rows() != ambient || m.cols() != rank)) throw IoError("checkpoint: online PCA moments have the wrong shape");
+    m_m.swap(m);
+    m_v.swap(v);
+    m_a.resize(0, 0);  // workspaces are re-sized on the next step
+  }
+
+ private:
+  // ∇L for the right-side form with data X (rows×ambient): A = sXP, C = A(PᵀP − 2I), ∇ = 2(P AᵀA + sXᵀC).
+  template <typename X>
+  void gradient(const X& x, Scalar s) {
+    const Matrix& p = this->m_p;
+    const Index r = p.cols();
+    if (m_a.rows() != x.rows() || m_a.cols() != r) {
+      m_a.resize(x.rows(), r);
+      m_c.resize(x.rows(), r);
+      m_grad.resize(p.rows(), r);
+      m_k.resize(r, r);
+      m_ata.resize(r, r);
+      if (m_m.rows() != p.rows() || m_m.cols() != r) {
+        m_m.setZero(p.rows(), r);
+        m_v.setZero(p.rows(), r);
+      }
+    }
+    m_a.noalias() = (s * x) * p;
+    m_k.noalias() = p.transpose() * p;
+    m_k.diagonal().array() -= Scalar(2);
+    m_ata.noalias() = m_a.transpose() * m_a;
+    m_c.noalias() = m_a * m_k;
+    m_grad.noalias() = (Scalar(2) * p) * m_ata;
+    m_grad.noalias() += (Scalar(2) * s * x.transpose()) * m_c;
+  }
+
+  OnlinePcaRule m_rule = OnlinePcaRule::Adam;
+  double m_mult = 1.0;
+  bool m_reortho = false;
+  Index m_t = 0;
+  Matrix m_m, m_v;
+  Matrix m_a, m_c, m_grad, m_k, m_ata;
+};
+
+}  // namespace wproj

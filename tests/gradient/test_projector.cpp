@@ -1,0 +1,223 @@
+// GradientProjector: sides, projection identities, rank checks, refresh schedule, adaptive gap,
+// failed refreshes.
+#include "test_common.hpp"
+
+#include <wproj/gradient.hpp>
+
+#include <vector>
+
+using namespace wproj;
+using namespace wproj_test;
+
+namespace {
+
+/// An SVD basis whose refreshes can be made to fail on demand.
+template <typename S>
+struct FlakyBasis : SvdBasis<S> {
+  static constexpr const char* kName = "FlakyBasis";
+  static inline bool fail = false;
+  template <typename D>
+  RefreshResult refresh(const Eigen::MatrixBase<D>& g, Side side, Index rank, std::uint64_t k, Mat<S>* t) {
+    if (fail) return RefreshResult{};
+    return SvdBasis<S>::refresh(g, side, rank, k, t);
+  }
+};
+
+/// The explicit oracle: P Pᵀ G (left), G P Pᵀ (right), A Aᵀ G B Bᵀ (full), from dense bases.
+template <typename Proj, typename S>
+Mat<double> oracle(const Proj& proj, const Mat<S>& g) {
+  const Mat<double> gd = g.template cast<double>();
+  const Mat<double> a = proj.denseBasis().template cast<double>();
+  if (proj.twoSided()) {
+    const Mat<double> b = proj.denseRightBasis().template cast<double>();
+    return a * a.transpose() * gd * b * b.transpose();
+  }
+  return proj.side() == Side::Left ? Mat<double>(a * a.transpose() * gd) : Mat<double>(gd * a * a.transpose());
+}
+
+template <typename Basis>
+void checkIdentity(Index m, Index n, Index r, ProjectionType type, const Basis& proto = Basis()) {
+  using S = typename Basis::Scalar;
+  GradientProjector<Basis> proj(proto);
+  proj.setRank(r).setUpdateGap(10).setScale(S(1)).setProjectionType(type);
+  const Mat<S> g = gaussian<S>(m, n, 7 + std::uint64_t(m * 31 + n));
+  proj.beginStep(g);
+  const Mat<S> low = proj.project(g);
+  CHECK(low.rows() == proj.projectedRows());
+  CHECK(low.cols() == proj.projectedCols());
+  const Mat<double> back = proj.projectBack(low).template cast<double>();
+  const Mat<double> expect = oracle(proj, g);
+  INFO("type " << toString(type) << " shape " << m << "x" << n << " rank " << r);
+  CHECK((back - expect).norm() <= 1e3 * eps<S>() * (1 + expect.norm()) * double(m + n));
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("projector: back(project(G)) equals the explicit projection for every side", "[gradient][projector]", float,
+                   double) {
+  using S = TestType;
+  for (auto type : {ProjectionType::Std, ProjectionType::ReverseStd, ProjectionType::Left, ProjectionType::Right, ProjectionType::Full}) {
+    for (auto shape : {std::pair<Index, Index>{14, 9}, {9, 14}, {11, 11}}) {
+      const Index m = shape.first, n = shape.second, mn = std::min(m, n);
+      for (Index r : {Index(1), Index(4), mn}) {
+        checkIdentity<SvdBasis<S>>(m, n, r, type);
+        checkIdentity<GaussianBasis<S>>(m, n, r, type);
+        checkIdentity<RowSelectionBasis<S>>(m, n, r, type);
+      }
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("projector: sides are explicit state, square projected shapes included", "[gradient][projector]", float, double) {
+  using S = TestType;
+  const Mat<S> tall = gaussian<S>(12, 7, 1), wide = gaussian<S>(7, 12, 2);
+  auto sideOf = [](ProjectionType t, const Mat<S>& g) {
+    GradientProjector<SvdBasis<S>> p;
+    p.setRank(3).setProjectionType(t);
+    p.init(g.rows(), g.cols());
+    return p.side();
+  };
+  CHECK(sideOf(ProjectionType::Std, tall) == Side::Right);
+  CHECK(sideOf(ProjectionType::Std, wide) == Side::Left);
+  CHECK(sideOf(ProjectionType::ReverseStd, tall) == Side::Left);
+  CHECK(sideOf(ProjectionType::ReverseStd, wide) == Side::Right);
+  CHECK(sideOf(ProjectionType::Left, tall) == Side::Left);
+  CHECK(sideOf(ProjectionType::Right, wide) == Side::Right);
+
+  // reverse_std on a 12x7 gradient at rank 7: the projected matrix is 7x7 (square). The
+  // upstream code would guess the side from that shape; ours uses the stored side.
+  GradientProjector<SvdBasis<S>> p;
+  p.setRank(7).setScale(S(1)).setProjectionType(ProjectionType::ReverseStd);
+  p.beginStep(tall);
+  const Mat<S> low = p.project(tall);
+  REQUIRE(low.rows() == 7);
+  REQUIRE(low.cols() == 7);
+  const Mat<S> back = p.projectBack(low);
+  REQUIRE(back.rows() == 12);
+  const Mat<S> pd = p.denseBasis();
+  CHECK((back - pd * pd.transpose() * tall).norm() <= S(100) * S(eps<S>()) * tall.norm() * S(20));
+}
+
+TEMPLATE_TEST_CASE("projector: rank is checked against min(m, n) up front", "[gradient][projector]", float, double) {
+  using S = TestType;
+  GradientProjector<SvdBasis<S>> p;
+  p.setRank(8);
+  const Mat<S> g = gaussian<S>(10, 7, 3);
+  CHECK_THROWS_AS(p.beginStep(g), InvalidArgument);
+  try {
+    p.init(10, 7);
+  } catch (const InvalidArgument& e) {
+    CHECK(std::string(e.what()).find("rank") != std::string::npos);
+    CHECK(std::string(e.what()).find("min(m, n) = 7") != std::string::npos);
+  }
+  CHECK_THROWS_AS(p.setRank(0), InvalidArgument);
+  CHECK_THROWS_AS(p.setUpdateGap(0), InvalidArgument);
+  GradientProjector<SvdBasis<S>> q;
+  q.setUpdateGap(5);
+  CHECK_THROWS_AS(q.setOffset(5), InvalidArgument);
+  // Shape changes after the first step are rejected.
+  GradientProjector<SvdBasis<S>> u;
+  u.setRank(2);
+  u.beginStep(g);
+  const Mat<S> other = gaussian<S>(9, 7, 4);
+  CHECK_THROWS_AS(u.beginStep(other), InvalidArgument);
+}
+
+TEMPLATE_TEST_CASE("projector: row-major maps project like column-major matrices", "[gradient][projector]", float, double) {
+  using S = TestType;
+  const Mat<S> g = gaussian<S>(13, 8, 5);
+  RowMajorMat<S> rm = g;
+  Eigen::Map<const RowMajorMat<S>> map(rm.data(), rm.rows(), rm.cols());
+  GradientProjector<SvdBasis<S>> a, b;
+  a.setRank(3).setProjectionType(ProjectionType::Left);
+  b.setRank(3).setProjectionType(ProjectionType::Left);
+  a.beginStep(g);
+  b.beginStep(map);
+  CHECK((a.denseBasis() - b.denseBasis()).norm() <= S(1e3) * S(eps<S>()));
+  const Mat<S> ra = a.project(g), rb = b.project(map);
+  CHECK((ra - rb).norm() <= S(1e3) * S(eps<S>()) * ra.norm());
+}
+
+TEST_CASE("projector: refresh schedule is 0, T, 2T, ... and offset o gives 0, o, o+T, ...", "[gradient][projector]") {
+  auto refreshSteps = [](Index gap, Index offset, Index steps) {
+    GradientProjector<GaussianBasis<double>> p;
+    p.setRank(2).setUpdateGap(gap).setOffset(offset);
+    std::vector<Index> at;
+    for (Index s = 0; s < steps; ++s) {
+      const Mat<double> g = gaussian<double>(6, 5, 100 + std::uint64_t(s));
+      const Index before = p.stats().refreshes;
+      p.beginStep(g);
+      if (p.stats().refreshes > before) at.push_back(s);
+      p.endStep(g);
+    }
+    return at;
+  };
+  CHECK(refreshSteps(3, 0, 10) == std::vector<Index>{0, 3, 6, 9});
+  CHECK(refreshSteps(3, 2, 10) == std::vector<Index>{0, 2, 5, 8});
+  CHECK(refreshSteps(4, 1, 10) == std::vector<Index>{0, 1, 5, 9});
+  CHECK(refreshSteps(1, 0, 4) == std::vector<Index>{0, 1, 2, 3});
+  // Staggered layers: with offsets 0..T-1 no two layers refresh together after step 0.
+  const auto a = refreshSteps(4, 1, 20), b = refreshSteps(4, 2, 20);
+  for (Index s : a)
+    if (s > 0) CHECK(std::find(b.begin(), b.end(), s) == b.end());
+}
+
+TEST_CASE("projector: adaptive gap doubles after 5 similar bases and not for unrelated ones", "[gradient][projector]") {
+  const Mat<double> fixed = withSpectrum<double>(20, 12, geometricSpectrum(12, 100), 9);
+  GradientProjector<SvdBasis<double>> p;
+  p.setRank(3).setUpdateGap(1).setAdaptiveGap(true);
+  for (Index s = 0; s < 6; ++s) {
+    p.beginStep(fixed);
+    p.endStep(fixed);
+  }
+  // Refreshes at steps 0..5: overlaps at 1..5 are all 1 → queue full with mean 1 ≥ 0.4 → gap 2.
+  CHECK(p.stats().refreshes == 6);
+  CHECK(p.stats().gapIncreases == 1);
+  CHECK(p.updateGap() == 2);
+  CHECK(p.stats().lastOverlap == Approx(1.0).margin(1e-9));
+  for (Index s = 6; s < 40; ++s) {
+    p.beginStep(fixed);
+    p.endStep(fixed);
+  }
+  CHECK(p.updateGap() >= 4);
+
+  GradientProjector<SvdBasis<double>> q;
+  q.setRank(2).setUpdateGap(1).setAdaptiveGap(true);
+  for (Index s = 0; s < 30; ++s) {
+    const Mat<double> g = gaussian<double>(40, 30, 500 + std::uint64_t(s));
+    q.beginStep(g);
+    q.endStep(g);
+  }
+  CHECK(q.stats().gapIncreases == 0);
+  CHECK(q.stats().refreshes == 30);
+  CHECK(q.stats().meanOverlap() < 0.4);
+}
+
+TEST_CASE("projector: a failed refresh keeps the previous basis and is counted", "[gradient][projector]") {
+  using B = FlakyBasis<double>;
+  const Mat<double> g0 = gaussian<double>(10, 6, 1), g1 = gaussian<double>(10, 6, 2);
+  {
+    B::fail = true;
+    GradientProjector<B> p;
+    p.setRank(2);
+    CHECK_THROWS_AS(p.beginStep(g0), NumericalError);
+    B::fail = false;
+  }
+  ProjectedAdamW<B> opt;
+  opt.projector().setRank(2).setUpdateGap(2);
+  Mat<double> w = gaussian<double>(10, 6, 3);
+  opt.step(w, g0);
+  const Mat<double> p0 = opt.projector().denseBasis();
+  opt.step(w, g1);
+  B::fail = true;
+  opt.step(w, g1);  // step 2: scheduled refresh fails
+  B::fail = false;
+  CHECK(opt.projector().stats().failedRefreshes == 1);
+  CHECK(opt.projector().stats().refreshes == 1);
+  CHECK(opt.projector().denseBasis() == p0);
+  CHECK(w.allFinite());
+  opt.step(w, g1);
+  opt.step(w, g1);  // step 4: refresh succeeds
+  CHECK(opt.projector().stats().refreshes == 2);
+  CHECK(opt.projector().denseBasis() != p0);
+}
