@@ -24,10 +24,10 @@ def dct(repeats):
 
         best, med, reps, _ = w.best_time(transform, repeats, min_seconds=1.0)
         rows.append(dict(workload="dct", impl="scipy.fft.dct", params=f"n={w.DCT_N},cols={w.DCT_COLS}{label}",
-                         time_s=best, time_median_s=med, reps=reps))
+                         time_s=best, cpu_s=w.LAST_CPU, time_median_s=med, reps=reps))
         best, med, reps, _ = w.best_time(select, repeats, min_seconds=1.0)
         rows.append(dict(workload="dct", impl="scipy.fft.dct + top-r", params=f"r={r}{label}",
-                         time_s=best, time_median_s=med, reps=reps))
+                         time_s=best, cpu_s=w.LAST_CPU, time_median_s=med, reps=reps))
     return rows
 
 
@@ -37,7 +37,7 @@ def exact_truncated(mat):
         lambda: scipy.linalg.svd(mat.a, full_matrices=False, lapack_driver="gesdd", check_finite=False), 1)
     err = mat.relative_error(u[:, :k], s[:k], vt[:k])
     return [dict(workload="truncated_svd", impl="scipy.linalg.svd (gesdd)", params=f"full thin SVD, keep {k}",
-                 time_s=best, time_median_s=med, reps=reps, rel_error=err, error_ratio=err / mat.optimal_error(k))]
+                 time_s=best, cpu_s=w.LAST_CPU, time_median_s=med, reps=reps, rel_error=err, error_ratio=err / mat.optimal_error(k))]
 
 
 def gemm(repeats):
@@ -47,6 +47,6 @@ def gemm(repeats):
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
         best, med, reps, _ = w.best_time(lambda: a @ b, repeats, min_seconds=0.5)
-        rows.append(dict(workload="gemm", impl="numpy matmul", params=f"{m}x{k}x{n}", time_s=best,
+        rows.append(dict(workload="gemm", impl="numpy matmul", params=f"{m}x{k}x{n}", time_s=best, cpu_s=w.LAST_CPU,
                          time_median_s=med, reps=reps, gflops=2.0 * m * n * k / best / 1e9))
     return rows
