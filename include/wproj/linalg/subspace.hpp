@@ -59,7 +59,7 @@ Index rankFromSingularValues(const Eigen::MatrixBase<V>& s, Index m, Index n, Re
 /// A linear subspace of Rⁿ represented by an orthonormal basis Q (n×k, QᵀQ = I).
 ///
 /// Projection never forms QQᵀ: `project` computes Q(QᵀX) (Left) or (XQ)Qᵀ (Right), i.e.
-/// 2·2nkc flops for an n×c block instead of n²c.
+/// 4nkc flops for an n×c block instead of 2n²c.
 ///
 /// Thread-safety: all `const` members except `projectTo` / `projectOutTo` may be called
 /// concurrently. `projectTo` / `projectOutTo` reuse a mutable scratch buffer (so that repeated
