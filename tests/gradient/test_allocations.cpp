@@ -1,0 +1,106 @@
+// Zero heap allocations per optimizer step after the first: this file replaces the global
+// operator new/delete with counting versions and runs Eigen with EIGEN_RUNTIME_NO_MALLOC, whose
+// "malloc not allowed" assertion is turned into a counter (Eigen allocates with malloc, not new).
+#include <atomic>
+#include <cstddef>
+#include <cstdlib>
+#include <new>
+
+namespace alloc_count {
+std::atomic<long> newCalls{0};
+std::atomic<long> eigenMallocs{0};
+}  // namespace alloc_count
+
+#define EIGEN_RUNTIME_NO_MALLOC
+#define eigen_assert(x) \
+  do { if (!(x)) ++alloc_count::eigenMallocs; } while (0)
+
+#include "test_common.hpp"
+
+#include <wproj/gradient.hpp>
+
+void* operator new(std::size_t n) {
+  ++alloc_count::newCalls;
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) {
+  ++alloc_count::newCalls;
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+
+using namespace wproj;
+using namespace wproj_test;
+
+namespace {
+
+/// Runs N steps; returns the allocations counted during steps 2..N.
+template <typename Opt, typename W, typename G>
+long allocationsAfterFirstStep(Opt& opt, W& w, const G& g, int steps = 6) {
+  opt.step(w, g);
+  const long before = alloc_count::newCalls.load() + alloc_count::eigenMallocs.load();
+  Eigen::internal::set_is_malloc_allowed(false);
+  for (int s = 1; s < steps; ++s) opt.step(w, g);
+  Eigen::internal::set_is_malloc_allowed(true);
+  return alloc_count::newCalls.load() + alloc_count::eigenMallocs.load() - before;
+}
+
+template <typename Opt, typename Configure>
+long countFor(Configure configure, Index m = 40, Index n = 24) {
+  using S = typename Opt::Scalar;
+  Opt opt;
+  configure(opt);
+  Mat<S> w = gaussian<S>(m, n, 1);
+  const Mat<S> g = gaussian<S>(m, n, 2);
+  return allocationsAfterFirstStep(opt, w, g);
+}
+
+}  // namespace
+
+TEST_CASE("the counters see allocations", "[gradient][alloc]") {
+  const long before = alloc_count::newCalls.load() + alloc_count::eigenMallocs.load();
+  Eigen::internal::set_is_malloc_allowed(false);
+  Mat<float> x(10, 10);
+  auto* v = new std::vector<int>(5);
+  Eigen::internal::set_is_malloc_allowed(true);
+  delete v;
+  CHECK(x.size() == 100);
+  CHECK(alloc_count::newCalls.load() + alloc_count::eigenMallocs.load() - before >= 3);
+}
+
+TEST_CASE("projected optimizers allocate nothing per step after the first", "[gradient][alloc]") {
+  const Index gap = 1000;  // no refresh during the measured steps
+  CHECK(countFor<ProjectedAdamW<SvdBasis<float>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
+  CHECK(countFor<ProjectedAdamW<SvdBasis<double>>>(
+            [&](auto& o) { o.projector().setRank(6).setUpdateGap(gap).setProjectionType(ProjectionType::Left); }) == 0);
+  CHECK(countFor<ProjectedAdamW<SvdBasis<float>>>(
+            [&](auto& o) { o.projector().setRank(6).setUpdateGap(gap).setProjectionType(ProjectionType::Full); o.setWeightDecay(0.1); }) == 0);
+  CHECK(countFor<ProjectedAdamW<RandomizedBasis<float>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
+  CHECK(countFor<ProjectedAdamW<OnlinePcaBasis<float>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
+  CHECK(countFor<ProjectedAdamW<GaussianBasis<float>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
+  CHECK(countFor<ProjectedAdamW<RowSelectionBasis<float>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
+  CHECK(countFor<ProjectedAdamW<QuantizedBasis<SvdBasis<float>>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
+  CHECK(countFor<ProjectedAdafactor<SvdBasis<float>>>([&](auto& o) {
+          AdafactorOptions a;
+          a.beta1 = 0.9;
+          a.relativeStep = true;
+          o.setOptions(a);
+          o.projector().setRank(6).setUpdateGap(gap);
+        }) == 0);
+}
+
+TEST_CASE("full-rank baselines and row-major maps allocate nothing per step", "[gradient][alloc]") {
+  CHECK(countFor<AdamW<float>>([](auto& o) { o.setWeightDecay(0.01); }) == 0);
+  CHECK(countFor<Adafactor<float>>([](auto&) {}) == 0);
+  ProjectedAdamW<SvdBasis<float>> opt;
+  opt.projector().setRank(5).setUpdateGap(1000);
+  RowMajorMat<float> w = gaussian<float>(30, 50, 3), g = gaussian<float>(30, 50, 4);
+  Eigen::Map<RowMajorMat<float>> wm(w.data(), 30, 50);
+  Eigen::Map<const RowMajorMat<float>> gm(g.data(), 30, 50);
+  CHECK(allocationsAfterFirstStep(opt, wm, gm) == 0);
+}
