@@ -34,11 +34,12 @@ class MeanDifferenceEstimator {
     checkNonEmpty(a, where, "a");
     checkNonEmpty(b, where, "b");
     checkShape(b, -1, a.cols(), where, "b");
-    checkFinite(a, where, "a");
-    checkFinite(b, where, "b");
-    // accumulate the means in double: a long sum of float activations loses digits
-    const Eigen::VectorXd diff = a.template cast<double>().colwise().mean().transpose() -
-                                 b.template cast<double>().colwise().mean().transpose();
+    // evaluate once (inputs may be expressions such as products), in double: a long sum of
+    // float activations loses digits
+    const Eigen::MatrixXd ad = a.template cast<double>(), bd = b.template cast<double>();
+    checkFinite(ad, where, "a");
+    checkFinite(bd, where, "b");
+    const Eigen::VectorXd diff = ad.colwise().mean().transpose() - bd.colwise().mean().transpose();
     const double norm = diff.norm();
     requireArg(norm > 0 && std::isfinite(norm), where, "mean(a) - mean(b)", norm,
                "a non-zero difference of the two means");
