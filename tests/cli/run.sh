@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# End-to-end tests of the wproj command-line tool (run by ctest as cli_end_to_end):
+#   run.sh WPROJ CHECK WORKDIR
+# Writes checkpoints and arrays (with the checker), runs every subcommand, and compares the
+# outputs with the library called directly (tests/cli/check.cpp). Also: bf16 round trips, a
+# sharded checkpoint, every malformed file rejected with one line on stderr, failures leave no
+# output, and `kill -9` during a write leaves no output and the inputs intact.
+set -euo pipefail
+WPROJ="$1"
+CHECK="$2"
+DIR="$3"
+MALFORMED="$(cd "$(dirname "$0")/../io/malformed" && pwd)"
+rm -rf "$DIR"
+mkdir -p "$DIR"
+cd "$DIR"
+pass=0
+step() { echo "== $*"; pass=$((pass + 1)); }
+die() { echo "cli test FAILED: $*" >&2; exit 1; }
+
+# Runs a command that must fail: exit status non-zero, exactly one line on stderr, matching $1.
+expect_fail() {
+  local pattern="$1"; shift
+  set +e
+  "$@" > out.txt 2> err.txt
+  local rc=$?
+  set -e
+  [ $rc -ne 0 ] || die "expected failure: $*"
+  [ "$(wc -l < err.txt)" -eq 1 ] || { cat err.txt; die "expected one line on stderr: $*"; }
+  grep -q -- "$pattern" err.txt || { cat err.txt; die "expected '$pattern' in stderr: $*"; }
+}
+
+"$CHECK" gen .
+md5sum ./*.safetensors ./*.npy > inputs.md5
+
+step "help of every subcommand has an example"
+for c in info svd spectrum subspace edit merge "subspace detox" "subspace dama" "subspace inlp" "subspace leace" "subspace mean-diff"; do
+  # shellcheck disable=SC2086
+  "$WPROJ" $c --help | grep -q "Example" || die "no example in 'wproj $c --help'"
+done
+
+step "info"
+"$WPROJ" info base.safetensors > info.txt
+grep -q "layers.0.mlp.down_proj.weight *F32 *\[16, 24\]" info.txt || { cat info.txt; die "info table"; }
+grep -q "total: 6 tensors (3 2-D)" info.txt || { cat info.txt; die "info totals"; }
+"$WPROJ" info --json m_bf16.safetensors | grep -q '"BF16"' || die "info --json"
+
+step "svd exact and randomized"
+"$WPROJ" svd W.npy --rank 5 --out svd_exact > /dev/null
+"$CHECK" svd W.npy svd_exact 5 exact 0
+"$WPROJ" svd W.npy --rank 5 --method randomized --power-iters 2 --seed 9 --out svd_rand > /dev/null
+"$CHECK" svd W.npy svd_rand 5 randomized 9
+expect_fail "rank" "$WPROJ" svd W.npy --rank 31 --out svd_bad
+[ ! -e svd_bad/U.npy ] || die "svd failure left output"
+
+step "spectrum (csv and json)"
+"$WPROJ" spectrum base.safetensors --min-tail 4 > spectrum.csv
+"$CHECK" spectrum base.safetensors spectrum.csv
+"$WPROJ" spectrum base.safetensors --tensors 'down_proj' --format json --min-tail 4 | grep -q '"effective_rank"' || die "spectrum json"
+
+step "subspace estimators"
+"$WPROJ" subspace detox --pos P.npy --neg N.npy --rank 2 -o detox.npy > /dev/null
+"$CHECK" subspace detox detox.npy P.npy N.npy
+"$WPROJ" subspace dama --inputs H.npy --targets V.npy --rank 3 -o dama.npy > /dev/null
+"$CHECK" subspace dama dama.npy H.npy V.npy
+"$WPROJ" subspace mean-diff --a A.npy --b B.npy -o md.npy > /dev/null
+"$CHECK" subspace mean-diff md.npy A.npy B.npy
+"$WPROJ" subspace inlp --x X.npy --labels z.npy --iterations 5 -o inlp.npy > /dev/null
+"$CHECK" subspace inlp inlp.npy X.npy z.npy
+"$WPROJ" subspace leace --x X.npy --labels z.npy -o eraser.safetensors > /dev/null
+"$WPROJ" info eraser.safetensors | grep -q "left" || die "leace eraser file"
+
+step "edit (output and input side, partial strength, LEACE fold)"
+"$WPROJ" edit base.safetensors --basis md.npy --tensors 'down_proj\.weight|o_proj' --side output -o edited.safetensors > edit.txt
+grep -q "edited 2 of 6 tensors" edit.txt || { cat edit.txt; die "edit report"; }
+"$CHECK" edit base.safetensors edited.safetensors md.npy 'down_proj\.weight|o_proj' output 1.0
+"$WPROJ" edit base.safetensors --basis detox.npy --tensors 'o_proj' --side input --strength 0.5 -o edited_in.safetensors > /dev/null
+"$CHECK" edit base.safetensors edited_in.safetensors detox.npy 'o_proj' input 0.5
+"$WPROJ" edit base.safetensors --leace eraser.safetensors --tensors 'down_proj\.weight' -o leace.safetensors > /dev/null
+"$CHECK" leace-edit base.safetensors leace.safetensors eraser.safetensors layers.0.mlp.down_proj.weight layers.0.mlp.down_proj.bias
+expect_fail "dimension" "$WPROJ" edit base.safetensors --basis dama.npy --tensors 'o_proj' --side output -o bad.safetensors
+[ ! -e bad.safetensors ] || die "edit failure left output"
+
+step "merge: every method equals the library on in-memory checkpoints"
+for spec in "task_arithmetic lambda 0.7" "ties density 0.5" "dare drop 0.3" "iso_c alpha 1.0" "iso_cts alpha 1.0" \
+            "tsv alpha 1.0" "model_stock - -" "opcm alpha 0.5" "slerp t 0.3"; do
+  read -r method pname pval <<< "$spec"
+  models="m1.safetensors m2.safetensors m3.safetensors"
+  [ "$method" = slerp ] && models="m1.safetensors m2.safetensors"
+  {
+    echo "merge_method: $method"
+    echo "base_model: base.safetensors"
+    echo "models:"
+    for m in $models; do echo "  - model: $m"; done
+    if [ "$pname" != - ]; then echo "parameters:"; echo "  $pname: $pval"; fi
+    [ "$method" = dare ] && echo "  seed: 3"
+    echo "tensors:"
+    echo "  - {pattern: 'embed_tokens', action: skip}"
+  } > "$method.yaml"
+  "$WPROJ" merge "$method.yaml" -o "merged_$method.safetensors" --report "report_$method.json" 2> /dev/null
+  # shellcheck disable=SC2086
+  "$CHECK" merge "$method" "${pval/-/0}" "merged_$method.safetensors" - embed_tokens base.safetensors $models
+  grep -q '"delta_norm"' "report_$method.json" || die "merge report of $method"
+done
+
+step "merge: bf16 input, bf16/f16 output, sharded output folder"
+cat > bf16.yaml <<'EOF'
+merge_method: task_arithmetic
+base_model: base.safetensors
+models:
+  - model: m1.safetensors
+  - model: m_bf16.safetensors
+parameters: {lambda: 0.5}
+out_dtype: bfloat16
+max_shard_size: 1500
+EOF
+"$WPROJ" merge bf16.yaml -o sharded --report report_bf16.json 2> /dev/null
+[ -f sharded/model.safetensors.index.json ] || die "no index in sharded output"
+[ "$(ls sharded/model-*.safetensors | wc -l)" -gt 1 ] || die "expected several shards"
+"$CHECK" merge task_arithmetic 0.5 sharded bfloat16 - base.safetensors m1.safetensors m_bf16.safetensors
+"$WPROJ" info sharded | grep -q "BF16" || die "info on a sharded folder"
+# bf16 round trip: editing the sharded bf16 model with strength 0 reproduces it byte for byte.
+"$WPROJ" edit sharded/model.safetensors.index.json --basis md.npy --tensors o_proj --strength 0 -o roundtrip.safetensors > /dev/null
+"$WPROJ" edit roundtrip.safetensors --basis md.npy --tensors o_proj --strength 0 -o roundtrip2 --max-shard-size 1500 > /dev/null
+"$CHECK" same roundtrip.safetensors roundtrip2
+sed 's/bfloat16/float16/' bf16.yaml | grep -v max_shard > f16.yaml
+"$WPROJ" merge f16.yaml -o merged_f16.safetensors --report /dev/null 2> /dev/null
+"$CHECK" merge task_arithmetic 0.5 merged_f16.safetensors float16 - base.safetensors m1.safetensors m_bf16.safetensors
+
+step "merge: dry run writes nothing; mismatches and bad configs fail with one line"
+"$WPROJ" merge ties.yaml --dry-run -o never.safetensors > plan.txt
+grep -q "estimated peak memory" plan.txt || die "dry run plan"
+[ ! -e never.safetensors ] || die "dry run wrote output"
+sed 's/m3.safetensors/m_vocab.safetensors/; /embed_tokens/d; /^tensors:/d' ties.yaml > vocab.yaml
+expect_fail "shape mismatch for tensor 'embed_tokens.weight'" "$WPROJ" merge vocab.yaml -o vocab.safetensors
+[ ! -e vocab.safetensors ] || die "failed merge left output"
+printf 'merge_method: ties\nbase_model: base.safetensors\nmodels: [m1.safetensors]\nparameters: {densty: 0.2}\n' > typo.yaml
+expect_fail "parameter 'densty'" "$WPROJ" merge typo.yaml -o typo.safetensors
+expect_fail "is the input" "$WPROJ" merge ties.yaml -o m1.safetensors
+expect_fail "no tensor\|no 2-D" "$WPROJ" edit base.safetensors --basis md.npy --tensors nomatch -o x.safetensors
+
+step "every malformed file is rejected with one line and a non-zero status"
+n=0
+while IFS=$'\t' read -r file msg; do
+  case "$file" in \#*|"") continue ;; esac
+  case "$file" in
+    *.npy) expect_fail "$msg" "$WPROJ" svd "$MALFORMED/$file" --rank 1 --out malformed_out ;;
+    *) expect_fail "$msg" "$WPROJ" info "$MALFORMED/$file" ;;
+  esac
+  n=$((n + 1))
+done < "$MALFORMED/EXPECTED.tsv"
+[ "$n" -ge 35 ] || die "only $n malformed files"
+[ ! -e malformed_out/U.npy ] || die "malformed input produced output"
+
+step "kill -9 during a merge leaves no output file and the inputs intact"
+mkdir -p big
+"$CHECK" gen-large big 3 1024
+big_sum=$(md5sum big/*.safetensors)
+printf 'merge_method: ties\nbase_model: big/big0.safetensors\nmodels: [big/big1.safetensors, big/big2.safetensors, big/big3.safetensors]\n' > big.yaml
+before=$(ls -a big | sort)
+"$WPROJ" merge big.yaml -o big/out.safetensors --report /dev/null 2> /dev/null &
+pid=$!
+# Wait until the output is open (an unnamed O_TMPFILE inode, or a hidden temporary name), then kill.
+for _ in $(seq 1 1000); do
+  ls -l "/proc/$pid/fd" 2> /dev/null | grep -q 'big/#\|big/\.out' && break
+  sleep 0.01
+done
+sleep 0.05
+kill -9 $pid 2> /dev/null || die "the merge finished before it could be killed (make the test input larger)"
+wait $pid 2> /dev/null || true
+[ "$(ls -a big | sort)" = "$before" ] || { ls -la big; die "kill -9 left files behind"; }
+[ "$(md5sum big/*.safetensors)" = "$big_sum" ] || die "inputs changed"
+rm -rf big
+
+md5sum -c --quiet inputs.md5 || die "inputs were modified"
+echo "cli tests: $pass groups passed"

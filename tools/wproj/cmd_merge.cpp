@@ -1,0 +1,592 @@
+// wproj command-line tool: `wproj merge CONFIG.yaml` — streaming model merging from a mergekit-style config.
+#include "common.hpp"
+
+#include <wproj/merging.hpp>
+#include <wproj/version.hpp>
+
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <iomanip>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+
+namespace wcli {
+namespace {
+
+// ------------------------------------------------------------------------------- configuration
+
+struct RuleSpec {
+  std::string pattern;
+  wproj::TensorAction action;
+};
+
+struct ModelSpec {
+  std::string path;
+  double weight = 1.0;
+};
+
+struct MergeConfig {
+  std::string method, base, dtype = "float32", outDtype;
+  std::vector<ModelSpec> models;
+  std::map<std::string, double> params;
+  std::vector<RuleSpec> rules;
+  std::uint64_t maxShard = 0;
+};
+
+const std::map<std::string, std::map<std::string, double>>& methodDefaults() {
+  static const std::map<std::string, std::map<std::string, double>> d = {
+      {"opcm", {{"alpha", 0.5}}},
+      {"task_arithmetic", {{"lambda", 1.0}}},
+      {"ties", {{"density", 0.2}, {"lambda", 1.0}}},
+      {"dare", {{"drop", 0.5}, {"lambda", 1.0}, {"seed", 0}}},
+      {"slerp", {{"t", 0.5}}},
+      {"model_stock", {}},
+      {"iso_c", {{"alpha", 1.0}}},
+      {"iso_cts", {{"alpha", 1.0}, {"common_fraction", 0.8}}},
+      {"tsv", {{"alpha", 1.0}}}};
+  return d;
+}
+
+std::string resolvePath(const std::string& p, const std::string& configDir) {
+  if (p.empty() || p[0] == '/') return p;
+  struct stat st;
+  if (::stat(p.c_str(), &st) == 0) return p;
+  return configDir + "/" + p;
+}
+
+double scalarParam(const YAML::Node& v, const std::string& where) {
+  try {
+    return v.as<double>();
+  } catch (const YAML::Exception&) {
+    throw CliError(where + " must be a number");
+  }
+}
+
+MergeConfig parseConfig(const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    throw CliError(path + ": cannot read the config file");
+  } catch (const YAML::Exception& e) {
+    throw CliError(path + ": invalid YAML: " + e.what());
+  }
+  if (!root.IsMap()) throw CliError(path + ": the config must be a YAML mapping");
+  const std::string dir = wproj::io::detail::dirName(path);
+  static const std::set<std::string> known = {"merge_method", "base_model", "models", "parameters", "dtype",
+                                              "out_dtype", "tensors", "max_shard_size"};
+  for (const auto& kv : root) {
+    const std::string k = kv.first.as<std::string>();
+    if (!known.count(k))
+      throw CliError(path + ": unknown key '" + k +
+                     "' (expected merge_method, base_model, models, parameters, dtype, out_dtype, tensors, max_shard_size)");
+  }
+  MergeConfig c;
+  if (!root["merge_method"]) throw CliError(path + ": missing 'merge_method'");
+  c.method = root["merge_method"].as<std::string>();
+  if (!methodDefaults().count(c.method)) {
+    std::string all;
+    for (const auto& kv : methodDefaults()) all += (all.empty() ? "" : ", ") + kv.first;
+    throw CliError(path + ": unknown merge_method '" + c.method + "' (expected one of " + all + ")");
+  }
+  if (!root["base_model"]) throw CliError(path + ": missing 'base_model' (every method merges task vectors theta_i - theta_0)");
+  c.base = resolvePath(root["base_model"].as<std::string>(), dir);
+  if (!root["models"] || !root["models"].IsSequence() || root["models"].size() == 0)
+    throw CliError(path + ": 'models' must be a non-empty list of '- model: PATH'");
+  for (const auto& m : root["models"]) {
+    ModelSpec s;
+    if (m.IsScalar()) {
+      s.path = resolvePath(m.as<std::string>(), dir);
+    } else {
+      if (!m.IsMap() || !m["model"]) throw CliError(path + ": each entry of 'models' needs 'model: PATH'");
+      s.path = resolvePath(m["model"].as<std::string>(), dir);
+      for (const auto& kv : m) {
+        const std::string k = kv.first.as<std::string>();
+        if (k != "model" && k != "parameters") throw CliError(path + ": model '" + s.path + "': unknown key '" + k + "'");
+      }
+      if (m["parameters"]) {
+        for (const auto& kv : m["parameters"]) {
+          const std::string k = kv.first.as<std::string>();
+          if (k != "weight")
+            throw CliError(path + ": model '" + s.path + "': unknown parameter '" + k +
+                           "' (per-model parameters: weight, which scales the model's task vector)");
+          s.weight = scalarParam(kv.second, "model '" + s.path + "': weight");
+        }
+      }
+    }
+    c.models.push_back(s);
+  }
+  c.params = methodDefaults().at(c.method);
+  if (root["parameters"] && !root["parameters"].IsNull()) {
+    for (const auto& kv : root["parameters"]) {
+      const std::string k = kv.first.as<std::string>();
+      if (!c.params.count(k)) {
+        std::string all;
+        for (const auto& p : c.params) all += (all.empty() ? "" : ", ") + p.first;
+        throw CliError(path + ": parameter '" + k + "' does not apply to " + c.method +
+                       (all.empty() ? std::string(" (it takes none)") : " (expected " + all + ")"));
+      }
+      c.params[k] = scalarParam(kv.second, "parameter '" + k + "'");
+    }
+  }
+  if (root["dtype"]) c.dtype = root["dtype"].as<std::string>();
+  if (c.dtype != "float32" && c.dtype != "float64")
+    throw CliError(path + ": dtype (the compute type) must be float32 or float64, got '" + c.dtype + "'");
+  if (root["out_dtype"]) {
+    c.outDtype = root["out_dtype"].as<std::string>();
+    try {
+      if (!wproj::io::isConvertibleFloat(wproj::io::dtypeFromString(c.outDtype))) throw CliError("");
+    } catch (const std::exception&) {
+      throw CliError(path + ": out_dtype must be float32, float16, bfloat16 or float64, got '" + c.outDtype + "'");
+    }
+  }
+  if (root["max_shard_size"]) c.maxShard = root["max_shard_size"].as<std::uint64_t>();
+  if (root["tensors"] && !root["tensors"].IsNull()) {
+    if (!root["tensors"].IsSequence()) throw CliError(path + ": 'tensors' must be a list of {pattern, action}");
+    for (const auto& r : root["tensors"]) {
+      if (!r["pattern"] || !r["action"]) throw CliError(path + ": each tensor rule needs 'pattern' and 'action'");
+      RuleSpec s;
+      s.pattern = r["pattern"].as<std::string>();
+      compileRegex(s.pattern, "tensor rule pattern");
+      const std::string a = r["action"].as<std::string>();
+      if (a == "skip" || a == "base") s.action = wproj::TensorAction::Skip;
+      else if (a == "average") s.action = wproj::TensorAction::Average;
+      else if (a == "merge" || a == "project") s.action = wproj::TensorAction::Project;
+      else throw CliError(path + ": tensor rule '" + s.pattern + "': action '" + a + "' (expected merge, average or skip)");
+      c.rules.push_back(s);
+    }
+  }
+  if (c.method == "slerp" && c.models.size() != 2) throw CliError(path + ": slerp merges exactly 2 models");
+  if (c.method == "model_stock" && c.models.size() < 2) throw CliError(path + ": model_stock needs at least 2 models");
+  return c;
+}
+
+// ------------------------------------------------------------------------- spill file (OPCM)
+
+/// An unnamed temporary file in a folder: vanishes when closed or when the process dies.
+class SpillFile {
+ public:
+  explicit SpillFile(const std::string& dir) {
+#ifdef O_TMPFILE
+    m_fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+#endif
+    if (m_fd < 0) {
+      std::string tmpl = dir + "/.wproj-spill-XXXXXX";
+      m_fd = ::mkstemp(&tmpl[0]);
+      if (m_fd >= 0) ::unlink(tmpl.c_str());
+    }
+    if (m_fd < 0) throw CliError("cannot create a temporary file in '" + dir + "'");
+  }
+  ~SpillFile() {
+    if (m_fd >= 0) ::close(m_fd);
+  }
+  std::uint64_t append(const void* p, std::size_t n) {
+    const std::uint64_t at = m_size;
+    const char* c = static_cast<const char*>(p);
+    std::size_t left = n;
+    std::uint64_t off = at;
+    while (left > 0) {
+      const ssize_t w = ::pwrite(m_fd, c, left, off_t(off));
+      if (w <= 0) throw CliError("writing the temporary file failed (disk full?)");
+      c += w;
+      left -= std::size_t(w);
+      off += std::uint64_t(w);
+    }
+    m_size += n;
+    return at;
+  }
+  void read(std::uint64_t at, void* p, std::size_t n) const {
+    char* c = static_cast<char*>(p);
+    while (n > 0) {
+      const ssize_t r = ::pread(m_fd, c, n, off_t(at));
+      if (r <= 0) throw CliError("reading the temporary file failed");
+      c += r;
+      n -= std::size_t(r);
+      at += std::uint64_t(r);
+    }
+  }
+
+ private:
+  int m_fd = -1;
+  std::uint64_t m_size = 0;
+};
+
+// ----------------------------------------------------------------------------------- the merge
+
+struct MergeOptions {
+  std::string config, out, report;
+  bool dryRun = false;
+};
+
+struct Inputs {
+  std::unique_ptr<wproj::io::Checkpoint> base;
+  std::vector<std::unique_ptr<wproj::io::Checkpoint>> models;
+};
+
+struct Plan {
+  std::vector<std::string> merged;   // float tensors that go through the merger (rules may still skip them)
+  std::vector<std::string> copied;   // non-float tensors: copied from the base
+  std::map<std::string, wproj::RuleDecision> decision;
+  std::uint64_t maxElements = 0;
+  std::vector<std::string> warnings;
+};
+
+bool elementwiseMethod(const std::string& m) {
+  return m == "task_arithmetic" || m == "ties" || m == "dare" || m == "slerp" || m == "model_stock";
+}
+
+wproj::MergeRules buildRules(const MergeConfig& c) {
+  wproj::MergeRules r;
+  for (const auto& s : c.rules) r.add(s.pattern, s.action);
+  return r;
+}
+
+Plan makePlan(const MergeConfig& c, const Inputs& in) {
+  Plan p;
+  const wproj::MergeRules rules = buildRules(c);
+  const bool elementwise = elementwiseMethod(c.method);
+  for (const auto& n : in.base->names()) {
+    const auto& t = in.base->info(n);
+    if (!wproj::io::isConvertibleFloat(t.dtype)) {
+      p.copied.push_back(n);
+      continue;
+    }
+    const wproj::RuleDecision d = rules.decide(n, t.rows(), t.cols(), c.method == "opcm" ? false : elementwise);
+    p.decision[n] = d;
+    p.merged.push_back(n);
+    if (d.action == wproj::TensorAction::Skip) continue;
+    p.maxElements = std::max<std::uint64_t>(p.maxElements, t.count());
+    for (std::size_t i = 0; i < in.models.size(); ++i) {
+      const auto& m = *in.models[i];
+      if (!m.contains(n))
+        throw CliError("tensor '" + n + "' is missing from model " + std::to_string(i + 1) + " (" + m.path() +
+                       "); add a rule {pattern: '" + n + "', action: skip} to keep the base tensor");
+      const auto& mt = m.info(n);
+      if (mt.count() != t.count() || mt.rows() != t.rows() || mt.cols() != t.cols())
+        throw CliError("shape mismatch for tensor '" + n + "': " + t.shapeString() + " in the base model but " +
+                       mt.shapeString() + " in model " + std::to_string(i + 1) + " (" + m.path() +
+                       ") - a different vocabulary? add a rule {pattern: '" + n + "', action: skip} to keep the base tensor");
+      if (!wproj::io::isReadableAsReal(mt.dtype))
+        throw CliError("tensor '" + n + "' of model " + m.path() + " has dtype " + wproj::io::dtypeName(mt.dtype));
+    }
+  }
+  for (std::size_t i = 0; i < in.models.size(); ++i)
+    for (const auto& n : in.models[i]->names())
+      if (!in.base->contains(n)) {
+        const auto d = rules.decide(n, 0, 0, true);
+        if (d.action != wproj::TensorAction::Skip)
+          throw CliError("tensor '" + n + "' of model " + std::to_string(i + 1) + " (" + in.models[i]->path() +
+                         ") is not in the base model; add a rule {pattern: '" + n + "', action: skip} to drop it");
+        p.warnings.push_back("tensor '" + n + "' of model " + in.models[i]->path() + " is not in the base model: dropped");
+      }
+  return p;
+}
+
+std::uint64_t peakEstimate(const MergeConfig& c, const Plan& p, const Inputs& in) {
+  const std::uint64_t s = c.dtype == "float64" ? 8 : 4;
+  const std::uint64_t T = in.models.size();
+  std::uint64_t work;
+  if (c.method == "opcm") work = 6 * p.maxElements * s;  // S, tau, theta, projected, U, V of one tensor
+  else if (elementwiseMethod(c.method)) work = (T + 3) * p.maxElements * s;
+  else work = (T + 6) * p.maxElements * s;  // + SVD factors of the spectral methods
+  std::uint64_t stored = 0;
+  for (const auto& n : p.merged) stored = std::max(stored, in.base->info(n).bytes());
+  return work + (T + 1) * stored + (8u << 20);
+}
+
+wproj::io::DType outDtypeOf(const MergeConfig& c, const wproj::io::TensorInfo& t) {
+  if (!wproj::io::isConvertibleFloat(t.dtype)) return t.dtype;
+  return c.outDtype.empty() ? t.dtype : wproj::io::dtypeFromString(c.outDtype);
+}
+
+template <typename Scalar>
+class MergeRun {
+ public:
+  using Matrix = wproj::MergeMatrix<Scalar>;
+
+  MergeRun(const MergeConfig& c, const Inputs& in, const Plan& p, wproj::io::CheckpointWriter& w, Progress& progress)
+      : m_c(c), m_in(in), m_p(p), m_w(w), m_progress(progress) {}
+
+  // Every read converts into owned memory and then lets the kernel drop the mapped pages, so
+  // at most one tensor's pages are resident on top of the matrices the merger holds.
+  Matrix base(const std::string& n) const {
+    Matrix t = m_in.base->read<Scalar>(n);
+    m_in.base->release(n);
+    return t;
+  }
+
+  Matrix model(wproj::Index i, const std::string& n) const {
+    Matrix theta = m_in.models[std::size_t(i)]->read<Scalar>(n);
+    m_in.models[std::size_t(i)]->release(n);
+    const double wgt = m_c.models[std::size_t(i)].weight;
+    if (wgt != 1.0) {
+      const Matrix b = base(n);
+      theta = b + Scalar(wgt) * (theta - b);
+    }
+    return theta;
+  }
+
+  void release(const std::string& n) const {
+    m_in.base->release(n);
+    for (const auto& m : m_in.models)
+      if (m->contains(n)) m->release(n);
+  }
+
+  void sink(const std::string& n, const Matrix& theta) {
+    if (!theta.allFinite()) throw CliError("the merged tensor '" + n + "' has non-finite entries");
+    m_w.write(n, theta);
+    release(n);
+    m_outNorm[n] = double(theta.norm());
+    const double now = m_progress.seconds();
+    m_seconds[n] = now - m_last;
+    m_last = now;
+    m_progress.advance(double(m_in.base->info(n).bytes()), n);
+  }
+
+  template <typename Merger>
+  wproj::MergeReport batch(Merger merger) {
+    wproj::ModelMerger<Merger> mm(std::move(merger));
+    mm.setRules(buildRules(m_c));
+    m_last = m_progress.seconds();
+    return mm.merge(
+        m_p.merged, wproj::Index(m_in.models.size()), [this](const std::string& n) { return base(n); },
+        [this](wproj::Index i, const std::string& n) { return model(i, n); },
+        [this](const std::string& n, const Matrix& t) { sink(n, t); });
+  }
+
+  /// OPCM, tensor by tensor: pass 1 builds each tensor's accumulator S over the models in order
+  /// (spilled to an unnamed temporary file) and the global norms; pass 2 writes θ₀ + λS.
+  wproj::MergeReport opcm(const std::string& spillDir) {
+    const std::size_t T = m_in.models.size();
+    SpillFile spill(spillDir);
+    std::map<std::string, std::uint64_t> where;
+    std::vector<double> normSq(T, 0.0);
+    double sumSq = 0;
+    wproj::MergeReport rep;
+    const double alpha = m_c.params.at("alpha");
+    rep.method = "opcm (alpha=" + wproj::detail::describe(alpha) + "), " + std::to_string(T) + " models";
+    std::map<std::string, wproj::TensorReport> trs;
+    m_last = m_progress.seconds();
+    for (const auto& n : m_p.merged) {
+      wproj::ContinualMerger<Scalar> cm;
+      cm.setAlpha(alpha).setRules(buildRules(m_c));
+      wproj::TensorReport tr;
+      const bool counted = m_p.decision.at(n).action != wproj::TensorAction::Skip;
+      for (std::size_t i = 0; i < T; ++i) {
+        const wproj::MergeReport step = cm.addModel({n}, [&](const std::string& name) {
+          Matrix tau = model(wproj::Index(i), name) - base(name);
+          if (counted) normSq[i] += double(tau.squaredNorm());  // global norms over merged tensors only
+          return tau;
+        });
+        const auto& st = step.tensors.front();
+        if (i == 0) tr = st;
+        if (i + 1 == T) {
+          tr.method = st.method;
+          tr.rank = st.rank;
+        }
+        for (const auto& wmsg : st.warnings) tr.warnings.push_back("model " + std::to_string(i + 1) + ": " + wmsg);
+      }
+      if (tr.action != wproj::TensorAction::Skip) {
+        const Matrix& s = cm.accumulator(n);
+        sumSq += double(s.squaredNorm());
+        where[n] = spill.append(s.data(), std::size_t(s.size()) * sizeof(Scalar));
+      }
+      release(n);
+      m_progress.advance(0.5 * double(m_in.base->info(n).bytes()), n);
+      trs[n] = tr;
+    }
+    double meanNorm = 0;
+    for (double v : normSq) meanNorm += std::sqrt(v);
+    meanNorm /= double(T);
+    const double lambda = sumSq > 0 ? meanNorm / std::sqrt(sumSq) : 0.0;
+    rep.method += ", scale " + wproj::detail::describe(lambda);
+    if (lambda == 0) rep.warnings.push_back("the merged delta is zero: merged model = base");
+    for (const auto& n : m_p.merged) {
+      wproj::TensorReport tr = trs[n];
+      Matrix theta = base(n);
+      if (tr.action != wproj::TensorAction::Skip) {
+        Matrix s(theta.rows(), theta.cols());
+        spill.read(where[n], s.data(), std::size_t(s.size()) * sizeof(Scalar));
+        theta += Scalar(lambda) * s;
+        tr.deltaNorm = lambda * double(s.norm());
+      }
+      sink(n, theta);
+      rep.tensors.push_back(tr);
+    }
+    m_scale = lambda;
+    return rep;
+  }
+
+  std::map<std::string, double> m_outNorm, m_seconds;
+  double m_scale = std::numeric_limits<double>::quiet_NaN();
+
+ private:
+  const MergeConfig& m_c;
+  const Inputs& m_in;
+  const Plan& m_p;
+  wproj::io::CheckpointWriter& m_w;
+  Progress& m_progress;
+  double m_last = 0;
+};
+
+template <typename Scalar>
+nlohmann::json mergeWith(const MergeConfig& c, const Inputs& in, const Plan& p, wproj::io::CheckpointWriter& w,
+                         Progress& progress, const std::string& spillDir) {
+  MergeRun<Scalar> run(c, in, p, w, progress);
+  const auto& P = c.params;
+  wproj::MergeReport rep;
+  if (c.method == "opcm") rep = run.opcm(spillDir);
+  else if (c.method == "task_arithmetic") rep = run.batch(wproj::TaskArithmetic<Scalar>().setScale(P.at("lambda")));
+  else if (c.method == "ties") rep = run.batch(wproj::TiesMerging<Scalar>().setDensity(P.at("density")).setScale(P.at("lambda")));
+  else if (c.method == "dare")
+    rep = run.batch(wproj::DareMerging<Scalar>().setDropRate(P.at("drop")).setScale(P.at("lambda")).setSeed(std::uint64_t(P.at("seed"))));
+  else if (c.method == "slerp") rep = run.batch(wproj::SlerpMerging<Scalar>().setT(P.at("t")));
+  else if (c.method == "model_stock") rep = run.batch(wproj::ModelStock<Scalar>());
+  else if (c.method == "iso_c") rep = run.batch(wproj::IsoCMerging<Scalar>().setScale(P.at("alpha")));
+  else if (c.method == "iso_cts")
+    rep = run.batch(wproj::IsoCtsMerging<Scalar>().setScale(P.at("alpha")).setCommonFraction(P.at("common_fraction")));
+  else if (c.method == "tsv") rep = run.batch(wproj::TsvMerging<Scalar>().setScale(P.at("alpha")));
+  nlohmann::json j;
+  j["method"] = rep.method;
+  if (c.method == "opcm") j["opcm_scale"] = run.m_scale;
+  j["warnings"] = rep.warnings;
+  j["tensors"] = nlohmann::json::array();
+  for (const auto& t : rep.tensors) {
+    j["tensors"].push_back({{"name", t.name},
+                            {"shape", {t.rows, t.cols}},
+                            {"action", wproj::toString(t.action)},
+                            {"rule", t.rule},
+                            {"method", t.method},
+                            {"rank", t.rank},
+                            {"task_norm_mean", t.taskNormMean},
+                            {"delta_norm", t.deltaNorm},
+                            {"norm", run.m_outNorm[t.name]},
+                            {"seconds", run.m_seconds[t.name]},
+                            {"warnings", t.warnings}});
+  }
+  return j;
+}
+
+void runMerge(const MergeOptions& o) {
+  const MergeConfig c = parseConfig(o.config);
+  Inputs in;
+  in.base = std::make_unique<wproj::io::Checkpoint>(c.base);
+  for (const auto& m : c.models) in.models.push_back(std::make_unique<wproj::io::Checkpoint>(m.path));
+  const Plan p = makePlan(c, in);
+  const std::uint64_t peak = peakEstimate(c, p, in);
+
+  std::vector<std::string> inputs = filesOf(*in.base);
+  for (const auto& m : in.models) {
+    auto f = filesOf(*m);
+    inputs.insert(inputs.end(), f.begin(), f.end());
+  }
+  if (!o.dryRun) checkNotAnInput(o.out, inputs);
+  std::ostringstream os;  // the plan: printed by --dry-run only
+  os << "merge plan: " << c.method << " (";
+  bool first = true;
+  for (const auto& kv : c.params) {
+    os << (first ? "" : ", ") << kv.first << "=" << kv.second;
+    first = false;
+  }
+  os << "), compute " << c.dtype << ", out_dtype " << (c.outDtype.empty() ? "as base" : c.outDtype) << "\n";
+  os << "  base:     " << c.base << " (" << in.base->names().size() << " tensors, " << humanBytes(double(in.base->totalBytes()))
+     << ")\n";
+  for (std::size_t i = 0; i < c.models.size(); ++i)
+    os << "  model " << (i + 1) << ":  " << c.models[i].path << " (weight " << c.models[i].weight << ", "
+       << humanBytes(double(in.models[i]->totalBytes())) << ")\n";
+  std::size_t counts[3] = {0, 0, 0};
+  for (const auto& n : p.merged) ++counts[int(p.decision.at(n).action)];
+  os << "  tensors:  " << counts[0] << " merged, " << counts[1] << " averaged, " << counts[2] << " kept from base, "
+     << p.copied.size() << " non-float copied\n";
+  for (const auto& wmsg : p.warnings) os << "  warning: " << wmsg << "\n";
+  os << "  estimated peak memory: " << humanBytes(double(peak)) << " (largest merged tensor: " << p.maxElements
+     << " elements)\n";
+  if (o.dryRun) {
+    std::cout << os.str();
+    for (const auto& n : p.merged) {
+      const auto& t = in.base->info(n);
+      std::cout << "    " << std::left << std::setw(48) << n << std::setw(16) << t.shapeString() << std::setw(9)
+                << wproj::toString(p.decision.at(n).action) << p.decision.at(n).rule << "\n";
+    }
+    for (const auto& n : p.copied) std::cout << "    " << std::left << std::setw(48) << n << "copied (non-float)\n";
+    return;
+  }
+
+  wproj::io::CheckpointWriter w(o.out, c.maxShard);
+  w.addMetadata("format", "pt").addMetadata("merged_by", "wproj " WPROJ_VERSION_STRING).addMetadata("merge_method", c.method);
+  for (const auto& n : in.base->names()) w.declare(n, outDtypeOf(c, in.base->info(n)), in.base->info(n).shape);
+  w.begin();
+  for (const auto& n : p.copied) {
+    const auto& t = in.base->info(n);
+    w.writeRaw(n, in.base->readerOf(n).rawData(t), std::size_t(t.bytes()));
+    in.base->release(n);
+  }
+  Progress progress(double(in.base->totalBytes()) * (c.method == "opcm" ? 1.5 : 1.0), "merge");
+  const std::string spillDir = wproj::io::detail::endsWith(o.out, ".safetensors") ? wproj::io::detail::dirName(o.out) : o.out;
+  nlohmann::json j = c.dtype == "float64" ? mergeWith<double>(c, in, p, w, progress, spillDir)
+                                          : mergeWith<float>(c, in, p, w, progress, spillDir);
+  w.commit();
+  progress.finish();
+  j["config"] = o.config;
+  j["output"] = w.files();
+  j["base_model"] = c.base;
+  j["models"] = nlohmann::json::array();
+  for (const auto& m : c.models) j["models"].push_back({{"model", m.path}, {"weight", m.weight}});
+  j["copied_non_float"] = p.copied;
+  j["estimated_peak_bytes"] = peak;
+  j["seconds"] = progress.seconds();
+  const std::string text = j.dump(2) + "\n";
+  if (o.report.empty()) {
+    std::cout << text;
+  } else {
+    wproj::io::AtomicFile f(o.report);
+    f.write(text.data(), text.size());
+    f.commit();
+  }
+  std::cerr << "merged " << p.merged.size() << " tensors into " << o.out << " in " << std::fixed << std::setprecision(1)
+            << progress.seconds() << " s\n";
+}
+
+}  // namespace
+
+void addMergeCommand(CLI::App& app) {
+  static MergeOptions mo;
+  auto* m = app.add_subcommand("merge", "Merge checkpoints from a mergekit-style YAML config, one tensor at a time");
+  m->add_option("CONFIG", mo.config, "YAML config (merge_method, base_model, models, parameters, dtype, out_dtype, tensors)")
+      ->required();
+  m->add_option("-o,--out", mo.out, "output .safetensors file, or a folder (sharded by max_shard_size)");
+  m->add_flag("--dry-run", mo.dryRun, "validate the inputs, print the plan and the peak-memory estimate; write nothing");
+  m->add_option("--report", mo.report, "write the JSON report to this file instead of standard output");
+  m->footer(
+      "Methods and parameters (defaults): opcm alpha=0.5; task_arithmetic lambda=1; ties density=0.2 lambda=1;\n"
+      "dare drop=0.5 lambda=1 seed=0; slerp t=0.5; model_stock; iso_c alpha=1; iso_cts alpha=1 common_fraction=0.8;\n"
+      "tsv alpha=1. Per model: weight (scales its task vector). Rules: tensors: [{pattern: REGEX, action:\n"
+      "merge|average|skip}], first match wins. Relative paths are taken from the working folder, else from the\n"
+      "config's folder.\n"
+      "Example config:\n"
+      "  merge_method: ties\n"
+      "  base_model: base.safetensors\n"
+      "  models:\n"
+      "    - model: math.safetensors\n"
+      "    - model: code.safetensors\n"
+      "      parameters: {weight: 0.5}\n"
+      "  parameters: {density: 0.2, lambda: 1.0}\n"
+      "  dtype: float32\n"
+      "  out_dtype: bfloat16\n"
+      "  tensors:\n"
+      "    - {pattern: 'embed_tokens|lm_head', action: skip}\n"
+      "Example:\n  wproj merge ties.yaml -o merged.safetensors\n");
+  m->callback([]() {
+    if (!mo.dryRun && mo.out.empty()) throw CliError("merge: -o OUT is required (or use --dry-run)");
+    runMerge(mo);
+  });
+}
+
+}  // namespace wcli

@@ -1,0 +1,95 @@
+// wproj command-line tool: entry point and `wproj info`.
+#include "common.hpp"
+
+#include <wproj/version.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <iomanip>
+#include <map>
+
+namespace wcli {
+namespace {
+
+struct InfoOptions {
+  std::string model;
+  bool json = false;
+};
+
+void runInfo(const InfoOptions& o) {
+  const wproj::io::Checkpoint c(o.model);
+  std::map<std::string, std::uint64_t> byDtype;
+  std::uint64_t elements = 0, bytes = 0, twoD = 0;
+  for (const auto& n : c.names()) {
+    const auto& t = c.info(n);
+    byDtype[wproj::io::dtypeName(t.dtype)] += t.count();
+    elements += t.count();
+    bytes += t.bytes();
+    twoD += t.is2d();
+  }
+  if (o.json) {
+    nlohmann::json j;
+    j["model"] = o.model;
+    j["files"] = c.shardCount();
+    j["tensors"] = nlohmann::json::array();
+    for (const auto& n : c.names()) {
+      const auto& t = c.info(n);
+      j["tensors"].push_back({{"name", n}, {"dtype", wproj::io::dtypeName(t.dtype)}, {"shape", t.shape}, {"bytes", t.bytes()}});
+    }
+    j["total"] = {{"tensors", c.names().size()}, {"elements", elements}, {"bytes", bytes}, {"two_d", twoD}};
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::size_t width = 6;
+  for (const auto& n : c.names()) width = std::max(width, n.size());
+  std::cout << o.model << ": " << c.shardCount() << " file(s)\n";
+  std::cout << std::left << std::setw(int(width) + 2) << "tensor" << std::setw(9) << "dtype" << std::setw(22) << "shape"
+            << "bytes\n";
+  for (const auto& n : c.names()) {
+    const auto& t = c.info(n);
+    std::cout << std::setw(int(width) + 2) << n << std::setw(9) << wproj::io::dtypeName(t.dtype) << std::setw(22)
+              << t.shapeString() << t.bytes() << "\n";
+  }
+  std::cout << "total: " << c.names().size() << " tensors (" << twoD << " 2-D), " << elements << " elements, "
+            << humanBytes(double(bytes)) << " (";
+  bool first = true;
+  for (const auto& kv : byDtype) {
+    std::cout << (first ? "" : ", ") << kv.first << ": " << kv.second;
+    first = false;
+  }
+  std::cout << ")\n";
+}
+
+}  // namespace
+}  // namespace wcli
+
+int main(int argc, char** argv) {
+  CLI::App app{"wproj " WPROJ_VERSION_STRING
+               " - weight-matrix projection methods on safetensors checkpoints and .npy arrays.\n"
+               "Inputs are opened read-only; outputs appear only when complete."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", WPROJ_VERSION_STRING);
+
+  wcli::InfoOptions info;
+  auto* sub = app.add_subcommand("info", "List the tensors of a model (.safetensors, sharded index.json or folder)");
+  sub->add_option("MODEL", info.model, "a .safetensors file, a model.safetensors.index.json, or a folder")->required();
+  sub->add_flag("--json", info.json, "print JSON instead of a table");
+  sub->footer("Example:\n  wproj info model.safetensors\n  wproj info checkpoints/llama/   # sharded: reads model.safetensors.index.json\n");
+  sub->callback([&]() { wcli::runInfo(info); });
+
+  try {
+    wcli::addLinalgCommands(app);
+    wcli::addEditCommands(app);
+    wcli::addMergeCommand(app);
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    for (auto& ch : msg)
+      if (ch == '\n') ch = ' ';
+    std::cerr << "wproj: error: " << msg << "\n";
+    return 1;
+  }
+  return 0;
+}
