@@ -32,3 +32,11 @@ TEMPLATE_TEST_CASE("checkFinite, checkShape and checkNonEmpty", "[config]", floa
   // Every wproj exception is catchable as std::runtime_error.
   CHECK_THROWS_AS(wproj::checkNonEmpty(Mat<TestType>(0, 3), "f", "a"), std::runtime_error);
 }
+
+TEST_CASE("checkFinite accepts expressions, products included", "[config]") {
+  const Eigen::MatrixXd a = Eigen::MatrixXd::Ones(3, 2), b = Eigen::MatrixXd::Ones(2, 4);
+  CHECK_NOTHROW(wproj::checkFinite(a * b, "f", "a*b"));
+  Eigen::MatrixXd c = b;
+  c(1, 3) = std::numeric_limits<double>::infinity();
+  CHECK_THROWS_WITH(wproj::checkFinite(a * c, "f", "a*c"), Catch::Contains("(0, 3)"));
+}

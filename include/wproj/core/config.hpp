@@ -88,7 +88,8 @@ void requireArg(bool condition, const char* where, const char* name, const T& va
 /// Throws `InvalidArgument` unless every coefficient of `x` is finite.
 template <typename Derived>
 void checkFinite(const Eigen::DenseBase<Derived>& x, const char* where, const char* name) {
-  const auto& d = x.derived();
+  if (x.derived().allFinite()) return;  // the fast path; works on any expression (products included)
+  const typename Derived::PlainObject d = x.derived();  // locate the offending entry
   for (Index j = 0; j < d.cols(); ++j) {
     for (Index i = 0; i < d.rows(); ++i) {
       if (!std::isfinite(static_cast<double>(d.coeff(i, j)))) {
