@@ -13,5 +13,7 @@
 #include "linalg/linear_operator.hpp"
 #include "linalg/randomized_svd.hpp"
 #include "linalg/polar.hpp"
+#include "linalg/incremental_svd.hpp"
+#include "linalg/dct.hpp"
 #include "linalg/covariance.hpp"
 #include "linalg/pls.hpp"
