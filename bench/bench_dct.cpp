@@ -8,6 +8,7 @@
 #include <wproj/linalg/dct.hpp>
 
 #include <string>
+#include <vector>
 
 using namespace wproj_bench;
 
@@ -56,6 +57,38 @@ void BM_DctSelect(benchmark::State& state) {
   state.SetLabel(std::string(state.range(0) == 0 ? "fft" : "dense") + ", r=" + std::to_string(kDctRank));
 }
 BENCHMARK(BM_DctSelect)->ArgName("dense")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// S = C·G into a preallocated matrix (no page faults on a fresh 180 MB result each time);
+// arg = threads (1, or 0 = automatic: all hardware threads).
+void BM_DctTransformInto(benchmark::State& state) {
+  const MatF& g = dctInput();
+  wproj::Dct<float> dct(kDctN, wproj::DctAlgorithm::Fast);
+  dct.setThreads(int(state.range(0)));
+  MatF s;
+  dct.ofColumnsInto(g, s);
+  for (auto _ : state) {
+    dct.ofColumnsInto(g, s);
+    benchmark::DoNotOptimize(s.data());
+  }
+  state.SetLabel("fft into, threads=" + std::string(state.range(0) == 0 ? "auto" : "1"));
+}
+BENCHMARK(BM_DctTransformInto)->ArgName("threads")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// dctTopIndices: the L1 score of every frequency and the top-512 indices, without storing S
+// (what the GaLore DCT basis needs); arg = threads as above.
+void BM_DctSelectIndices(benchmark::State& state) {
+  const MatF& g = dctInput();
+  std::vector<wproj::Index> idx;
+  for (auto _ : state) {
+    wproj::Dct<float> dct(kDctN, wproj::DctAlgorithm::Fast);
+    dct.setThreads(int(state.range(0)));
+    idx = wproj::topIndices(dct.scoresOfColumns(g, wproj::ScoreNorm::L1), kDctRank);
+    benchmark::DoNotOptimize(idx.data());
+  }
+  state.SetLabel("fft, indices only, r=" + std::to_string(kDctRank) +
+                 ", threads=" + std::string(state.range(0) == 0 ? "auto" : "1"));
+}
+BENCHMARK(BM_DctSelectIndices)->ArgName("threads")->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 #endif

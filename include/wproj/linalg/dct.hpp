@@ -4,7 +4,7 @@
 /// \file
 /// Orthonormal DCT-II bases (the SVD-free GaLore variant of IST-DASLab's `dct_adamw`): the
 /// explicit matrix, fast transforms of all rows or all columns of a matrix through one FFT per
-/// row (Makhoul 1980, Eigen's FFT module with its kissfft backend), the inverse (DCT-III),
+/// row (Makhoul 1980, through a batched FFT vectorised across rows: batch_fft.hpp), the inverse (DCT-III),
 /// column/row scoring and top-r selection.
 ///
 /// Convention: C[k, j] = α_k cos(π(2j+1)k / (2N)), α_0 = √(1/N), α_k = √(2/N) for k ≥ 1, so
@@ -14,12 +14,15 @@
 #include "../core/config.hpp"
 #include "../core/side.hpp"
 
-#include <unsupported/Eigen/FFT>
+#include "batch_fft.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <complex>
 #include <numeric>
+#include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace wproj {
@@ -52,28 +55,47 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> dctMatrix(Index n) {
   return c;
 }
 
-/// An orthonormal DCT-II of size n with a reusable FFT plan, twiddle factors and (on demand)
-/// the explicit matrix. Not thread-safe (the FFT plan cache is mutable); use one per thread.
+/// An orthonormal DCT-II of size n with a reusable plan: Makhoul's reordering, one batched
+/// complex FFT (batch_fft.hpp) for every 2·Lanes vectors — two real vectors packed as the real
+/// and imaginary parts of one complex sequence, across a full SIMD lane group — and the
+/// twiddle post-processing, all vectorised across vectors. Large transforms are split over
+/// `threads()` threads (default: all hardware threads once the matrix has ≥ 2²⁰ entries).
+/// Workspaces are kept between calls, so repeated single-threaded calls do not allocate beyond
+/// their result. A `Dct` may be shared by threads only for concurrent calls with the Dense
+/// algorithm; give each thread its own otherwise.
 template <typename Scalar_>
 class Dct {
  public:
   using Scalar = Scalar_;
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
-  using Complex = std::complex<Scalar>;
   static_assert(std::is_floating_point<Scalar>::value, "Dct: float or double");
 
   /// A DCT of size n ≥ 1 evaluated with `algorithm` (default Auto).
-  explicit Dct(Index n, DctAlgorithm algorithm = DctAlgorithm::Auto) : m_n(n), m_algorithm(algorithm) {
-    requireArg(n >= 1, "Dct", "n", n, ">= 1");
+  explicit Dct(Index n, DctAlgorithm algorithm = DctAlgorithm::Auto)
+      : m_n(n), m_algorithm(algorithm), m_fft((requireArg(n >= 1, "Dct", "n", n, ">= 1"), n)) {
     const double pi = 3.14159265358979323846264338327950288;
-    m_twiddle.resize(std::size_t(n));
+    m_wr.resize(n);
+    m_wi.resize(n);
+    m_perm.resize(std::size_t(n));
+    for (Index k = 0; k < n; ++k) {
+      // W_k = e^{−iπk/(2n)} times the orthonormal scale α_k/2 (the DCT is 2·Re(W_k V_k)·α_k/2).
+      const double ang = -pi * double(k) / double(2 * n);
+      const double scale = k == 0 ? std::sqrt(1.0 / (4.0 * double(n))) : std::sqrt(1.0 / (2.0 * double(n)));
+      m_scale.push_back(scale);
+      m_wr(k) = Scalar(std::cos(ang) * scale);
+      m_wi(k) = Scalar(std::sin(ang) * scale);
+      // Makhoul's order: v_t = x_{2t} for t < ⌈n/2⌉, v_{n−1−t} = x_{2t+1}.
+      m_perm[std::size_t(k)] = 2 * k < n ? 2 * k : 2 * (n - 1 - k) + 1;
+    }
+    // The inverse: V_k = conj(W_k)·(Y_k/α_k − i·Y_{n−k}/α_{n−k})/2, then x = IFFT(V) (1/n).
+    m_iwr.resize(n);
+    m_iwi.resize(n);
     for (Index k = 0; k < n; ++k) {
       const double ang = -pi * double(k) / double(2 * n);
-      m_twiddle[std::size_t(k)] = std::complex<double>(std::cos(ang), std::sin(ang));
+      m_iwr(k) = Scalar(std::cos(ang) * 0.5 / double(n));
+      m_iwi(k) = Scalar(std::sin(ang) * 0.5 / double(n));
     }
-    m_scale0 = std::sqrt(1.0 / (4.0 * double(n)));
-    m_scale = std::sqrt(1.0 / (2.0 * double(n)));
   }
 
   Index size() const { return m_n; }
@@ -82,6 +104,14 @@ class Dct {
     m_algorithm = a;
     return *this;
   }
+  /// Threads of the fast path: 0 (default) = all hardware threads for matrices of ≥ 2²⁰
+  /// entries and one below; t ≥ 1 = exactly t (at most one per batch of vectors).
+  Dct& setThreads(int threads) {
+    requireArg(threads >= 0, "Dct::setThreads", "threads", threads, ">= 0 (0 = automatic)");
+    m_threads = threads;
+    return *this;
+  }
+  int threads() const { return m_threads; }
 
   /// The explicit matrix C (built on first use, then cached).
   const Matrix& matrix() const {
@@ -107,45 +137,75 @@ class Dct {
   /// X Cᵀ: the DCT of every row of x (x has n columns).
   template <typename Derived>
   Matrix ofRows(const Eigen::MatrixBase<Derived>& x) const {
-    checkShape(x, -1, m_n, "Dct::ofRows", "x");
-    checkFinite(x, "Dct::ofRows", "x");
-    if (!usesFast()) return x * matrix().transpose();
-    Matrix out(x.rows(), m_n);
-    for (Index i = 0; i < x.rows(); ++i) forward(x.row(i), out.row(i));
+    Matrix out;
+    apply<false, true>(x, out, "Dct::ofRows");
     return out;
   }
 
   /// C X: the DCT of every column of x (x has n rows).
   template <typename Derived>
   Matrix ofColumns(const Eigen::MatrixBase<Derived>& x) const {
-    checkShape(x, m_n, -1, "Dct::ofColumns", "x");
-    checkFinite(x, "Dct::ofColumns", "x");
-    if (!usesFast()) return matrix() * x;
-    Matrix out(m_n, x.cols());
-    for (Index j = 0; j < x.cols(); ++j) forward(x.col(j), out.col(j));
+    Matrix out;
+    apply<false, false>(x, out, "Dct::ofColumns");
     return out;
   }
 
   /// X C: the inverse DCT (orthonormal DCT-III) of every row of x.
   template <typename Derived>
   Matrix inverseOfRows(const Eigen::MatrixBase<Derived>& x) const {
-    checkShape(x, -1, m_n, "Dct::inverseOfRows", "x");
-    checkFinite(x, "Dct::inverseOfRows", "x");
-    if (!usesFast()) return x * matrix();
-    Matrix out(x.rows(), m_n);
-    for (Index i = 0; i < x.rows(); ++i) inverse(x.row(i), out.row(i));
+    Matrix out;
+    apply<true, true>(x, out, "Dct::inverseOfRows");
     return out;
   }
 
   /// Cᵀ X: the inverse DCT of every column of x.
   template <typename Derived>
   Matrix inverseOfColumns(const Eigen::MatrixBase<Derived>& x) const {
-    checkShape(x, m_n, -1, "Dct::inverseOfColumns", "x");
-    checkFinite(x, "Dct::inverseOfColumns", "x");
-    if (!usesFast()) return matrix().transpose() * x;
-    Matrix out(m_n, x.cols());
-    for (Index j = 0; j < x.cols(); ++j) inverse(x.col(j), out.col(j));
+    Matrix out;
+    apply<true, false>(x, out, "Dct::inverseOfColumns");
     return out;
+  }
+
+  /// `ofRows` into `out` (resized only when its shape differs: no allocation when reused).
+  /// `out` must not alias x.
+  template <typename Derived>
+  void ofRowsInto(const Eigen::MatrixBase<Derived>& x, Matrix& out) const {
+    apply<false, true>(x, out, "Dct::ofRowsInto");
+  }
+
+  /// `ofColumns` into `out` (resized only when its shape differs). `out` must not alias x.
+  template <typename Derived>
+  void ofColumnsInto(const Eigen::MatrixBase<Derived>& x, Matrix& out) const {
+    apply<false, false>(x, out, "Dct::ofColumnsInto");
+  }
+
+  /// Score of every frequency over the DCTs of the rows of x: Σ_i |(X Cᵀ)_ik| (L1) or its
+  /// ℓ2 analogue = `columnScores(ofRows(x), norm)`, without storing the transform (the fast
+  /// path keeps one batch of rows at a time).
+  template <typename Derived>
+  Eigen::VectorXd scoresOfRows(const Eigen::MatrixBase<Derived>& x, ScoreNorm norm = ScoreNorm::L1) const {
+    return frequencyScores<true>(x, norm, "Dct::scoresOfRows");
+  }
+
+  /// Score of every frequency over the DCTs of the columns of x = `rowScores(ofColumns(x), norm)`,
+  /// without storing the transform.
+  template <typename Derived>
+  Eigen::VectorXd scoresOfColumns(const Eigen::MatrixBase<Derived>& x, ScoreNorm norm = ScoreNorm::L1) const {
+    return frequencyScores<false>(x, norm, "Dct::scoresOfColumns");
+  }
+
+  /// Columns `idx` of ofRows(x) (rows(x) × idx.size()), without storing the whole transform.
+  template <typename Derived>
+  Matrix selectedOfRows(const Eigen::MatrixBase<Derived>& x, const std::vector<Index>& idx) const {
+    checkShape(x, -1, m_n, "Dct::selectedOfRows", "x");
+    return selectedFrequencies<true>(x, idx, "Dct::selectedOfRows");
+  }
+
+  /// Rows `idx` of ofColumns(x) (idx.size() × cols(x)), without storing the whole transform.
+  template <typename Derived>
+  Matrix selectedOfColumns(const Eigen::MatrixBase<Derived>& x, const std::vector<Index>& idx) const {
+    checkShape(x, m_n, -1, "Dct::selectedOfColumns", "x");
+    return selectedFrequencies<false>(x, idx, "Dct::selectedOfColumns");
   }
 
   /// The largest prime factor of n (1 for n = 1).
@@ -160,53 +220,273 @@ class Dct {
   }
 
  private:
-  /// y = C x for one vector (Makhoul: reorder, real FFT, twiddle).
-  template <typename In, typename Out>
-  void forward(const In& x, Out&& y) const {
-    const Index n = m_n;
-    if (n == 1) {  // C = [1]
-      y.coeffRef(0) = x.coeff(0);
+  using Fft = detail::BatchFft<Scalar>;
+  using Lane = typename Fft::Lane;
+  using LaneMap = typename Fft::LaneMap;
+  using ConstLaneMap = typename Fft::ConstLaneMap;
+  static constexpr int L = Fft::Lanes;
+
+  // Shape check, then the dense product or the batched FFT; non-finite input is an error
+  // (detected during the FFT route's gather, reported by checkFinite with its message).
+  template <bool Inverse, bool ByRows, typename Derived>
+  void apply(const Eigen::MatrixBase<Derived>& x, Matrix& out, const char* where) const {
+    if (ByRows)
+      checkShape(x, -1, m_n, where, "x");
+    else
+      checkShape(x, m_n, -1, where, "x");
+    if (!usesFast()) {
+      checkFinite(x, where, "x");
+      if (ByRows)
+        out.noalias() = Inverse ? Matrix(x * matrix()) : Matrix(x * matrix().transpose());
+      else
+        out.noalias() = Inverse ? Matrix(matrix().transpose() * x) : Matrix(matrix() * x);
       return;
     }
-    m_real.resize(std::size_t(n));
-    for (Index j = 0; 2 * j < n; ++j) m_real[std::size_t(j)] = x.coeff(2 * j);
-    for (Index j = 0; 2 * j + 1 < n; ++j) m_real[std::size_t(n - 1 - j)] = x.coeff(2 * j + 1);
-    m_fft.fwd(m_spec, m_real);  // full spectrum V_0..V_{n−1}
-    for (Index k = 0; k < n; ++k) {
-      const std::complex<double> v(double(m_spec[std::size_t(k)].real()), double(m_spec[std::size_t(k)].imag()));
-      const double yk = 2.0 * (m_twiddle[std::size_t(k)] * v).real();
-      y.coeffRef(k) = Scalar(yk * (k == 0 ? m_scale0 : m_scale));
+    const Index count = ByRows ? x.rows() : x.cols();
+    if (ByRows) {
+      if (out.rows() != count || out.cols() != m_n) out.resize(count, m_n);
+      if (!transform<Inverse>(x.derived(), count, scatterInto<Inverse>(out))) checkFinite(x, where, "x");
+    } else {
+      if (out.rows() != m_n || out.cols() != count) out.resize(m_n, count);
+      auto outT = out.transpose();
+      if (!transform<Inverse>(x.derived().transpose(), count, scatterInto<Inverse>(outT))) checkFinite(x, where, "x");
     }
   }
 
-  /// x = Cᵀ y for one vector: V_k = e^{iπk/(2n)}(Y_k − i·Y_{n−k})/2, inverse FFT, un-reorder.
-  template <typename In, typename Out>
-  void inverse(const In& y, Out&& x) const {
+  // Sink writing a batch's results to rows row0… of out (count × n), in tiles (see gather).
+  template <bool Inverse, typename Out>
+  auto scatterInto(Out& out) const {
+    return [this, &out](Index row0, Index rows, const Scalar* src, Index /*chunk*/) {
+      const Index n = m_n;
+      for (Index k0 = 0; k0 < n; k0 += kTile) {
+        const Index k1 = std::min(n, k0 + kTile);
+        for (Index l = 0; l < rows; ++l)
+          for (Index k = k0; k < k1; ++k) out.coeffRef(row0 + l, Inverse ? m_perm[std::size_t(k)] : k) = src[k * L + l];
+      }
+    };
+  }
+
+  // Σ over vectors of |y_k| (L1) or y_k² (L2) for every frequency k, without storing the
+  // transform. Partial sums per chunk of batches are added in chunk order, so the result does
+  // not depend on the number of threads.
+  template <bool ByRows, typename Derived>
+  Eigen::VectorXd frequencyScores(const Eigen::MatrixBase<Derived>& x, ScoreNorm norm, const char* where) const {
+    if (ByRows)
+      checkShape(x, -1, m_n, where, "x");
+    else
+      checkShape(x, m_n, -1, where, "x");
+    const Index count = ByRows ? x.rows() : x.cols();
+    Eigen::VectorXd scores = Eigen::VectorXd::Zero(m_n);
+    if (!usesFast() || count == 0) {
+      checkFinite(x, where, "x");
+      const Matrix y = ByRows ? Matrix(x * matrix().transpose()) : Matrix((matrix() * x).transpose());
+      for (Index v = 0; v < y.rows(); ++v) {
+        if (norm == ScoreNorm::L1)
+          scores += y.row(v).transpose().template cast<double>().cwiseAbs();
+        else
+          scores += y.row(v).transpose().template cast<double>().cwiseAbs2();
+      }
+    } else {
+      const Index chunks = (count + kChunkRows - 1) / kChunkRows;
+      Eigen::MatrixXd partial = Eigen::MatrixXd::Zero(m_n, chunks);
+      auto sink = [&](Index, Index, const Scalar* src, Index chunk) {
+        double* p = partial.col(chunk).data();
+        for (Index k = 0; k < m_n; ++k) {
+          const ConstLaneMap v(src + k * L);  // padding lanes hold zeros
+          p[k] += norm == ScoreNorm::L1 ? double(v.abs().sum()) : double(v.square().sum());
+        }
+      };
+      const bool ok = ByRows ? transform<false>(x.derived(), count, sink)
+                             : transform<false>(x.derived().transpose(), count, sink);
+      if (!ok) checkFinite(x, where, "x");
+      scores = partial.rowwise().sum();
+    }
+    if (norm == ScoreNorm::L2) scores = scores.cwiseSqrt();
+    return scores;
+  }
+
+  // y_{idx[j]} of every vector: ByRows → count × r, else r × count.
+  template <bool ByRows, typename Derived>
+  Matrix selectedFrequencies(const Eigen::MatrixBase<Derived>& x, const std::vector<Index>& idx, const char* where) const {
+    const Index count = ByRows ? x.rows() : x.cols(), r = Index(idx.size());
+    for (Index k : idx) requireArg(k >= 0 && k < m_n, where, "index", k, "a frequency in [0, " + std::to_string(m_n) + ")");
+    Matrix out(ByRows ? count : r, ByRows ? r : count);
+    if (!usesFast() || count == 0) {
+      checkFinite(x, where, "x");
+      const Matrix y = ByRows ? Matrix(x * matrix().transpose()) : Matrix((matrix() * x).transpose());
+      for (Index j = 0; j < r; ++j)
+        for (Index v = 0; v < count; ++v) (ByRows ? out(v, j) : out(j, v)) = y(v, idx[std::size_t(j)]);
+      return out;
+    }
+    auto sink = [&](Index row0, Index rows, const Scalar* src, Index) {
+      for (Index l = 0; l < rows; ++l)
+        for (Index j = 0; j < r; ++j) {
+          const Scalar y = src[idx[std::size_t(j)] * L + l];
+          if (ByRows)
+            out(row0 + l, j) = y;
+          else
+            out(j, row0 + l) = y;
+        }
+    };
+    const bool ok =
+        ByRows ? transform<false>(x.derived(), count, sink) : transform<false>(x.derived().transpose(), count, sink);
+    if (!ok) checkFinite(x, where, "x");
+    return out;
+  }
+
+  struct Workspace {
+    typename Fft::Buffer aRe, aIm, bRe, bIm, scratch;
+  };
+
+  Workspace& workspace(std::size_t t) const {
+    if (m_workspaces.size() <= t) m_workspaces.resize(t + 1);
+    Workspace& w = m_workspaces[t];
+    if (w.aRe.size() != m_n * L) {
+      w.aRe = m_fft.makeBuffer();
+      w.aIm = m_fft.makeBuffer();
+      w.bRe = m_fft.makeBuffer();
+      w.bIm = m_fft.makeBuffer();
+      w.scratch = m_fft.makeScratch();
+    }
+    return w;
+  }
+
+  static constexpr Index kTile = 16;       // elements per transposition tile (≤ 1 KiB in L1)
+  static constexpr Index kChunkRows = 16 * 2 * L;  // rows per chunk: the unit of work of a thread
+
+  // Transforms the `count` rows of x (count × n), Inverse selecting the DCT-III, in batches of
+  // 2·L rows; each batch's results go to sink(row0, rows, buffer, chunk) with the result of
+  // row row0 + l, element k at buffer[k·L + l]. Threads take contiguous ranges of chunks.
+  // Returns false when x has a NaN or infinite entry.
+  template <bool Inverse, typename In, typename Sink>
+  bool transform(const In& x, Index count, Sink&& sink) const {
+    if constexpr (!(Eigen::internal::traits<In>::Flags & Eigen::DirectAccessBit)) {
+      const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> xe = x;  // evaluate an expression once
+      return transformEvaluated<Inverse>(xe, count, sink);
+    } else {
+      return transformEvaluated<Inverse>(x, count, sink);
+    }
+  }
+
+  template <bool Inverse, typename In, typename Sink>
+  bool transformEvaluated(const In& x, Index count, Sink& sink) const {
+    const Index chunks = (count + kChunkRows - 1) / kChunkRows;
+    int threads = m_threads;
+    if (threads == 0) threads = count * m_n >= (Index(1) << 20) ? int(std::max(1u, std::thread::hardware_concurrency())) : 1;
+    threads = int(std::min<Index>(threads, chunks));
+    if (threads <= 1) return transformRange<Inverse>(x, sink, 0, count, workspace(0));
+    for (int t = 0; t < threads; ++t) workspace(std::size_t(t));
+    std::vector<std::thread> pool;
+    pool.reserve(std::size_t(threads - 1));
+    auto rangeOf = [&](int t) {
+      const Index c0 = chunks * t / threads, c1 = chunks * (t + 1) / threads;
+      return std::make_pair(std::min(count, c0 * kChunkRows), std::min(count, c1 * kChunkRows));
+    };
+    std::vector<char> finite(std::size_t(threads), 1);
+    for (int t = 1; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        const auto r = rangeOf(t);
+        finite[std::size_t(t)] = transformRange<Inverse>(x, sink, r.first, r.second, m_workspaces[std::size_t(t)]);
+      });
+    const auto r0 = rangeOf(0);
+    finite[0] = transformRange<Inverse>(x, sink, r0.first, r0.second, m_workspaces[0]);
+    for (auto& th : pool) th.join();
+    return std::all_of(finite.begin(), finite.end(), [](char f) { return f != 0; });
+  }
+
+  // Rows [first, last) of x, in batches of 2·L: lane l of the real part is row c0 + l, of the
+  // imaginary part row c0 + L + l (missing rows are zero and not passed to the sink).
+  template <bool Inverse, typename In, typename Sink>
+  bool transformRange(const In& x, Sink& sink, Index first, Index last, Workspace& w) const {
     const Index n = m_n;
-    if (n == 1) {
-      x.coeffRef(0) = y.coeff(0);
-      return;
+    Lane finite = Lane::Zero();  // x − x summed: stays 0 unless an entry is NaN or ±Inf
+    for (Index c0 = first; c0 < last; c0 += 2 * L) {
+      const Index na = std::min<Index>(L, last - c0), nb = std::max<Index>(0, std::min<Index>(L, last - c0 - L));
+      if (na < L || nb < L) {
+        w.aRe.setZero();
+        w.aIm.setZero();
+      }
+      // Tiles of kTile elements × the batch's rows: a tile stays in L1 while it is transposed,
+      // and each source row is read in runs of kTile elements.
+      auto gather = [&](Scalar* dst, Index row0, Index rows) {
+        for (Index t0 = 0; t0 < n; t0 += kTile) {
+          const Index t1 = std::min(n, t0 + kTile);
+          for (Index l = 0; l < rows; ++l)
+            for (Index t = t0; t < t1; ++t) dst[t * L + l] = x.coeff(row0 + l, Inverse ? t : m_perm[std::size_t(t)]);
+          for (Index t = t0; t < t1; ++t) {
+            const ConstLaneMap v(dst + t * L);
+            finite += v - v;
+          }
+        }
+      };
+      gather(w.aRe.data(), c0, na);
+      gather(w.aIm.data(), c0 + L, nb);
+      if (Inverse) {
+        prepareInverse(w);
+        m_fft.forward(w.bRe.data(), w.bIm.data(), w.aRe.data(), w.aIm.data(), w.scratch.data());
+        // x_a = Re(F), x_b = −Im(F) (the 1/n is folded into the twiddles).
+        LaneMapArray(w.aIm.data(), n) = -LaneMapArray(w.aIm.data(), n);
+      } else {
+        m_fft.forward(w.aRe.data(), w.aIm.data(), w.bRe.data(), w.bIm.data(), w.scratch.data());
+        finishForward(w);
+      }
+      const Index chunk = c0 / kChunkRows;
+      sink(c0, na, static_cast<const Scalar*>(w.aRe.data()), chunk);
+      if (nb > 0) sink(c0 + L, nb, static_cast<const Scalar*>(w.aIm.data()), chunk);
     }
-    m_spec.resize(std::size_t(n));
+    return (finite == Scalar(0)).all();
+  }
+
+  static Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>> LaneMapArray(Scalar* p, Index n) {
+    return Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>>(p, n * L);
+  }
+
+  // Z = FFT(a + i·b) in (bRe, bIm) → the DCT-II of a in aRe and of b in aIm:
+  // A_k = (Z_k + conj Z_{n−k})/2, B_k = (Z_k − conj Z_{n−k})/(2i), y_k = 2·Re(W_k·A_k)·α_k/2.
+  void finishForward(Workspace& w) const {
+    const Index n = m_n;
+    const Scalar *zr = w.bRe.data(), *zi = w.bIm.data();
     for (Index k = 0; k < n; ++k) {
-      const double yk = double(y.coeff(k)) / (k == 0 ? m_scale0 : m_scale);
-      const double ynk = k == 0 ? 0.0 : double(y.coeff(n - k)) / m_scale;
-      const std::complex<double> v = std::conj(m_twiddle[std::size_t(k)]) * std::complex<double>(yk, -ynk) * 0.5;
-      m_spec[std::size_t(k)] = Complex(Scalar(v.real()), Scalar(v.imag()));
+      const Index nk = k == 0 ? 0 : n - k;
+      const ConstLaneMap r(zr + k * L), i(zi + k * L), rn(zr + nk * L), in(zi + nk * L);
+      const Scalar wr = m_wr(k), wi = m_wi(k);
+      LaneMap(w.aRe.data() + k * L) = (r + rn) * wr - (i - in) * wi;
+      LaneMap(w.aIm.data() + k * L) = (i + in) * wr - (rn - r) * wi;
     }
-    m_fft.inv(m_real, m_spec);  // scaled by 1/n
-    for (Index j = 0; 2 * j < n; ++j) x.coeffRef(2 * j) = m_real[std::size_t(j)];
-    for (Index j = 0; 2 * j + 1 < n; ++j) x.coeffRef(2 * j + 1) = m_real[std::size_t(n - 1 - j)];
+  }
+
+  // (aRe, aIm) hold the DCT coefficients of a and b → conj(V_a + i·V_b) in (bRe, bIm), whose
+  // forward FFT F gives a = Re(F), b = −Im(F).
+  void prepareInverse(Workspace& w) const {
+    const Index n = m_n;
+    const Scalar s0 = Scalar(1.0 / m_scale[0]), s1 = Scalar(1.0 / (n > 1 ? m_scale[1] : m_scale[0]));
+    const Scalar *ya = w.aRe.data(), *yb = w.aIm.data();
+    for (Index k = 0; k < n; ++k) {
+      const Scalar sk = k == 0 ? s0 : s1;
+      const Lane pa = ConstLaneMap(ya + k * L) * sk, pb = ConstLaneMap(yb + k * L) * sk;
+      Lane qa = Lane::Zero(), qb = Lane::Zero();
+      if (k != 0) {
+        qa = ConstLaneMap(ya + (n - k) * L) * s1;
+        qb = ConstLaneMap(yb + (n - k) * L) * s1;
+      }
+      const Scalar wr = m_iwr(k), wi = m_iwi(k);
+      // V = conj(W)(P − iQ)/2: Re = Wr·P − Wi·Q, Im = −(Wr·Q + Wi·P) (the 1/2 and 1/n are in W).
+      const Lane var = pa * wr - qa * wi, vai = -(qa * wr + pa * wi);
+      const Lane vbr = pb * wr - qb * wi, vbi = -(qb * wr + pb * wi);
+      LaneMap(w.bRe.data() + k * L) = var - vbi;     // Re Z
+      LaneMap(w.bIm.data() + k * L) = -(vai + vbr);  // −Im Z
+    }
   }
 
   Index m_n;
   DctAlgorithm m_algorithm;
-  std::vector<std::complex<double>> m_twiddle;
-  double m_scale0 = 1, m_scale = 1;
+  Fft m_fft;
+  Eigen::Array<Scalar, Eigen::Dynamic, 1> m_wr, m_wi, m_iwr, m_iwi;
+  std::vector<double> m_scale;
+  std::vector<Index> m_perm;
+  int m_threads = 0;
   mutable Matrix m_matrix;
-  mutable Eigen::FFT<Scalar> m_fft;
-  mutable std::vector<Scalar> m_real;
-  mutable std::vector<Complex> m_spec;
+  mutable std::vector<Workspace> m_workspaces;
 };
 
 /// X Cᵀ: the orthonormal DCT-II of every row of x (scipy.fft.dct(x, axis=1, norm='ortho')).
@@ -251,10 +531,19 @@ Eigen::VectorXd columnScores(const Eigen::MatrixBase<Derived>& x, ScoreNorm norm
   return s;
 }
 
-/// Score of every row of x (see `columnScores`).
+/// Score of every row of x (see `columnScores`), accumulated column by column (contiguous
+/// reads in column-major storage).
 template <typename Derived>
 Eigen::VectorXd rowScores(const Eigen::MatrixBase<Derived>& x, ScoreNorm norm = ScoreNorm::L1) {
-  return columnScores(x.transpose(), norm);
+  Eigen::VectorXd scores = Eigen::VectorXd::Zero(x.rows());
+  for (Index j = 0; j < x.cols(); ++j) {
+    if (norm == ScoreNorm::L1)
+      scores += x.col(j).template cast<double>().cwiseAbs();
+    else
+      scores += x.col(j).template cast<double>().cwiseAbs2();
+  }
+  if (norm == ScoreNorm::L2) scores = scores.cwiseSqrt();
+  return scores;
 }
 
 /// Indices of the r largest scores, by decreasing score (ties: smaller index first).
@@ -282,10 +571,27 @@ struct DctSelection {
   Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> projected;  ///< Right: S[:, idx] (m×r); Left: S[idx, :] (r×n)
 };
 
+/// The r best DCT frequencies of g (m×n) for the GaLore DCT variant, by decreasing score:
+/// Side::Right scores the columns of S = g Cᵀ, Side::Left the rows of S = C g (`columnScores` /
+/// `rowScores` of S, ties to the smaller index). The fast path never stores S: it keeps one
+/// batch of 2·Lanes vectors at a time, so the extra memory is O(n) instead of m·n.
+template <typename Derived>
+std::vector<Index> dctTopIndices(const Eigen::MatrixBase<Derived>& g, Index r, Side side, ScoreNorm norm = ScoreNorm::L1,
+                                 DctAlgorithm algorithm = DctAlgorithm::Auto) {
+  using Scalar = typename Derived::Scalar;
+  checkNonEmpty(g, "dctTopIndices", "g");
+  const Index dim = side == Side::Right ? g.cols() : g.rows();
+  requireArg(r >= 1 && r <= dim, "dctTopIndices", "r", r, "a value in [1, " + std::to_string(dim) + "]");
+  Dct<Scalar> dct(dim, algorithm);
+  return topIndices(side == Side::Right ? dct.scoresOfRows(g, norm) : dct.scoresOfColumns(g, norm), r);
+}
+
 /// SVD-free low-rank projection of g (m×n) on the r best DCT frequencies (GaLore DCT variant):
 /// Side::Right: S = g Cᵀ (= g·Q with Q = Cᵀ, n×n), score columns, keep the top r → S[:, idx];
 /// Side::Left: S = C g, score rows, keep the top r → S[idx, :]. The basis of the selection is
 /// Q[:, idx] = rows idx of C, transposed. (dct_adamw uses Right when m ≥ n, scored by L1.)
+/// The fast path runs the transform twice (scores, then the selected frequencies) and never
+/// stores S; the dense path forms S once.
 template <typename Derived>
 DctSelection<typename Derived::Scalar> dctSelect(const Eigen::MatrixBase<Derived>& g, Index r, Side side,
                                                  ScoreNorm norm = ScoreNorm::L1,
@@ -296,16 +602,27 @@ DctSelection<typename Derived::Scalar> dctSelect(const Eigen::MatrixBase<Derived
   requireArg(r >= 1 && r <= dim, "dctSelect", "r", r, "a value in [1, " + std::to_string(dim) + "]");
   DctSelection<Scalar> out;
   Dct<Scalar> dct(dim, algorithm);
+  if (!dct.usesFast()) {
+    if (side == Side::Right) {
+      const auto s = dct.ofRows(g);
+      out.indices = topIndices(columnScores(s, norm), r);
+      out.projected.resize(g.rows(), r);
+      for (Index j = 0; j < r; ++j) out.projected.col(j) = s.col(out.indices[std::size_t(j)]);
+    } else {
+      const auto s = dct.ofColumns(g);
+      out.indices = topIndices(rowScores(s, norm), r);
+      out.projected.resize(r, g.cols());
+      for (Index j = 0; j < g.cols(); ++j)
+        for (Index i = 0; i < r; ++i) out.projected(i, j) = s(out.indices[std::size_t(i)], j);
+    }
+    return out;
+  }
   if (side == Side::Right) {
-    const auto s = dct.ofRows(g);
-    out.indices = topIndices(columnScores(s, norm), r);
-    out.projected.resize(g.rows(), r);
-    for (Index j = 0; j < r; ++j) out.projected.col(j) = s.col(out.indices[std::size_t(j)]);
+    out.indices = topIndices(dct.scoresOfRows(g, norm), r);
+    out.projected = dct.selectedOfRows(g, out.indices);
   } else {
-    const auto s = dct.ofColumns(g);
-    out.indices = topIndices(rowScores(s, norm), r);
-    out.projected.resize(r, g.cols());
-    for (Index i = 0; i < r; ++i) out.projected.row(i) = s.row(out.indices[std::size_t(i)]);
+    out.indices = topIndices(dct.scoresOfColumns(g, norm), r);
+    out.projected = dct.selectedOfColumns(g, out.indices);
   }
   return out;
 }
