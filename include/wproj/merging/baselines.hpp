@@ -7,10 +7,14 @@
 /// Every per-tensor merger has the same shape of API:
 ///   - `Matrix mergeDelta(const std::vector<Matrix>& taskVectors, TensorReport* report = nullptr) const`
 ///     returns the merged delta Δ (so θ = θ₀ + Δ) from the task vectors τ_i = θ_i − θ₀ of one tensor;
+///   - the streaming form of the same computation (see task_vectors.hpp): `Index passes() const`,
+///     `Accumulator begin(rows, cols, count, report) const` with `add(pass, i, τ_i)` and
+///     `finish()`, and `workingSetBytes(rows, cols, count)`, the bytes it holds for one tensor,
+///     which do not grow with the number of task vectors; `mergeDelta` runs the streaming form;
 ///   - `bool elementwise() const` says whether the method is defined entry by entry (then the
 ///     default rules apply it to every tensor, not only to 2-D weights);
 ///   - `std::string describe() const` names the method and its parameters (used in reports).
-/// `ModelMerger` (driver.hpp) walks a whole model with any of them.
+/// `ModelMerger` (driver.hpp) walks a whole model with any of them, streaming.
 
 #include "../core/config.hpp"
 #include "../core/random.hpp"
@@ -22,7 +26,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <numeric>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -59,13 +63,18 @@ class TaskArithmetic {
 
   /// Δ = λ Σ τ_i.
   Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
-    detail::checkTaskVectors(taus, "TaskArithmetic::mergeDelta");
-    Matrix d = detail::sumOf(taus) * Scalar(m_scale);
-    if (report) {
-      detail::describeInputs(taus, *report);
-      report->method = describe();
-    }
-    return d;
+    return detail::mergeBatch(*this, taus, report, "TaskArithmetic::mergeDelta");
+  }
+
+  /// Streaming form: a running sum of the task vectors, scaled by λ at the end (one pass).
+  using Accumulator = detail::SumAccumulator<Scalar>;
+  Index passes() const { return 1; }
+  Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
+    return Accumulator("TaskArithmetic", describe(), rows, cols, count, report, m_scale);
+  }
+  /// The incoming task vector and the running sum.
+  static std::size_t workingSetBytes(Index rows, Index cols, Index count) {
+    return Accumulator::workingSetBytes(rows, cols, count);
   }
 
  private:
@@ -83,6 +92,8 @@ class TiesMerging {
  public:
   using Scalar = Scalar_;
   using Matrix = MergeMatrix<Scalar>;
+  /// Elected signs, one byte an entry.
+  using SignArray = Eigen::Array<signed char, Eigen::Dynamic, Eigen::Dynamic>;
 
   /// Fraction of entries kept per task vector, in (0, 1].
   TiesMerging& setDensity(double density) {
@@ -105,50 +116,112 @@ class TiesMerging {
 
   /// Keeps the ⌈density·N⌉ largest |entries| of `tau` (ties: lower column-major index first).
   Matrix trim(const Matrix& tau) const {
-    const Index n = tau.size();
-    const Index keep = std::min<Index>(n, static_cast<Index>(std::ceil(m_density * double(n) - 1e-9)));
     Matrix out = Matrix::Zero(tau.rows(), tau.cols());
-    if (keep <= 0) return out;
-    std::vector<Index> idx(static_cast<std::size_t>(n));
-    std::iota(idx.begin(), idx.end(), Index(0));
-    const Scalar* p = tau.data();
-    auto before = [p](Index a, Index b) {
-      const Scalar fa = std::abs(p[a]), fb = std::abs(p[b]);
-      return fa > fb || (fa == fb && a < b);
-    };
-    std::nth_element(idx.begin(), idx.begin() + (keep - 1), idx.end(), before);
-    for (Index k = 0; k < keep; ++k) out.data()[idx[std::size_t(k)]] = p[idx[std::size_t(k)]];
+    forEachKept(tau, [&](Index k) { out.data()[k] = tau.data()[k]; });
     return out;
   }
 
   /// The elected sign (+1/−1 per entry) of already-trimmed task vectors.
   static Matrix electSigns(const std::vector<Matrix>& trimmed) {
-    Matrix sum = detail::sumOf(trimmed);
-    Matrix sign = sum.unaryExpr([](Scalar x) { return x > 0 ? Scalar(1) : (x < 0 ? Scalar(-1) : Scalar(0)); });
-    const Scalar total = sign.sum();
-    const Scalar majority = total < 0 ? Scalar(-1) : Scalar(1);
-    return sign.unaryExpr([majority](Scalar s) { return s == 0 ? majority : s; });
+    Matrix sum = trimmed.front();
+    for (std::size_t i = 1; i < trimmed.size(); ++i) sum += trimmed[i];
+    return electedSigns(sum).template cast<Scalar>().matrix();
   }
 
   /// Δ = λ · disjoint mean of the trimmed, sign-agreeing entries.
   Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
-    detail::checkTaskVectors(taus, "TiesMerging::mergeDelta");
-    std::vector<Matrix> trimmed;
-    trimmed.reserve(taus.size());
-    for (const auto& t : taus) trimmed.push_back(trim(t));
-    const Matrix sign = electSigns(trimmed);
-    Matrix num = Matrix::Zero(sign.rows(), sign.cols()), cnt = Matrix::Zero(sign.rows(), sign.cols());
-    for (const auto& t : trimmed) {
-      const auto agree = ((t.array() * sign.array()) > Scalar(0)).template cast<Scalar>();
-      num.array() += agree * t.array();
-      cnt.array() += agree;
+    return detail::mergeBatch(*this, taus, report, "TiesMerging::mergeDelta");
+  }
+
+  /// Streaming form, two passes (trimming is recomputed from τ_i in each): pass 0 keeps the
+  /// running sum of the trimmed task vectors and elects the signs from it; pass 1 keeps the
+  /// running sum and count of the trimmed entries that agree with the elected sign.
+  class Accumulator {
+   public:
+    Accumulator(const TiesMerging& m, Index rows, Index cols, Index count, TensorReport* report)
+        : m_ties(m), m_in("TiesMerging", rows, cols, count, 2, report) {}
+    Index passes() const { return 2; }
+    Index count() const { return m_in.count(); }
+    void add(Index pass, Index task, const Matrix& tau) {
+      m_in.accept(pass, task, tau);
+      const Scalar* p = tau.data();
+      if (pass == 0) {
+        if (task == 0) m_sum = Matrix::Zero(tau.rows(), tau.cols());
+        m_ties.forEachKept(tau, [&](Index k) { m_sum.data()[k] += p[k]; });
+        if (task + 1 == m_in.count()) {
+          m_sign = electedSigns(m_sum);
+          m_sum = Matrix::Zero(tau.rows(), tau.cols());  // now the numerator of the disjoint mean
+          m_cnt = Matrix::Zero(tau.rows(), tau.cols());
+        }
+        return;
+      }
+      m_ties.forEachKept(tau, [&](Index k) {
+        if (p[k] * Scalar(m_sign.data()[k]) > Scalar(0)) {
+          m_sum.data()[k] += p[k];
+          m_cnt.data()[k] += Scalar(1);
+        }
+      });
     }
-    Matrix d = (num.array() / cnt.array().max(Scalar(1))).matrix() * Scalar(m_scale);
-    if (report) {
-      detail::describeInputs(taus, *report);
-      report->method = describe();
+    Matrix finish() {
+      m_in.report(m_ties.describe());
+      m_sum.array() = (m_sum.array() / m_cnt.array().max(Scalar(1))) * Scalar(m_ties.m_scale);
+      return std::move(m_sum);
     }
-    return d;
+
+   private:
+    TiesMerging m_ties;
+    detail::TaskStream<Scalar> m_in;
+    Matrix m_sum, m_cnt;
+    SignArray m_sign;
+  };
+  Index passes() const { return 2; }
+  Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
+    return Accumulator(*this, rows, cols, count, report);
+  }
+  /// The incoming task vector, its magnitudes (for the selection), the numerator and count of
+  /// the disjoint mean and the elected signs (one byte an entry).
+  static std::size_t workingSetBytes(Index rows, Index cols, Index) {
+    return 4 * detail::tensorBytes(rows, cols, sizeof(Scalar)) + detail::tensorBytes(rows, cols, 1);
+  }
+
+ private:
+  Index keepCount(Index n) const {
+    return std::min<Index>(n, static_cast<Index>(std::ceil(m_density * double(n) - 1e-9)));
+  }
+
+  /// Calls f(k), in increasing k, for the entries `trim` keeps: those of magnitude above the
+  /// keep-th largest, then the lowest-index ones equal to it.
+  template <typename F>
+  void forEachKept(const Matrix& tau, F&& f) const {
+    const Index n = tau.size(), keep = keepCount(n);
+    if (keep <= 0) return;
+    const Scalar* p = tau.data();
+    Scalar threshold;
+    {
+      std::vector<Scalar> mag(static_cast<std::size_t>(n));
+      for (Index k = 0; k < n; ++k) mag[std::size_t(k)] = std::abs(p[k]);
+      std::nth_element(mag.begin(), mag.begin() + (keep - 1), mag.end(), std::greater<Scalar>());
+      threshold = mag[std::size_t(keep - 1)];
+    }
+    Index ties = keep;
+    for (Index k = 0; k < n; ++k)
+      if (std::abs(p[k]) > threshold) --ties;
+    for (Index k = 0; k < n; ++k) {
+      const Scalar a = std::abs(p[k]);
+      if (a > threshold || (a == threshold && ties-- > 0)) f(k);
+    }
+  }
+
+  /// +1/−1 per entry of a sum of trimmed task vectors; a zero entry takes the majority sign
+  /// (+ when the non-zero signs balance).
+  static SignArray electedSigns(const Matrix& sum) {
+    Index balance = 0;
+    for (Index k = 0; k < sum.size(); ++k) balance += sum.data()[k] > 0 ? 1 : (sum.data()[k] < 0 ? -1 : 0);
+    const signed char majority = balance < 0 ? -1 : 1;
+    SignArray sign(sum.rows(), sum.cols());
+    for (Index k = 0; k < sum.size(); ++k)
+      sign.data()[k] = sum.data()[k] > 0 ? 1 : (sum.data()[k] < 0 ? -1 : majority);
+    return sign;
   }
 
  private:
@@ -191,30 +264,61 @@ class DareMerging {
 
   /// τ̂ = mask ⊙ τ / (1 − p) with the mask of (tensor `index`, task `task`).
   Matrix dropAndRescale(const Matrix& tau, Index index, Index task) const {
-    const CounterRng rng(m_seed, (std::uint64_t(index) << 32) + std::uint64_t(task));
-    const double keep = 1.0 - m_drop;
-    const Scalar rescale = Scalar(1.0 / keep);
     Matrix out(tau.rows(), tau.cols());
-    for (Index k = 0; k < tau.size(); ++k)
-      out.data()[k] = rng.uniform(std::uint64_t(k)) <= keep ? tau.data()[k] * rescale : Scalar(0);
+    addDropped(out, tau, index, task, true);
     return out;
   }
 
   /// Δ = λ Σ_i dropAndRescale(τ_i); the tensor's position is taken from `report->index` (0 without a report).
   Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
-    detail::checkTaskVectors(taus, "DareMerging::mergeDelta");
-    const Index index = report ? report->index : 0;
-    Matrix d = dropAndRescale(taus[0], index, 0);
-    for (std::size_t i = 1; i < taus.size(); ++i) d += dropAndRescale(taus[i], index, Index(i));
-    d *= Scalar(m_scale);
-    if (report) {
-      detail::describeInputs(taus, *report);
-      report->method = describe();
-    }
-    return d;
+    return detail::mergeBatch(*this, taus, report, "DareMerging::mergeDelta");
   }
 
+  /// Streaming form: a running sum of the masked, rescaled task vectors (mask i depends only on
+  /// the seed, the tensor's position `report->index` and i), scaled by λ at the end (one pass).
+  class Accumulator {
+   public:
+    Accumulator(const DareMerging& m, Index rows, Index cols, Index count, TensorReport* report)
+        : m_dare(m), m_index(report ? report->index : 0), m_in("DareMerging", rows, cols, count, 1, report) {}
+    Index passes() const { return 1; }
+    Index count() const { return m_in.count(); }
+    void add(Index pass, Index task, const Matrix& tau) {
+      m_in.accept(pass, task, tau);
+      if (task == 0) m_sum.resize(tau.rows(), tau.cols());
+      m_dare.addDropped(m_sum, tau, m_index, task, task == 0);
+    }
+    Matrix finish() {
+      m_in.report(m_dare.describe());
+      m_sum *= Scalar(m_dare.m_scale);
+      return std::move(m_sum);
+    }
+
+   private:
+    DareMerging m_dare;
+    Index m_index;
+    detail::TaskStream<Scalar> m_in;
+    Matrix m_sum;
+  };
+  Index passes() const { return 1; }
+  Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
+    return Accumulator(*this, rows, cols, count, report);
+  }
+  /// The incoming task vector and the running sum.
+  static std::size_t workingSetBytes(Index rows, Index cols, Index) { return 2 * detail::tensorBytes(rows, cols, sizeof(Scalar)); }
+
  private:
+  /// acc (=, when `first`, else +=) mask ⊙ τ / (1 − p).
+  void addDropped(Matrix& acc, const Matrix& tau, Index index, Index task, bool first) const {
+    const CounterRng rng(m_seed, (std::uint64_t(index) << 32) + std::uint64_t(task));
+    const double keep = 1.0 - m_drop;
+    const Scalar rescale = Scalar(1.0 / keep);
+    for (Index k = 0; k < tau.size(); ++k) {
+      const Scalar v = rng.uniform(std::uint64_t(k)) <= keep ? tau.data()[k] * rescale : Scalar(0);
+      if (first) acc.data()[k] = v;
+      else acc.data()[k] += v;
+    }
+  }
+
   double m_drop = 0.5;
   double m_scale = 1.0;
   std::uint64_t m_seed = 0;
@@ -262,17 +366,43 @@ class SlerpMerging {
   std::string describe() const { return "slerp (t=" + detail::fmt(m_t) + ")"; }
 
   Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
-    requireArg(taus.size() == 2, "SlerpMerging::mergeDelta", "taskVectors.size()", taus.size(), "exactly 2 (SLERP merges two models)");
-    detail::checkTaskVectors(taus, "SlerpMerging::mergeDelta", 2);
-    bool lerp = false;
-    Matrix d = slerp(taus[0], taus[1], m_t, m_threshold, &lerp);
-    if (report) {
-      detail::describeInputs(taus, *report);
-      report->method = describe() + (lerp ? " -> lerp" : "");
-      if (lerp) report->warnings.push_back("slerp fell back to linear interpolation (|cos| > threshold or a zero task vector)");
-    }
-    return d;
+    return detail::mergeBatch(*this, taus, report, "SlerpMerging::mergeDelta");
   }
+
+  /// Streaming form: keeps τ_a, interpolates when τ_b arrives (one pass, exactly two task vectors).
+  class Accumulator {
+   public:
+    Accumulator(const SlerpMerging& m, Index rows, Index cols, Index count, TensorReport* report)
+        : m_slerp(m), m_in("SlerpMerging", rows, cols, count, 1, report, 2, 2, "exactly 2 (SLERP merges two models)") {}
+    Index passes() const { return 1; }
+    Index count() const { return m_in.count(); }
+    void add(Index pass, Index task, const Matrix& tau) {
+      m_in.accept(pass, task, tau);
+      if (task == 0) {
+        m_a = tau;
+      } else {
+        m_d = slerp(m_a, tau, m_slerp.m_t, m_slerp.m_threshold, &m_lerp);
+        m_a.resize(0, 0);
+      }
+    }
+    Matrix finish() {
+      if (TensorReport* r = m_in.report(m_slerp.describe() + (m_lerp ? " -> lerp" : "")))
+        if (m_lerp) r->warnings.push_back("slerp fell back to linear interpolation (|cos| > threshold or a zero task vector)");
+      return std::move(m_d);
+    }
+
+   private:
+    SlerpMerging m_slerp;
+    detail::TaskStream<Scalar> m_in;
+    Matrix m_a, m_d;
+    bool m_lerp = false;
+  };
+  Index passes() const { return 1; }
+  Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
+    return Accumulator(*this, rows, cols, count, report);
+  }
+  /// τ_a, τ_b and the result.
+  static std::size_t workingSetBytes(Index rows, Index cols, Index) { return 3 * detail::tensorBytes(rows, cols, sizeof(Scalar)); }
 
  private:
   double m_t = 0.5;
@@ -290,6 +420,33 @@ class ModelStock {
   using Scalar = Scalar_;
   using Matrix = MergeMatrix<Scalar>;
 
+ private:
+  /// Σ_{i<j} cos(τ_i, τ_j) over the task vectors added so far, in one pass.
+  struct CosineStream {
+    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic> r;  // Σ τ_j / ‖τ_j‖ over the non-zero τ_j seen
+    double sum = 0;
+    Index seen = 0, zeros = 0;
+    void add(const Matrix& tau) {
+      ++seen;
+      const double n = static_cast<double>(tau.norm());
+      if (n == 0) {
+        ++zeros;
+        return;
+      }
+      if (r.size() == 0) {
+        r = tau.template cast<double>() / n;
+        return;
+      }
+      sum += tau.template cast<double>().cwiseProduct(r).sum() / n;
+      r += tau.template cast<double>() / n;
+    }
+    double mean() const {
+      const Index pairs = seen * (seen - 1) / 2;
+      return pairs ? sum / double(pairs) : 0.0;
+    }
+  };
+
+ public:
   bool elementwise() const { return true; }
   std::string describe() const { return "model stock"; }
 
@@ -301,38 +458,56 @@ class ModelStock {
 
   /// Mean pairwise cosine of the task vectors (zero vectors count as 0); `zeros` receives how many are zero.
   static double meanCosine(const std::vector<Matrix>& taus, Index* zeros = nullptr) {
-    const std::size_t n = taus.size();
-    std::vector<double> norms(n);
-    Index z = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      norms[i] = static_cast<double>(taus[i].norm());
-      if (norms[i] == 0) ++z;
-    }
-    if (zeros) *zeros = z;
-    double sum = 0;
-    Index pairs = 0;
-    for (std::size_t i = 0; i < n; ++i)
-      for (std::size_t j = i + 1; j < n; ++j, ++pairs)
-        if (norms[i] > 0 && norms[j] > 0)
-          sum += static_cast<double>(taus[i].template cast<double>().cwiseProduct(taus[j].template cast<double>()).sum()) /
-                 (norms[i] * norms[j]);
-    return pairs ? sum / double(pairs) : 0.0;
+    CosineStream c;
+    for (const auto& t : taus) c.add(t);
+    if (zeros) *zeros = c.zeros;
+    return c.mean();
   }
 
   Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
-    requireArg(taus.size() >= 2, "ModelStock::mergeDelta", "taskVectors.size()", taus.size(), "at least 2 fine-tuned models");
-    detail::checkTaskVectors(taus, "ModelStock::mergeDelta", 2);
-    Index zeros = 0;
-    const double c = meanCosine(taus, &zeros);
-    const double t = ratio(Index(taus.size()), c);
-    Matrix d = detail::sumOf(taus) * Scalar(t / double(taus.size()));
-    if (report) {
-      detail::describeInputs(taus, *report);
-      report->method = "model stock (cos=" + detail::fmt(c) + ", t=" + detail::fmt(t) + ")";
-      if (zeros > 0) report->warnings.push_back(std::to_string(zeros) + " zero task vector(s): their cosines count as 0");
-      if (c < 0) report->warnings.push_back("negative mean cosine " + detail::fmt(c) + " clamped to 0 (t = 0, base kept)");
+    return detail::mergeBatch(*this, taus, report, "ModelStock::mergeDelta");
+  }
+
+  /// Streaming form, one pass: the running sum of the task vectors and, for the mean pairwise
+  /// cosine, the running sum R of the normalised task vectors seen so far (in double):
+  /// Σ_{j<i} cos(τ_i, τ_j) = ⟨τ_i, R⟩ / ‖τ_i‖ when τ_i arrives.
+  class Accumulator {
+   public:
+    Accumulator(const ModelStock& m, Index rows, Index cols, Index count, TensorReport* report)
+        : m_report(report), m_sum("ModelStock", m.describe(), rows, cols, count, report, 1.0) {
+      requireArg(count >= 2, "ModelStock", "taskVectors.size()", count, "at least 2 fine-tuned models");
     }
-    return d;
+    Index passes() const { return 1; }
+    Index count() const { return m_sum.count(); }
+    void add(Index pass, Index task, const Matrix& tau) {
+      m_sum.add(pass, task, tau);
+      m_cos.add(tau);
+    }
+    Matrix finish() {
+      const double c = m_cos.mean();
+      const double t = ratio(m_sum.count(), c);
+      m_sum.setResult("model stock (cos=" + detail::fmt(c) + ", t=" + detail::fmt(t) + ")", t / double(m_sum.count()));
+      Matrix d = m_sum.finish();
+      if (m_report) {
+        if (m_cos.zeros > 0)
+          m_report->warnings.push_back(std::to_string(m_cos.zeros) + " zero task vector(s): their cosines count as 0");
+        if (c < 0) m_report->warnings.push_back("negative mean cosine " + detail::fmt(c) + " clamped to 0 (t = 0, base kept)");
+      }
+      return d;
+    }
+
+   private:
+    TensorReport* m_report;
+    detail::SumAccumulator<Scalar> m_sum;
+    CosineStream m_cos;
+  };
+  Index passes() const { return 1; }
+  Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
+    return Accumulator(*this, rows, cols, count, report);
+  }
+  /// The incoming task vector, the running sum and R (in double).
+  static std::size_t workingSetBytes(Index rows, Index cols, Index) {
+    return 2 * detail::tensorBytes(rows, cols, sizeof(Scalar)) + detail::tensorBytes(rows, cols, sizeof(double));
   }
 };
 

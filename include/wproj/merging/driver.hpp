@@ -6,9 +6,11 @@
 /// the base tensor θ₀ and each fine-tuned tensor θ_i of that name on demand, applies the per-name
 /// rule (project / average / skip) with any per-tensor merger of baselines.hpp or spectral.hpp,
 /// hands θ₀ + Δ to a sink and records what it did. Only the tensors of one name are resident
-/// at a time (θ₀, the T task vectors and the result), so an I/O layer can stream checkpoints
-/// through it. For models arriving one at a time use `ContinualMerger` (opcm.hpp), which has
-/// the same callback style.
+/// at a time, and of those only a fixed number whatever the number of models: θ₀, one task
+/// vector at a time and the merger's streaming state (task_vectors.hpp) — a running sum, or
+/// per-task factors of fixed total size. Methods with two passes fetch each fine-tuned tensor
+/// twice, which costs nothing extra when the inputs are memory-mapped. For models arriving one
+/// at a time use `ContinualMerger` (opcm.hpp), which has the same callback style.
 
 #include "../core/config.hpp"
 #include "report.hpp"
@@ -19,11 +21,21 @@
 #include <algorithm>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <unordered_set>
 #include <utility>
 #include <vector>
 
 namespace wproj {
+
+namespace detail {
+/// True when Merger has the streaming form (`begin(rows, cols, count, report)`).
+template <typename Merger, typename = void>
+struct HasStreamingForm : std::false_type {};
+template <typename Merger>
+struct HasStreamingForm<Merger, std::void_t<decltype(std::declval<const Merger&>().begin(
+                                    Index(1), Index(1), Index(1), static_cast<TensorReport*>(nullptr)))>> : std::true_type {};
+}  // namespace detail
 
 /// Callback types of the drivers, for tensors of scalar type Scalar.
 template <typename Scalar>
@@ -31,7 +43,7 @@ struct TensorCallbacks {
   using Matrix = MergeMatrix<Scalar>;
   /// θ₀ of a tensor.
   using BaseFetch = std::function<Matrix(const std::string& name)>;
-  /// θ_i of a tensor, for fine-tuned model i in [0, numModels).
+  /// θ_i of a tensor, for fine-tuned model i in [0, numModels); called once per pass of the merger.
   using ModelFetch = std::function<Matrix(Index model, const std::string& name)>;
   /// Receives a merged tensor θ₀ + Δ.
   using Sink = std::function<void(const std::string& name, const Matrix& tensor)>;
@@ -40,10 +52,14 @@ struct TensorCallbacks {
 /// Merges T fine-tuned models at once with a per-tensor merger `Merger` (TaskArithmetic,
 /// TiesMerging, DareMerging, SlerpMerging, ModelStock, IsoCMerging, IsoCtsMerging, TsvMerging).
 ///
-/// For each name (in the order given): fetch θ₀, fetch θ_1…θ_T and form τ_i = θ_i − θ₀ (shapes
-/// checked, with the tensor and model named in the error), decide the action with the rules,
-/// then Project → Δ = merger.mergeDelta(τ); Average → Δ = mean_i τ_i; Skip → Δ = 0 (the fine-tuned
-/// tensors are not even fetched). The sink receives θ₀ + Δ. Every tensor appears in the report.
+/// For each name (in the order given): fetch θ₀, decide the action with the rules, then stream
+/// τ_i = θ_i − θ₀ (shapes checked, with the tensor and model named in the error) one at a time
+/// into the merger's accumulator: Project → Δ = the merger's result (the same bits as
+/// `merger.mergeDelta(τ)`); Average → Δ = mean_i τ_i (a running sum); Skip → Δ = 0 (the
+/// fine-tuned tensors are not even fetched). The sink receives θ₀ + Δ. Every tensor appears in
+/// the report; `peakResidentBytes` is θ₀ plus the merger's `workingSetBytes` for the largest
+/// tensor, which does not depend on T. A merger without a streaming form (only `mergeDelta`)
+/// is fed the T task vectors at once.
 template <typename Merger>
 class ModelMerger {
  public:
@@ -90,26 +106,30 @@ class ModelMerger {
         tr.method = "skipped (base kept)";
         sink(name, theta0);
       } else {
-        std::vector<Matrix> taus;
-        taus.reserve(std::size_t(numModels));
-        for (Index i = 0; i < numModels; ++i) {
+        auto tau = [&](Index i) {
           Matrix theta = model(i, name);
-          if (theta.rows() != theta0.rows() || theta.cols() != theta0.cols())
-            throw InvalidArgument("ModelMerger::merge: tensor '" + name + "' of model " + std::to_string(i) + " has shape " +
-                                  detail::shapeString(theta.rows(), theta.cols()) + "; expected " +
-                                  detail::shapeString(theta0.rows(), theta0.cols()) + " (its shape in the base model)");
+          detail::checkShapeAgainst(theta.rows(), theta.cols(), tr.rows, tr.cols, "ModelMerger::merge",
+                                    "tensor '" + name + "' of model " + std::to_string(i), "its shape in the base model");
           theta -= theta0;
-          taus.push_back(std::move(theta));
-        }
-        resident += std::size_t(numModels + 1) * std::size_t(theta0.size()) * sizeof(Scalar);
+          return theta;
+        };
         Matrix delta;
         if (d.action == TensorAction::Project) {
-          delta = m_merger.mergeDelta(taus, &tr);
+          if constexpr (detail::HasStreamingForm<Merger>::value) {
+            auto acc = m_merger.begin(tr.rows, tr.cols, numModels, &tr);
+            delta = detail::drain(acc, tau);
+            resident += m_merger.workingSetBytes(tr.rows, tr.cols, numModels);
+          } else {
+            std::vector<Matrix> taus;
+            for (Index i = 0; i < numModels; ++i) taus.push_back(tau(i));
+            delta = m_merger.mergeDelta(taus, &tr);
+            resident += std::size_t(numModels + 1) * std::size_t(theta0.size()) * sizeof(Scalar);
+          }
         } else {
-          detail::checkTaskVectors(taus, "ModelMerger::merge");
-          detail::describeInputs(taus, tr);
-          delta = detail::sumOf(taus) / Scalar(double(numModels));
-          tr.method = "mean of task vectors";
+          detail::SumAccumulator<Scalar> acc("ModelMerger::merge", "mean of task vectors", tr.rows, tr.cols, numModels,
+                                             &tr, 1.0, true);
+          delta = detail::drain(acc, tau);
+          resident += acc.workingSetBytes(tr.rows, tr.cols, numModels);
         }
         if (!delta.allFinite()) throw NumericalError("ModelMerger::merge: non-finite merged delta for tensor '" + name + "'");
         tr.deltaNorm = double(delta.norm());

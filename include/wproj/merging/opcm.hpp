@@ -299,10 +299,8 @@ class ContinualMerger {
       tr.action = e.action;
       tr.rule = e.rule;
       Matrix theta = base(e.name);
-      if (theta.rows() != e.rows || theta.cols() != e.cols)
-        throw InvalidArgument("ContinualMerger::writeMerged: base tensor '" + e.name + "' has shape " +
-                              detail::shapeString(theta.rows(), theta.cols()) + "; expected " +
-                              detail::shapeString(e.rows, e.cols) + " (the shape of the merged task vectors)");
+      detail::checkShapeAgainst(theta.rows(), theta.cols(), e.rows, e.cols, "ContinualMerger::writeMerged",
+                                "base tensor '" + e.name + "'", "the shape of the merged task vectors");
       if (e.action == TensorAction::Skip) {
         tr.method = "skipped (base kept)";
       } else {
@@ -544,10 +542,9 @@ class ContinualMerger {
   Matrix fetchChecked(const TensorFetch& fetch, const std::string& name, Index rows, Index cols) const {
     Matrix tau = fetch(name);
     checkNonEmpty(tau, "ContinualMerger::addModel", ("tensor '" + name + "'").c_str());
-    if (rows >= 0 && (tau.rows() != rows || tau.cols() != cols))
-      throw InvalidArgument("ContinualMerger::addModel: tensor '" + name + "' of model " + std::to_string(m_count + 1) +
-                            " has shape " + detail::shapeString(tau.rows(), tau.cols()) + "; expected " +
-                            detail::shapeString(rows, cols) + " (its shape in the first model)");
+    if (rows >= 0)
+      detail::checkShapeAgainst(tau.rows(), tau.cols(), rows, cols, "ContinualMerger::addModel",
+                                "tensor '" + name + "' of model " + std::to_string(m_count + 1), "its shape in the first model");
     checkFinite(tau, "ContinualMerger::addModel", ("tensor '" + name + "'").c_str());
     return tau;
   }

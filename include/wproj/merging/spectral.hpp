@@ -19,6 +19,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -53,20 +54,43 @@ class IsoCMerging {
   std::string describe() const { return "iso-c (alpha=" + detail::fmt(m_scale) + ")"; }
 
   Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
-    detail::checkTaskVectors(taus, "IsoCMerging::mergeDelta");
-    const Matrix sum = detail::sumOf(taus);
-    if (report) {
-      detail::describeInputs(taus, *report);
-      report->method = describe();
+    return detail::mergeBatch(*this, taus, report, "IsoCMerging::mergeDelta");
+  }
+
+  /// Streaming form: a running sum of the task vectors (one pass), its SVD at `finish()`.
+  class Accumulator {
+   public:
+    Accumulator(const IsoCMerging& m, Index rows, Index cols, Index count, TensorReport* report)
+        : m_scale(m.m_scale), m_report(report), m_sum("IsoCMerging", m.describe(), rows, cols, count, report, 1.0) {}
+    Index passes() const { return 1; }
+    Index count() const { return m_sum.count(); }
+    void add(Index pass, Index task, const Matrix& tau) { m_sum.add(pass, task, tau); }
+    Matrix finish() {
+      Matrix sum = m_sum.finish();
+      if (sum.isZero(0)) {
+        if (m_report) m_report->warnings.push_back("sum of task vectors is zero: merged delta is zero");
+        sum.setZero();
+        return sum;
+      }
+      const auto svd = detail::fullThinSvd<Matrix>(sum, "IsoCMerging::mergeDelta");
+      sum.resize(0, 0);
+      const double mean = double(svd.singularValues().mean());
+      if (m_report) m_report->rank = svd.rank();
+      return (svd.matrixU() * svd.matrixV().transpose()) * Scalar(m_scale * mean);
     }
-    if (sum.isZero(0)) {
-      if (report) report->warnings.push_back("sum of task vectors is zero: merged delta is zero");
-      return Matrix::Zero(sum.rows(), sum.cols());
-    }
-    const auto svd = detail::fullThinSvd<Matrix>(sum, "IsoCMerging::mergeDelta");
-    const double mean = double(svd.singularValues().mean());
-    if (report) report->rank = svd.rank();
-    return (svd.matrixU() * svd.matrixV().transpose()) * Scalar(m_scale * mean);
+
+   private:
+    double m_scale;
+    TensorReport* m_report;
+    detail::SumAccumulator<Scalar> m_sum;
+  };
+  Index passes() const { return 1; }
+  Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
+    return Accumulator(*this, rows, cols, count, report);
+  }
+  /// The incoming task vector, the running sum, its SVD and the result.
+  static std::size_t workingSetBytes(Index rows, Index cols, Index) {
+    return 2 * detail::tensorBytes(rows, cols, sizeof(Scalar)) + detail::svdBytes<Scalar>(rows, cols);
   }
 
  private:
@@ -106,53 +130,106 @@ class IsoCtsMerging {
   const Matrix& lastV() const { return m_v; }
 
   Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
-    detail::checkTaskVectors(taus, "IsoCtsMerging::mergeDelta");
-    const Index m = taus[0].rows(), n = taus[0].cols(), s = std::min(m, n), t = Index(taus.size());
-    const Matrix sum = detail::sumOf(taus);
-    if (report) {
-      detail::describeInputs(taus, *report);
-      report->method = describe();
+    return detail::mergeBatch(*this, taus, report, "IsoCtsMerging::mergeDelta",
+                              [this](Accumulator& acc) { acc.takeFactors(m_u, m_v); });
+  }
+
+  /// Streaming form, two passes. Pass 0: running sum of the task vectors; its SVD gives the k
+  /// common directions. Pass 1: each task's d residual directions go into the stacked factors
+  /// (m×w and n×w with w = T·d + k ≤ min(m, n), whatever T). `finish()` orthogonalises them.
+  class Accumulator {
+   public:
+    Accumulator(const IsoCtsMerging& m, Index rows, Index cols, Index count, TensorReport* report)
+        : m_scale(m.m_scale), m_describe(m.describe()), m_in("IsoCtsMerging", rows, cols, count, 2, report) {
+      const Index s = std::min(rows, cols);
+      m_k = std::min<Index>(s, Index(std::floor(m.m_common * double(s))));
+      m_d = count >= 1 ? (s - m_k) / count : 0;
     }
-    if (sum.isZero(0)) {
-      if (report) report->warnings.push_back("sum of task vectors is zero: merged delta is zero");
-      m_u.resize(0, 0);
-      m_v.resize(0, 0);
-      return Matrix::Zero(m, n);
-    }
-    const Index k = std::min<Index>(s, Index(std::floor(m_common * double(s))));
-    const Index d = (s - k) / t;
-    const auto common = detail::fullThinSvd<Matrix>(sum, "IsoCtsMerging::mergeDelta");
-    const Index w = t * d + k;
-    if (w == 0) {
-      if (report) report->warnings.push_back("no direction kept (common fraction 0 and more tasks than directions)");
-      return Matrix::Zero(m, n);
-    }
-    Matrix ustack(m, w), vstack(n, w);
-    Eigen::Matrix<double, Eigen::Dynamic, 1> sigma(w);
-    if (d > 0) {
-      const Matrix uc = common.matrixU().leftCols(k);
-      for (Index i = 0; i < t; ++i) {
-        Matrix residual = taus[std::size_t(i)];
-        if (k > 0) residual.noalias() -= uc * (uc.transpose() * taus[std::size_t(i)]);
-        TruncatedSVD<Matrix> svd;
-        svd.setRank(d).compute(residual);
-        if (svd.info() != Eigen::Success) throw NumericalError("IsoCtsMerging::mergeDelta: SVD did not converge");
-        const Index got = svd.rank();
-        ustack.middleCols(i * d, got) = svd.matrixU();
-        vstack.middleCols(i * d, got) = svd.matrixV();
-        sigma.segment(i * d, got) = svd.singularValues().template cast<double>();
+    Index passes() const { return 2; }
+    Index count() const { return m_in.count(); }
+    void add(Index pass, Index task, const Matrix& tau) {
+      m_in.accept(pass, task, tau);
+      if (pass == 0) {
+        if (task == 0) m_sum = tau;
+        else m_sum += tau;
+        if (task + 1 == m_in.count()) common();
+        return;
       }
-    } else if (report) {
-      report->warnings.push_back(std::to_string(t) + " tasks but only " + std::to_string(s - k) +
-                                 " task-specific directions: no task-specific subspace, common subspace only");
+      if (m_zero || m_d == 0) return;
+      Matrix residual = tau;
+      if (m_k > 0) {
+        const auto uc = m_u.rightCols(m_k);
+        residual.noalias() -= uc * (uc.transpose() * tau);
+      }
+      TruncatedSVD<Matrix> svd;
+      svd.setRank(m_d).compute(residual);
+      if (svd.info() != Eigen::Success) throw NumericalError("IsoCtsMerging::mergeDelta: SVD did not converge");
+      const Index got = svd.rank();
+      m_u.middleCols(task * m_d, got) = svd.matrixU();
+      m_v.middleCols(task * m_d, got) = svd.matrixV();
+      m_sigma.segment(task * m_d, got) = svd.singularValues().template cast<double>();
     }
-    ustack.rightCols(k) = common.matrixU().leftCols(k);
-    vstack.rightCols(k) = common.matrixV().leftCols(k);
-    sigma.tail(k) = common.singularValues().head(k).template cast<double>();
-    m_u = polarFactor(ustack);
-    m_v = polarFactor(vstack);
-    if (report) report->rank = k;
-    return (m_u * m_v.transpose()) * Scalar(m_scale * sigma.mean());
+    Matrix finish() {
+      TensorReport* report = m_in.report(m_describe);
+      const Index rows = m_in.rows(), cols = m_in.cols(), t = m_in.count();
+      if (m_zero) {
+        if (report) report->warnings.push_back("sum of task vectors is zero: merged delta is zero");
+        m_u.resize(0, 0);
+        m_v.resize(0, 0);
+        return Matrix::Zero(rows, cols);
+      }
+      if (m_u.cols() == 0) {
+        if (report) report->warnings.push_back("no direction kept (common fraction 0 and more tasks than directions)");
+        return Matrix::Zero(rows, cols);
+      }
+      if (m_d == 0 && report)
+        report->warnings.push_back(std::to_string(t) + " tasks but only " + std::to_string(std::min(rows, cols) - m_k) +
+                                   " task-specific directions: no task-specific subspace, common subspace only");
+      m_u = polarFactor(m_u);
+      m_v = polarFactor(m_v);
+      if (report) report->rank = m_k;
+      return (m_u * m_v.transpose()) * Scalar(m_scale * m_sigma.mean());
+    }
+
+    /// Moves the orthogonalised stacked factors out (after `finish()`; empty when Δ = 0).
+    void takeFactors(Matrix& u, Matrix& v) {
+      u = std::move(m_u);
+      v = std::move(m_v);
+    }
+
+   private:
+    /// End of pass 0: the common directions go to the right end of the stacked factors.
+    void common() {
+      m_zero = m_sum.isZero(0);
+      const Index w = m_in.count() * m_d + m_k;
+      TruncatedSVD<Matrix> svd;
+      if (!m_zero && w > 0) svd = detail::fullThinSvd<Matrix>(m_sum, "IsoCtsMerging::mergeDelta");
+      m_sum.resize(0, 0);
+      if (m_zero || w == 0) return;
+      m_u.resize(m_in.rows(), w);
+      m_v.resize(m_in.cols(), w);
+      m_sigma.resize(w);
+      m_u.rightCols(m_k) = svd.matrixU().leftCols(m_k);
+      m_v.rightCols(m_k) = svd.matrixV().leftCols(m_k);
+      m_sigma.tail(m_k) = svd.singularValues().head(m_k).template cast<double>();
+    }
+
+    double m_scale;
+    std::string m_describe;
+    detail::TaskStream<Scalar> m_in;
+    Index m_k = 0, m_d = 0;
+    bool m_zero = false;
+    Matrix m_sum, m_u, m_v;
+    Eigen::Matrix<double, Eigen::Dynamic, 1> m_sigma;
+  };
+  Index passes() const { return 2; }
+  Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
+    return Accumulator(*this, rows, cols, count, report);
+  }
+  /// The incoming task vector, the running sum and its SVD, then a residual and the stacked
+  /// factors (at most m×min(m, n) and n×min(m, n)) with their polar factors, and the result.
+  static std::size_t workingSetBytes(Index rows, Index cols, Index) {
+    return 3 * detail::tensorBytes(rows, cols, sizeof(Scalar)) + 2 * detail::svdBytes<Scalar>(rows, cols);
   }
 
  private:
@@ -186,52 +263,94 @@ class TsvMerging {
   const Matrix& lastV() const { return m_v; }
 
   Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
-    detail::checkTaskVectors(taus, "TsvMerging::mergeDelta");
-    const Index m = taus[0].rows(), n = taus[0].cols(), s = std::min(m, n), t = Index(taus.size());
-    const Index k = s / t;
-    if (report) {
-      detail::describeInputs(taus, *report);
-      report->method = describe();
-      report->rank = k;
-    }
-    if (k == 0) {
-      if (report) {
-        report->method = describe() + " -> task arithmetic";
-        report->warnings.push_back(std::to_string(t) + " tasks exceed min(m, n) = " + std::to_string(s) +
-                                   " (k = 0): fell back to task arithmetic (alpha * sum of task vectors)");
+    return detail::mergeBatch(*this, taus, report, "TsvMerging::mergeDelta",
+                              [this](Accumulator& acc) { acc.takeFactors(m_u, m_v); });
+  }
+
+  /// Streaming form, one pass: each task's top-k triplets go into the stacked factors (m×Tk and
+  /// n×Tk with Tk ≤ min(m, n), whatever T); `finish()` orthogonalises them. With k = 0 it is a
+  /// running sum (the task-arithmetic fallback).
+  class Accumulator {
+   public:
+    Accumulator(const TsvMerging& m, Index rows, Index cols, Index count, TensorReport* report)
+        : m_scale(m.m_scale), m_describe(m.describe()), m_in("TsvMerging", rows, cols, count, 1, report),
+          m_k(std::min(rows, cols) / count) {
+      if (m_k == 0) {
+        m_fallback.reset(new detail::SumAccumulator<Scalar>("TsvMerging", m_describe + " -> task arithmetic", rows, cols,
+                                                            count, nullptr, m_scale));
+        return;
       }
-      m_u.resize(0, 0);
-      m_v.resize(0, 0);
-      return detail::sumOf(taus) * Scalar(m_scale);
+      m_u.resize(rows, count * m_k);
+      m_v.resize(cols, count * m_k);
+      m_sigma.resize(count * m_k);
     }
-    Matrix ustack(m, t * k), vstack(n, t * k);
-    Eigen::Matrix<Scalar, Eigen::Dynamic, 1> sigma(t * k);
-    Index zeros = 0;
-    for (Index i = 0; i < t; ++i) {
-      const Matrix& tau = taus[std::size_t(i)];
+    Index passes() const { return 1; }
+    Index count() const { return m_in.count(); }
+    void add(Index pass, Index task, const Matrix& tau) {
+      m_in.accept(pass, task, tau);
+      if (m_fallback) return m_fallback->add(pass, task, tau);
+      const Index k = m_k;
       if (tau.isZero(0)) {
         // A zero task contributes nothing; keep the slot orthogonal-completable and σ = 0.
-        ++zeros;
-        ustack.middleCols(i * k, k).setZero();
-        vstack.middleCols(i * k, k).setZero();
-        sigma.segment(i * k, k).setZero();
-        continue;
+        ++m_zeros;
+        m_u.middleCols(task * k, k).setZero();
+        m_v.middleCols(task * k, k).setZero();
+        m_sigma.segment(task * k, k).setZero();
+        return;
       }
       TruncatedSVD<Matrix> svd;
       svd.setRank(k).compute(tau);
       if (svd.info() != Eigen::Success) throw NumericalError("TsvMerging::mergeDelta: SVD did not converge");
-      ustack.middleCols(i * k, k) = svd.matrixU();
-      vstack.middleCols(i * k, k) = svd.matrixV();
-      sigma.segment(i * k, k) = svd.singularValues().template cast<Scalar>();
+      m_u.middleCols(task * k, k) = svd.matrixU();
+      m_v.middleCols(task * k, k) = svd.matrixV();
+      m_sigma.segment(task * k, k) = svd.singularValues().template cast<Scalar>();
     }
-    if (zeros == t) {
-      if (report) report->warnings.push_back("all task vectors are zero: merged delta is zero");
-      return Matrix::Zero(m, n);
+    Matrix finish() {
+      const Index t = m_in.count(), s = std::min(m_in.rows(), m_in.cols());
+      TensorReport* report = m_in.report(m_describe + (m_fallback ? " -> task arithmetic" : ""));
+      if (report) report->rank = m_k;
+      if (m_fallback) {
+        if (report)
+          report->warnings.push_back(std::to_string(t) + " tasks exceed min(m, n) = " + std::to_string(s) +
+                                     " (k = 0): fell back to task arithmetic (alpha * sum of task vectors)");
+        return m_fallback->finish();
+      }
+      if (m_zeros == t) {
+        if (report) report->warnings.push_back("all task vectors are zero: merged delta is zero");
+        m_u.resize(0, 0);
+        m_v.resize(0, 0);
+        return Matrix::Zero(m_in.rows(), m_in.cols());
+      }
+      if (m_zeros > 0 && report) report->warnings.push_back(std::to_string(m_zeros) + " zero task vector(s) contribute nothing");
+      m_u = polarFactor(m_u);
+      m_v = polarFactor(m_v);
+      return (m_u * m_sigma.asDiagonal() * m_v.transpose()) * Scalar(m_scale);
     }
-    if (zeros > 0 && report) report->warnings.push_back(std::to_string(zeros) + " zero task vector(s) contribute nothing");
-    m_u = polarFactor(ustack);
-    m_v = polarFactor(vstack);
-    return (m_u * sigma.asDiagonal() * m_v.transpose()) * Scalar(m_scale);
+
+    /// Moves the orthogonalised stacked factors out (after `finish()`; empty when Δ = 0).
+    void takeFactors(Matrix& u, Matrix& v) {
+      u = std::move(m_u);
+      v = std::move(m_v);
+    }
+
+   private:
+    double m_scale;
+    std::string m_describe;
+    detail::TaskStream<Scalar> m_in;
+    Index m_k;
+    Index m_zeros = 0;
+    std::unique_ptr<detail::SumAccumulator<Scalar>> m_fallback;
+    Matrix m_u, m_v;
+    Eigen::Matrix<Scalar, Eigen::Dynamic, 1> m_sigma;
+  };
+  Index passes() const { return 1; }
+  Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
+    return Accumulator(*this, rows, cols, count, report);
+  }
+  /// The incoming task vector, the stacked factors (at most m×min(m, n) and n×min(m, n)), one
+  /// task's SVD, the polar factors and the result.
+  static std::size_t workingSetBytes(Index rows, Index cols, Index) {
+    return 2 * detail::tensorBytes(rows, cols, sizeof(Scalar)) + 2 * detail::svdBytes<Scalar>(rows, cols);
   }
 
  private:
