@@ -128,3 +128,7 @@ constexpr Scalar unitRoundoff() {
 }
 
 }  // namespace wproj
+
+#if defined(WPROJ_EXTERN_TEMPLATES) || defined(WPROJ_INSTANTIATE_EIGEN)
+#include "eigen_instances.hpp"
+#endif
