@@ -218,6 +218,18 @@ TEST_CASE("Checkpoint: a resumed run reproduces the next 10 steps bit for bit", 
       o.setMomentPolicy(MomentPolicy::Rotate);
     });
   }
+  SECTION("DCT columns, right side, rotate") {
+    checkResume<ProjectedAdamW<DctBasis<float>>>([](auto& o) {
+      o.projector().setRank(4).setUpdateGap(3).setOffset(1);
+      o.setMomentPolicy(MomentPolicy::Rotate).setLearningRate(0.05).setWeightDecay(0.01);
+    });
+  }
+  SECTION("DCT columns, left side, l2 score, double") {
+    checkResume<ProjectedAdamW<DctBasis<double>>>([](auto& o) {
+      o.projector().setRank(3).setUpdateGap(2).setProjectionType(ProjectionType::Left);
+      o.projector().basis().setScore(ScoreNorm::L2);
+    });
+  }
   SECTION("Q-GaLore: INT4 randomized basis with adaptive gap") {
     checkResume<ProjectedAdamW<QuantizedBasis<RandomizedBasis<float>>>>([](auto& o) {
       o.projector().setRank(4).setUpdateGap(1).setAdaptiveGap(true, 2, 0.1);

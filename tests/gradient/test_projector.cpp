@@ -56,7 +56,8 @@ void checkIdentity(Index m, Index n, Index r, ProjectionType type, const Basis& 
 TEMPLATE_TEST_CASE("projector: back(project(G)) equals the explicit projection for every side", "[gradient][projector]", float,
                    double) {
   using S = TestType;
-  for (auto type : {ProjectionType::Std, ProjectionType::ReverseStd, ProjectionType::Left, ProjectionType::Right, ProjectionType::Full}) {
+  for (auto type : {ProjectionType::Std, ProjectionType::ReverseStd, ProjectionType::Left, ProjectionType::Right, ProjectionType::Full,
+                    ProjectionType::MinState}) {
     for (auto shape : {std::pair<Index, Index>{14, 9}, {9, 14}, {11, 11}}) {
       const Index m = shape.first, n = shape.second, mn = std::min(m, n);
       for (Index r : {Index(1), Index(4), mn}) {
@@ -83,6 +84,21 @@ TEMPLATE_TEST_CASE("projector: sides are explicit state, square projected shapes
   CHECK(sideOf(ProjectionType::ReverseStd, wide) == Side::Right);
   CHECK(sideOf(ProjectionType::Left, tall) == Side::Left);
   CHECK(sideOf(ProjectionType::Right, wide) == Side::Right);
+  CHECK(sideOf(ProjectionType::MinState, tall) == Side::Left);
+  CHECK(sideOf(ProjectionType::MinState, wide) == Side::Right);
+  CHECK(sideOf(ProjectionType::MinState, Mat<S>(gaussian<S>(7, 7, 3))) == Side::Right);
+  // MinState really is the smaller state: moments (2 x projected size) plus a dense basis.
+  for (const Mat<S>* g : {&tall, &wide}) {
+    auto stateOf = [&](ProjectionType t) {
+      ProjectedAdamW<SvdBasis<S>> opt;
+      opt.projector().setRank(3).setProjectionType(t);
+      Mat<S> w = Mat<S>::Zero(g->rows(), g->cols());
+      opt.step(w, *g);
+      return opt.stateBytes();
+    };
+    CHECK(stateOf(ProjectionType::MinState) < stateOf(ProjectionType::Std));
+    CHECK(stateOf(ProjectionType::MinState) == std::size_t(3 * (2 * 7 + 12)) * sizeof(S));
+  }
 
   // reverse_std on a 12x7 gradient at rank 7: the projected matrix is 7x7 (square). The
   // upstream code would guess the side from that shape; ours uses the stored side.
@@ -191,6 +207,28 @@ TEST_CASE("projector: adaptive gap doubles after 5 similar bases and not for unr
   CHECK(q.stats().gapIncreases == 0);
   CHECK(q.stats().refreshes == 30);
   CHECK(q.stats().meanOverlap() < 0.4);
+}
+
+TEST_CASE("projector: adaptive gap uses Q-GaLore's sliding window (not cleared after an increase) and a cap",
+          "[gradient][projector]") {
+  const Mat<double> fixed = withSpectrum<double>(20, 12, geometricSpectrum(12, 100), 9);
+  GradientProjector<SvdBasis<double>> p;
+  p.setRank(3).setUpdateGap(1).setAdaptiveGap(true).setMaxUpdateGap(8);
+  std::vector<Index> at, gaps;
+  for (Index s = 0; s < 40; ++s) {
+    const Index before = p.stats().refreshes;
+    p.beginStep(fixed);
+    if (p.stats().refreshes > before) {
+      at.push_back(s);
+      gaps.push_back(p.updateGap());
+    }
+    p.endStep(fixed);
+  }
+  // Refreshes 0..5 fill the window (overlap 1); from then on every refresh sees a full window
+  // with mean 1 and doubles the gap again, until the cap: 2 after step 5, 4 after 7, 8 after 11.
+  CHECK(at == std::vector<Index>{0, 1, 2, 3, 4, 5, 7, 11, 19, 27, 35});
+  CHECK(gaps == std::vector<Index>{1, 1, 1, 1, 1, 2, 4, 8, 8, 8, 8});
+  CHECK(p.stats().gapIncreases == 3);
 }
 
 TEST_CASE("projector: a failed refresh keeps the previous basis and is counted", "[gradient][projector]") {

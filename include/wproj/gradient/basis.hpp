@@ -43,7 +43,11 @@ enum class ProjectionType {
   ReverseStd,  ///< the opposite of Std: the larger dimension
   Left,        ///< always left: R = PᵀG (r×n)
   Right,       ///< always right: R = G P (m×r)
-  Full         ///< two-sided: R = AᵀG B (r×r), back-projection A N Bᵀ
+  Full,        ///< two-sided: R = AᵀG B (r×r), back-projection A N Bᵀ
+  MinState     ///< the side with the smaller optimizer state: left when m > n, else right. The
+               ///< moments are shaped like R and counted twice, the basis once, so a dense basis
+               ///< costs r·(2·min(m,n) + max(m,n)) here against r·(2·max + min) for `Std`; square
+               ///< matrices project on the right, as `Std`
 };
 
 /// Name of a projection type ("std", "reverse_std", "left", "right", "full").
@@ -54,6 +58,7 @@ inline const char* toString(ProjectionType t) {
     case ProjectionType::Left: return "left";
     case ProjectionType::Right: return "right";
     case ProjectionType::Full: return "full";
+    case ProjectionType::MinState: return "min_state";
   }
   return "?";
 }
@@ -70,7 +75,9 @@ namespace detail {
 inline Index ambientOf(Index rows, Index cols, Side side) { return side == Side::Left ? rows : cols; }
 
 /// Storage and products shared by every basis that keeps P as a dense ambient×r matrix
-/// (exact SVD, randomized SVD, online PCA, seeded Gaussian, INT4-dequantised).
+/// (exact SVD, randomized SVD, online PCA, seeded Gaussian, INT4-dequantised, and the gathered
+/// DCT columns). `stateBytes()` counts P; a basis whose persistent state is smaller (indices,
+/// seeds, INT4 codes) hides it with its own and reports P as a workspace.
 template <typename Scalar_>
 class DenseBasisStorage {
  public:
@@ -120,6 +127,21 @@ class DenseBasisStorage {
     }
     m_p.swap(candidate);
     return res;
+  }
+  /// `commit` for the output of a decomposition: rejects (keeps the previous basis) a candidate
+  /// that is not ambient×rank or not finite.
+  RefreshResult commitIfValid(Matrix& candidate, Index rank, Matrix* transition) {
+    if (candidate.cols() != rank || !candidate.allFinite()) return RefreshResult{};
+    return commit(candidate, transition);
+  }
+  /// Checkpoint of a basis whose whole state is P: its tag, a presence flag, P.
+  void saveTagged(std::ostream& os, const char* tag) const {
+    ckpt::writeTag(os, tag);
+    saveDenseWithFlag(os);
+  }
+  void loadTagged(std::istream& is, const char* tag, Index ambient, Index rank) {
+    ckpt::expectTag(is, tag);
+    loadDense(is, ambient, rank);
   }
   void saveDense(std::ostream& os) const { ckpt::writeMatrix(os, m_p); }
   void loadDense(std::istream& is, Index ambient, Index rank) {

@@ -42,10 +42,12 @@ std::shared_ptr<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>> sha
 ///
 /// Knobs: `setScore` (L1). The gathered P is a per-layer workspace for the GEMMs (`workspaceBytes`).
 template <typename Scalar_>
-class DctBasis {
+class DctBasis : public detail::DenseBasisStorage<Scalar_> {
+  using Base = detail::DenseBasisStorage<Scalar_>;
+
  public:
   using Scalar = Scalar_;
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Matrix = typename Base::Matrix;
   static constexpr const char* kName = "DctBasis";
   static constexpr bool kTracksSteps = false;
 
@@ -82,35 +84,15 @@ class DctBasis {
       res.overlap = double(common) / double(rank);
     }
     m_idx.swap(idx);
-    m_p.resize(ambient, rank);
-    for (Index j = 0; j < rank; ++j) m_p.col(j) = q.col(m_idx[std::size_t(j)]);
+    gather(q, ambient, rank);
     return res;
   }
 
-  template <typename DG, typename DO>
-  void project(const Eigen::MatrixBase<DG>& g, Side side, Eigen::MatrixBase<DO>& out) const {
-    if (side == Side::Left)
-      out.derived().noalias() = m_p.transpose() * g.derived();
-    else
-      out.derived().noalias() = g.derived() * m_p;
-  }
-  template <typename DN, typename DO>
-  void backProject(const Eigen::MatrixBase<DN>& n, Side side, Eigen::MatrixBase<DO>& out) const {
-    if (side == Side::Left)
-      out.derived().noalias() = m_p * n.derived();
-    else
-      out.derived().noalias() = n.derived() * m_p.transpose();
-  }
-  template <typename DN, typename DW>
-  void addBack(const Eigen::MatrixBase<DN>& n, Side side, Scalar c, Eigen::MatrixBase<DW>& w) const {
-    if (side == Side::Left)
-      w.derived().noalias() += (c * m_p) * n.derived();
-    else
-      w.derived().noalias() += (c * n.derived()) * m_p.transpose();
-  }
-  void denseBasis(Matrix& p) const { p = m_p; }
+  // project / backProject / addBack / denseBasis: the dense products of DenseBasisStorage on
+  // the gathered columns P = Q[:, idx].
+  /// Persistent state: the r indices (int32); the gathered P is a workspace.
   std::size_t stateBytes() const { return m_idx.size() * sizeof(std::int32_t); }
-  std::size_t workspaceBytes() const { return std::size_t(m_p.size()) * sizeof(Scalar); }
+  std::size_t workspaceBytes() const { return Base::stateBytes(); }
 
   void save(std::ostream& os) const {
     ckpt::writeTag(os, kName);
@@ -129,19 +111,22 @@ class DctBasis {
         throw IoError("checkpoint: DCT indices must be increasing and in [0, " + std::to_string(ambient) + ")");
     m_idx.assign(idx.begin(), idx.end());
     if (m_idx.empty()) {
-      m_p.resize(0, 0);
+      this->m_p.resize(0, 0);
       return;
     }
     m_q = sharedDctBasis<Scalar>(ambient);
-    m_p.resize(ambient, rank);
-    for (Index j = 0; j < rank; ++j) m_p.col(j) = m_q->col(m_idx[std::size_t(j)]);
+    gather(*m_q, ambient, rank);
   }
 
  private:
+  void gather(const Matrix& q, Index ambient, Index rank) {
+    this->m_p.resize(ambient, rank);
+    for (Index j = 0; j < rank; ++j) this->m_p.col(j) = q.col(m_idx[std::size_t(j)]);
+  }
+
   ScoreNorm m_score = ScoreNorm::L1;
   std::vector<Index> m_idx;
   std::shared_ptr<const Matrix> m_q;
-  Matrix m_p;
 };
 
 }  // namespace wproj

@@ -42,8 +42,9 @@ struct ProjectorStats {
 ///   silently truncates).
 /// - Refreshes happen on the first step and then on steps o, o+T, o+2T, … (T = update gap,
 ///   o = offset ∈ [0, T), so layers with different offsets refresh on different steps). With the
-///   adaptive gap (Q-GaLore) the overlap of each new basis with the previous one is queued; when
-///   the queue (length 5) is full and its mean ≥ 0.4 the gap is multiplied by 2 and the queue cleared.
+///   adaptive gap (Q-GaLore) the overlap of each new basis with the previous one enters a sliding
+///   window (length 5); whenever the window is full and its mean is ≥ 0.4 the gap is multiplied
+///   by 2 (the window is not cleared, as in Q-GaLore's code), up to `setMaxUpdateGap`.
 /// - A refresh that fails (non-finite or failed decomposition) keeps the previous basis and is
 ///   counted; only a failure with no previous basis throws `NumericalError`.
 /// - The back-projected update is multiplied by the scale α.
@@ -92,8 +93,9 @@ class GradientProjector {
     m_offset = o;
     return *this;
   }
-  /// Q-GaLore's adaptive gap: queue of `queueLength` overlaps; when full with mean ≥ `threshold`
-  /// the gap is multiplied by `factor` (defaults 5, 0.4, 2) and the queue is cleared.
+  /// Q-GaLore's adaptive gap: a sliding window of the last `queueLength` overlaps; after each
+  /// refresh, when the window is full and its mean is ≥ `threshold`, the gap is multiplied by
+  /// `factor` (defaults 5, 0.4, 2, Q-GaLore's). The window is not cleared by an increase.
   GradientProjector& setAdaptiveGap(bool on, Index queueLength = 5, double threshold = 0.4, Index factor = 2) {
     requireArg(queueLength >= 1, "GradientProjector::setAdaptiveGap", "queueLength", queueLength, ">= 1");
     requireArg(threshold >= 0 && threshold <= 1, "GradientProjector::setAdaptiveGap", "threshold", threshold, "in [0, 1]");
@@ -162,6 +164,7 @@ class GradientProjector {
       case ProjectionType::Left: m_side = Side::Left; break;
       case ProjectionType::Right: m_side = Side::Right; break;
       case ProjectionType::Full: m_side = Side::Left; break;
+      case ProjectionType::MinState: m_side = rows > cols ? Side::Left : Side::Right; break;
     }
     if (twoSided()) {
       m_b = m_a;
@@ -335,7 +338,7 @@ class GradientProjector {
       throw IoError("checkpoint: projector was saved with basis '" + name + "'; this projector uses '" + Basis::kName + "'");
     GradientProjector p(m_a);  // build into a fresh object, commit at the end
     p.m_initialized = ckpt::readBounded<std::uint8_t>(is, "initialized flag", 0, 1) != 0;
-    p.m_type = ProjectionType(ckpt::readBounded<std::int32_t>(is, "projection type", 0, 4));
+    p.m_type = ProjectionType(ckpt::readBounded<std::int32_t>(is, "projection type", 0, 5));
     p.m_side = Side(ckpt::readBounded<std::int32_t>(is, "side", 0, 1));
     const std::int64_t big = ckpt::kMaxExtent;
     p.m_rows = ckpt::readBounded<std::int64_t>(is, "rows", 0, big);
@@ -399,10 +402,12 @@ class GradientProjector {
       double mean = 0;
       for (double q : m_queue) mean += q;
       mean /= double(m_queue.size());
+      // Q-GaLore's rule (their GaLoreProjector.project): the queue is a sliding window that is
+      // not cleared after an increase, so every refresh whose window mean stays above the
+      // threshold multiplies the gap again.
       if (mean >= m_threshold && m_gap < m_maxGap) {
         m_gap = std::min(m_maxGap, m_gap * m_factor);
         ++m_stats.gapIncreases;
-        m_queue.clear();
       }
     }
   }

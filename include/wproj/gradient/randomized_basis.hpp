@@ -69,19 +69,12 @@ class RandomizedBasis : public detail::DenseBasisStorage<Scalar_> {
     rsvd.compute(g);
     if (rsvd.info() != Eigen::Success) return RefreshResult{};
     Matrix cand = side == Side::Left ? rsvd.matrixU() : rsvd.matrixV();
-    if (cand.cols() != rank || !cand.allFinite()) return RefreshResult{};
-    return this->commit(cand, transition);
+    return this->commitIfValid(cand, rank, transition);
   }
 
   std::size_t workspaceBytes() const { return 0; }
-  void save(std::ostream& os) const {
-    ckpt::writeTag(os, kName);
-    this->saveDenseWithFlag(os);
-  }
-  void load(std::istream& is, Index ambient, Index rank) {
-    ckpt::expectTag(is, kName);
-    this->loadDense(is, ambient, rank);
-  }
+  void save(std::ostream& os) const { this->saveTagged(os, kName); }
+  void load(std::istream& is, Index ambient, Index rank) { this->loadTagged(is, kName, ambient, rank); }
 
  private:
   Index m_oversampling = 8;
