@@ -289,16 +289,44 @@ Plan makePlan(const MergeConfig& c, const Inputs& in) {
   return p;
 }
 
+/// The streaming working set of the batch methods for one rows×cols tensor of T task vectors
+/// (the merger's own figure, see the merging layer's `workingSetBytes`).
+template <typename Scalar>
+std::uint64_t workingSet(const std::string& method, wproj::Index rows, wproj::Index cols, wproj::Index T) {
+  if (method == "task_arithmetic") return wproj::TaskArithmetic<Scalar>::workingSetBytes(rows, cols, T);
+  if (method == "ties") return wproj::TiesMerging<Scalar>::workingSetBytes(rows, cols, T);
+  if (method == "dare") return wproj::DareMerging<Scalar>::workingSetBytes(rows, cols, T);
+  if (method == "slerp") return wproj::SlerpMerging<Scalar>::workingSetBytes(rows, cols, T);
+  if (method == "model_stock") return wproj::ModelStock<Scalar>::workingSetBytes(rows, cols, T);
+  if (method == "iso_c") return wproj::IsoCMerging<Scalar>::workingSetBytes(rows, cols, T);
+  if (method == "iso_cts") return wproj::IsoCtsMerging<Scalar>::workingSetBytes(rows, cols, T);
+  if (method == "tsv") return wproj::TsvMerging<Scalar>::workingSetBytes(rows, cols, T);
+  return 6 * std::uint64_t(rows) * std::uint64_t(cols) * sizeof(Scalar);  // opcm: S, tau, theta, projected, U, V
+}
+
+/// Peak memory of the merge: the largest, over the merged tensors, of θ₀, the method's working
+/// set (the incoming task vector, the merger's state and the result; averaged tensors: a running
+/// sum) and the mapped pages of the one input tensor being read (released after each read),
+/// plus a fixed allowance for the program. It does not depend on the number of models.
 std::uint64_t peakEstimate(const MergeConfig& c, const Plan& p, const Inputs& in) {
-  const std::uint64_t s = c.dtype == "float64" ? 8 : 4;
-  const std::uint64_t T = in.models.size();
-  std::uint64_t work;
-  if (c.method == "opcm") work = 6 * p.maxElements * s;  // S, tau, theta, projected, U, V of one tensor
-  else if (elementwiseMethod(c.method)) work = (T + 3) * p.maxElements * s;
-  else work = (T + 6) * p.maxElements * s;  // + SVD factors of the spectral methods
-  std::uint64_t stored = 0;
-  for (const auto& n : p.merged) stored = std::max(stored, in.base->info(n).bytes());
-  return work + (T + 1) * stored + (8u << 20);
+  const bool dbl = c.dtype == "float64";
+  const std::uint64_t s = dbl ? 8 : 4;
+  const wproj::Index T = wproj::Index(in.models.size());
+  std::uint64_t peak = 0;
+  for (const auto& n : p.merged) {
+    const auto& t = in.base->info(n);
+    const wproj::Index rows = t.rows(), cols = t.cols();
+    const std::uint64_t tensor = std::uint64_t(rows) * std::uint64_t(cols) * s;
+    std::uint64_t work = tensor;  // θ₀
+    const wproj::TensorAction a = p.decision.at(n).action;
+    if (a == wproj::TensorAction::Project || c.method == "opcm")
+      work += dbl ? workingSet<double>(c.method, rows, cols, T) : workingSet<float>(c.method, rows, cols, T);
+    else if (a == wproj::TensorAction::Average)
+      work += 2 * tensor;
+    if (a != wproj::TensorAction::Skip) work += t.bytes();  // mapped pages of the tensor being read
+    peak = std::max(peak, work);
+  }
+  return peak + (8u << 20);
 }
 
 wproj::io::DType outDtypeOf(const MergeConfig& c, const wproj::io::TensorInfo& t) {
@@ -314,23 +342,32 @@ class MergeRun {
   MergeRun(const MergeConfig& c, const Inputs& in, const Plan& p, wproj::io::CheckpointWriter& w, Progress& progress)
       : m_c(c), m_in(in), m_p(p), m_w(w), m_progress(progress) {}
 
-  // Every read converts into owned memory and then lets the kernel drop the mapped pages, so
-  // at most one tensor's pages are resident on top of the matrices the merger holds.
-  Matrix base(const std::string& n) const {
-    Matrix t = m_in.base->read<Scalar>(n);
-    m_in.base->release(n);
-    return t;
-  }
+  // Every read converts into owned memory (one copy, straight from the mapped bytes) and then
+  // lets the kernel drop the mapped pages, so at most one tensor's pages are resident on top of
+  // the matrices the merger holds. Fine-tuned tensors are read once per pass of the merger.
+  Matrix base(const std::string& n) const { return readAndRelease(*m_in.base, n); }
 
   Matrix model(wproj::Index i, const std::string& n) const {
-    Matrix theta = m_in.models[std::size_t(i)]->read<Scalar>(n);
-    m_in.models[std::size_t(i)]->release(n);
+    Matrix theta = readAndRelease(*m_in.models[std::size_t(i)], n);
     const double wgt = m_c.models[std::size_t(i)].weight;
-    if (wgt != 1.0) {
-      const Matrix b = base(n);
-      theta = b + Scalar(wgt) * (theta - b);
+    if (wgt != 1.0) {  // θ₀ + w (θ − θ₀), with θ₀ read in place from the mapped file
+      {
+        const auto b = m_in.base->view<Scalar>(n);
+        theta = b.map() + Scalar(wgt) * (theta - b.map());
+      }
+      m_in.base->release(n);
     }
     return theta;
+  }
+
+  static Matrix readAndRelease(const wproj::io::Checkpoint& c, const std::string& n) {
+    Matrix t;
+    {
+      const auto v = c.view<Scalar>(n);
+      t = v.map();
+    }
+    c.release(n);
+    return t;
   }
 
   void release(const std::string& n) const {
@@ -350,8 +387,10 @@ class MergeRun {
     m_progress.advance(double(m_in.base->info(n).bytes()), n);
   }
 
+  /// The batch methods: the merging layer's ModelMerger, which streams the task vectors of each
+  /// tensor through the merger's accumulator (memory independent of the number of models).
   template <typename Merger>
-  wproj::MergeReport batch(Merger merger) {
+  wproj::MergeReport stream(Merger merger) {
     wproj::ModelMerger<Merger> mm(std::move(merger));
     mm.setRules(buildRules(m_c));
     m_last = m_progress.seconds();
@@ -386,6 +425,7 @@ class MergeRun {
           return tau;
         });
         const auto& st = step.tensors.front();
+        rep.peakResidentBytes = std::max(rep.peakResidentBytes, step.peakResidentBytes);
         if (i == 0) tr = st;
         if (i + 1 == T) {
           tr.method = st.method;
@@ -443,20 +483,21 @@ nlohmann::json mergeWith(const MergeConfig& c, const Inputs& in, const Plan& p, 
   const auto& P = c.params;
   wproj::MergeReport rep;
   if (c.method == "opcm") rep = run.opcm(spillDir);
-  else if (c.method == "task_arithmetic") rep = run.batch(wproj::TaskArithmetic<Scalar>().setScale(P.at("lambda")));
-  else if (c.method == "ties") rep = run.batch(wproj::TiesMerging<Scalar>().setDensity(P.at("density")).setScale(P.at("lambda")));
+  else if (c.method == "task_arithmetic") rep = run.stream(wproj::TaskArithmetic<Scalar>().setScale(P.at("lambda")));
+  else if (c.method == "ties") rep = run.stream(wproj::TiesMerging<Scalar>().setDensity(P.at("density")).setScale(P.at("lambda")));
   else if (c.method == "dare")
-    rep = run.batch(wproj::DareMerging<Scalar>().setDropRate(P.at("drop")).setScale(P.at("lambda")).setSeed(std::uint64_t(P.at("seed"))));
-  else if (c.method == "slerp") rep = run.batch(wproj::SlerpMerging<Scalar>().setT(P.at("t")));
-  else if (c.method == "model_stock") rep = run.batch(wproj::ModelStock<Scalar>());
-  else if (c.method == "iso_c") rep = run.batch(wproj::IsoCMerging<Scalar>().setScale(P.at("alpha")));
+    rep = run.stream(wproj::DareMerging<Scalar>().setDropRate(P.at("drop")).setScale(P.at("lambda")).setSeed(std::uint64_t(P.at("seed"))));
+  else if (c.method == "slerp") rep = run.stream(wproj::SlerpMerging<Scalar>().setT(P.at("t")));
+  else if (c.method == "model_stock") rep = run.stream(wproj::ModelStock<Scalar>());
+  else if (c.method == "iso_c") rep = run.stream(wproj::IsoCMerging<Scalar>().setScale(P.at("alpha")));
   else if (c.method == "iso_cts")
-    rep = run.batch(wproj::IsoCtsMerging<Scalar>().setScale(P.at("alpha")).setCommonFraction(P.at("common_fraction")));
-  else if (c.method == "tsv") rep = run.batch(wproj::TsvMerging<Scalar>().setScale(P.at("alpha")));
+    rep = run.stream(wproj::IsoCtsMerging<Scalar>().setScale(P.at("alpha")).setCommonFraction(P.at("common_fraction")));
+  else if (c.method == "tsv") rep = run.stream(wproj::TsvMerging<Scalar>().setScale(P.at("alpha")));
   nlohmann::json j;
   j["method"] = rep.method;
   if (c.method == "opcm") j["opcm_scale"] = run.m_scale;
   j["warnings"] = rep.warnings;
+  j["peak_tensor_bytes"] = rep.peakResidentBytes;
   j["tensors"] = nlohmann::json::array();
   for (const auto& t : rep.tensors) {
     j["tensors"].push_back({{"name", t.name},
