@@ -28,6 +28,7 @@
 
 namespace wproj {
 
+/// Signed index type of rows, columns and counts (Eigen's `Eigen::Index`).
 using Index = Eigen::Index;
 
 /// Base class of every exception wproj throws.

@@ -15,10 +15,13 @@
 #include <Eigen/Dense>
 
 #if defined(WPROJ_INSTANTIATE_EIGEN)
+/// Emits the explicit instantiation `template class T;` of an Eigen decomposition.
 #define WPROJ_EIGEN_INSTANCE(...) template class __VA_ARGS__;
 #elif defined(WPROJ_EXTERN_TEMPLATES)
+/// Declares the instance `extern template class T;` so that this translation unit does not instantiate it.
 #define WPROJ_EIGEN_INSTANCE(...) extern template class __VA_ARGS__;
 #else
+/// Expands to nothing: without `WPROJ_INSTANTIATE_EIGEN` or `WPROJ_EXTERN_TEMPLATES` Eigen instantiates implicitly.
 #define WPROJ_EIGEN_INSTANCE(...)
 #endif
 

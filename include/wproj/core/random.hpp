@@ -20,7 +20,9 @@ namespace wproj {
 /// The Philox4x32 block function with 10 rounds: a bijection of a 128-bit counter under a
 /// 64-bit key. Matches the Random123 reference (known-answer tested).
 struct Philox4x32 {
+  /// 128-bit counter as four 32-bit words.
   using Counter = std::array<std::uint32_t, 4>;
+  /// 64-bit key as two 32-bit words.
   using Key = std::array<std::uint32_t, 2>;
 
   /// Encrypts `ctr` under `key` (10 rounds).
@@ -50,7 +52,9 @@ class CounterRng {
   /// A generator keyed by `seed`; `stream` selects an independent sequence for the same seed.
   explicit CounterRng(std::uint64_t seed = 0, std::uint64_t stream = 0) : m_seed(seed), m_stream(stream) {}
 
+  /// The seed that keys the generator.
   std::uint64_t seed() const { return m_seed; }
+  /// The stream that selects the sequence for this seed.
   std::uint64_t stream() const { return m_stream; }
   /// The next counter the stateful members will use.
   std::uint64_t position() const { return m_position; }
@@ -86,8 +90,11 @@ class CounterRng {
   /// A Rademacher value (−1 or +1) at counter `index`.
   double rademacher(std::uint64_t index) const { return (block(index)[0] & 1u) ? 1.0 : -1.0; }
 
+  /// 64 random bits at the current position; advances it by one.
   std::uint64_t nextBits() { return bits64(m_position++); }
+  /// A uniform double in (0, 1] at the current position; advances it by one.
   double nextUniform() { return uniform(m_position++); }
+  /// A standard normal double at the current position; advances it by one.
   double nextGaussian() { return gaussian(m_position++); }
   /// A uniform integer in [0, n) (n ≥ 1), by rejection so that it is exactly unbiased.
   std::uint64_t nextBelow(std::uint64_t n) {
@@ -105,6 +112,7 @@ class CounterRng {
     using S = typename Derived::Scalar;
     fill(x, [&](std::uint64_t i) { return static_cast<S>(stddev * gaussian(i)); });
   }
+  /// Overload for an rvalue expression (e.g. `m.col(j)` or a block); same values as the lvalue overload.
   template <typename Derived>
   void fillGaussian(Eigen::DenseBase<Derived>&& x, double stddev = 1.0) {
     fillGaussian(x, stddev);
@@ -116,6 +124,7 @@ class CounterRng {
     using S = typename Derived::Scalar;
     fill(x, [&](std::uint64_t i) { return static_cast<S>(scale * rademacher(i)); });
   }
+  /// Overload for an rvalue expression (e.g. `m.col(j)` or a block); same values as the lvalue overload.
   template <typename Derived>
   void fillRademacher(Eigen::DenseBase<Derived>&& x, double scale = 1.0) {
     fillRademacher(x, scale);
@@ -127,6 +136,7 @@ class CounterRng {
     using S = typename Derived::Scalar;
     fill(x, [&](std::uint64_t i) { return static_cast<S>(lo + (hi - lo) * uniform(i)); });
   }
+  /// Overload for an rvalue expression (e.g. `m.col(j)` or a block); same values as the lvalue overload.
   template <typename Derived>
   void fillUniform(Eigen::DenseBase<Derived>&& x, double lo = 0.0, double hi = 1.0) {
     fillUniform(x, lo, hi);
