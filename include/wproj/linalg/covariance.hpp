@@ -32,8 +32,11 @@ class StreamingCovariance {
                 "StreamingCovariance: real floating-point scalars only");
 
  public:
+  /// Floating-point type of the samples and statistics.
   using Scalar = Scalar_;
+  /// Dense matrix type of batches and (cross-)covariances.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Dense vector type of the means.
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
 
   /// An accumulator with no dimension yet (fixed by the first update).
@@ -85,7 +88,9 @@ class StreamingCovariance {
 
   /// Number of samples seen.
   Index count() const { return m_count; }
+  /// Dimension d of x (0 until it is fixed).
   Index xDim() const { return m_meanX.size(); }
+  /// Dimension c of z (0 when no cross-covariance is tracked).
   Index zDim() const { return m_meanZ.size(); }
 
   /// Running mean of x (zero before the first sample).

@@ -66,8 +66,11 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> dctMatrix(Index n) {
 template <typename Scalar_>
 class Dct {
  public:
+  /// Floating-point type of the transformed values (float or double).
   using Scalar = Scalar_;
+  /// Dense matrix type of inputs and results.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Dense vector type of a single signal.
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
   static_assert(std::is_floating_point<Scalar>::value, "Dct: float or double");
 
@@ -98,8 +101,11 @@ class Dct {
     }
   }
 
+  /// Transform length n.
   Index size() const { return m_n; }
+  /// The evaluation algorithm (`DctAlgorithm::Auto` unless set).
   DctAlgorithm algorithm() const { return m_algorithm; }
+  /// Selects the evaluation algorithm. Returns *this.
   Dct& setAlgorithm(DctAlgorithm a) {
     m_algorithm = a;
     return *this;
@@ -111,6 +117,7 @@ class Dct {
     m_threads = threads;
     return *this;
   }
+  /// The thread setting (0 = automatic; see `setThreads`).
   int threads() const { return m_threads; }
 
   /// The explicit matrix C (built on first use, then cached).

@@ -36,9 +36,13 @@ namespace wproj {
 template <typename MatrixType>
 class IncrementalSVD {
  public:
+  /// Scalar type of the tracked matrix.
   using Scalar = typename MatrixType::Scalar;
+  /// Real type of the singular values.
   using RealScalar = typename Eigen::NumTraits<Scalar>::Real;
+  /// Dense matrix type of U and V.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Vector type of the singular values.
   using Vector = Eigen::Matrix<RealScalar, Eigen::Dynamic, 1>;
   static_assert(!Eigen::NumTraits<Scalar>::IsComplex, "IncrementalSVD: real scalars only");
 
@@ -66,8 +70,11 @@ class IncrementalSVD {
     return *this;
   }
 
+  /// The rank cap (−1 = no limit).
   Index maxRank() const { return m_maxRank; }
+  /// The relative truncation tolerance (−1 = the default).
   double tolerance() const { return m_tolerance; }
+  /// Updates between re-orthonormalisations (0 = never).
   Index reorthonormalizationPeriod() const { return m_period; }
 
   /// Starts from X = 0 of shape rows×cols (rank 0).
@@ -174,7 +181,9 @@ class IncrementalSVD {
   const Matrix& matrixV() const { return m_v; }
   /// Current rank r.
   Index rank() const { return m_s.size(); }
+  /// Rows m of X.
   Index rows() const { return m_u.rows(); }
+  /// Columns n of X.
   Index cols() const { return m_v.rows(); }
   /// Number of updates (appends included) since `initialize()`.
   Index updates() const { return m_updates; }

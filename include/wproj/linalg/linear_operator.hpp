@@ -35,12 +35,17 @@ class DenseOperator {
   using Stored = std::conditional_t<kDirect, const Derived&, const typename Derived::PlainObject>;
 
  public:
+  /// Scalar type of the wrapped matrix.
   using Scalar = typename Derived::Scalar;
+  /// Dense column-major block type of the products.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
 
+  /// Wraps `a` (by reference when it has direct storage, else evaluated once).
   explicit DenseOperator(const Eigen::MatrixBase<Derived>& a) : m_a(a.derived()) {}
 
+  /// Rows m of A.
   Index rows() const { return m_a.rows(); }
+  /// Columns n of A.
   Index cols() const { return m_a.cols(); }
   /// y = A x.
   void multiply(const Matrix& x, Matrix& y) const {
@@ -71,9 +76,12 @@ DenseOperator<Derived> makeOperator(const Eigen::MatrixBase<Derived>& a) {
 template <typename MatrixType>
 class SumOperator {
  public:
+  /// Scalar type of the terms and coefficients.
   using Scalar = typename MatrixType::Scalar;
+  /// Dense column-major block type of the products.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
 
+  /// An operator with no terms (0×0).
   SumOperator() = default;
 
   /// Adds the term coeff·m (same shape as earlier terms). Returns *this.
@@ -85,8 +93,11 @@ class SumOperator {
     return *this;
   }
 
+  /// Number of terms.
   Index size() const { return Index(m_terms.size()); }
+  /// Rows of A (0 before the first term).
   Index rows() const { return m_terms.empty() ? 0 : m_terms.front().second->rows(); }
+  /// Columns of A (0 before the first term).
   Index cols() const { return m_terms.empty() ? 0 : m_terms.front().second->cols(); }
 
   /// y = Σ c_i M_i x.
@@ -114,12 +125,19 @@ class SumOperator {
 template <typename Op>
 class TransposedOperator {
  public:
+  /// Scalar type of the wrapped operator.
   using Scalar = typename Op::Scalar;
+  /// Dense column-major block type of the products.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Wraps `op` by reference; it must outlive this operator.
   explicit TransposedOperator(const Op& op) : m_op(op) {}
+  /// Rows of Aᵀ (the columns of A).
   Index rows() const { return m_op.cols(); }
+  /// Columns of Aᵀ (the rows of A).
   Index cols() const { return m_op.rows(); }
+  /// y = Aᵀ x.
   void multiply(const Matrix& x, Matrix& y) const { m_op.multiplyTranspose(x, y); }
+  /// y = A x.
   void multiplyTranspose(const Matrix& x, Matrix& y) const { m_op.multiply(x, y); }
 
  private:

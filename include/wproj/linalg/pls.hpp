@@ -38,10 +38,14 @@ class PartialLeastSquares {
                 "PartialLeastSquares: real floating-point scalars only");
 
  public:
+  /// Floating-point type of the data and results.
   using Scalar = Scalar_;
+  /// Dense matrix type of the data and results.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Dense vector type of the means.
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
 
+  /// An unfitted model: set the components, then call `compute()`.
   PartialLeastSquares() = default;
 
   /// Fits `components` components of Y (n×t) on X (n×d).
@@ -177,8 +181,9 @@ class PartialLeastSquares {
   const Matrix& yLoadings() const { WPROJ_ASSERT(m_computed); return m_yLoadings; }
   /// x_scores t_k (n×r) of the training data.
   const Matrix& xScores() const { WPROJ_ASSERT(m_computed); return m_xScores; }
-  /// Column means of X and Y used for centring.
+  /// Column means of X (length d) used for centring.
   const Vector& xMean() const { WPROJ_ASSERT(m_computed); return m_xMean; }
+  /// Column means of Y (length t) used for centring.
   const Vector& yMean() const { WPROJ_ASSERT(m_computed); return m_yMean; }
   /// Number of components actually extracted (≤ requested).
   Index components() const { WPROJ_ASSERT(m_computed); return m_xWeights.cols(); }

@@ -130,12 +130,17 @@ double squaredNormDouble(const Eigen::MatrixBase<Derived>& x) {
 template <typename MatrixType>
 class RandomizedSVD {
  public:
+  /// Scalar type of the decomposed matrix or operator.
   using Scalar = typename MatrixType::Scalar;
+  /// Real type of the singular values.
   using RealScalar = typename Eigen::NumTraits<Scalar>::Real;
+  /// Dense matrix type of U, V and the sketches.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Vector type of the singular values.
   using Vector = Eigen::Matrix<RealScalar, Eigen::Dynamic, 1>;
   static_assert(!Eigen::NumTraits<Scalar>::IsComplex, "RandomizedSVD: real scalars only");
 
+  /// An empty decomposition; set a rank, then call `compute()`.
   RandomizedSVD() = default;
 
   /// Computes a rank-`rank` randomized SVD of `a` with the default settings.
@@ -229,12 +234,19 @@ class RandomizedSVD {
     return *this;
   }
 
+  /// The target rank k (−1 until `setRank`; the maximal rank in fixed-accuracy mode).
   Index targetRank() const { return m_rank; }
+  /// The oversampling p.
   Index oversampling() const { return m_oversampling; }
+  /// The power-iteration count q (−1 = automatic).
   Index powerIterations() const { return m_powerIterations; }
+  /// The normalisation between power-iteration products.
   PowerNormalization normalization() const { return m_normalization; }
+  /// The seed of the Gaussian test matrices.
   std::uint64_t seed() const { return m_seed; }
+  /// Whether block Krylov iteration is used.
   bool blockKrylov() const { return m_blockKrylov; }
+  /// The relative tolerance of the fixed-accuracy mode (−1 in fixed-rank mode).
   double tolerance() const { return m_tolerance; }
 
   /// Computes the decomposition of a dense matrix (used in place: no copy of A is made).

@@ -71,9 +71,13 @@ class Subspace {
                 "Subspace: real floating-point scalars only (float, double)");
 
  public:
+  /// Floating-point type of the basis.
   using Scalar = Scalar_;
+  /// Real type of principal angles (same as `Scalar`).
   using RealScalar = Scalar_;
+  /// Dense matrix type of bases and projected blocks.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Dense vector type (e.g. of principal angles).
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
 
   /// The empty subspace of R⁰.

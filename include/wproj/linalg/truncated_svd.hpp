@@ -93,6 +93,7 @@ class RankRule {
     return r;
   }
 
+  /// Which family of rule this is.
   Kind kind() const { return m_kind; }
   /// The rule's parameter (k for Fixed, the fraction or tolerance otherwise; 0 for All).
   double parameter() const { return m_param; }
@@ -292,9 +293,13 @@ void completeOrthonormal(MatrixT& x, Index good) {
 template <typename MatrixType>
 class TruncatedSVD {
  public:
+  /// Scalar type of the decomposed matrix.
   using Scalar = typename MatrixType::Scalar;
+  /// Real type of the singular values.
   using RealScalar = typename Eigen::NumTraits<Scalar>::Real;
+  /// Dense matrix type of U and V.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Vector type of the singular values.
   using Vector = Eigen::Matrix<RealScalar, Eigen::Dynamic, 1>;
   static_assert(!Eigen::NumTraits<Scalar>::IsComplex, "TruncatedSVD: real scalars only");
 
@@ -325,7 +330,9 @@ class TruncatedSVD {
     return *this;
   }
 
+  /// The rank rule (default: keep all min(m, n)).
   const RankRule& rankRule() const { return m_rule; }
+  /// The requested algorithm (`SvdMethod::Auto` unless set).
   SvdMethod method() const { return m_method; }
   /// The algorithm the last `compute()` used (Bdc or Gram).
   SvdMethod methodUsed() const { return m_used; }
@@ -379,7 +386,9 @@ class TruncatedSVD {
     WPROJ_ASSERT(m_computed);
     return m_s.size();
   }
+  /// Rows m of the last decomposed matrix.
   Index rows() const { return m_rows; }
+  /// Columns n of the last decomposed matrix.
   Index cols() const { return m_cols; }
   /// `Success`, or `NoConvergence` when BDCSVD reported a failure.
   Eigen::ComputationInfo info() const {
