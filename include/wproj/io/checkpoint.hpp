@@ -82,7 +82,9 @@ class Checkpoint {
 
   Checkpoint(const Checkpoint&) = delete;
   Checkpoint& operator=(const Checkpoint&) = delete;
+  /// Moves the open shards.
   Checkpoint(Checkpoint&&) = default;
+  /// Moves the open shards.
   Checkpoint& operator=(Checkpoint&&) = default;
 
   /// The path this checkpoint was opened from.
@@ -96,6 +98,7 @@ class Checkpoint {
   /// Metadata of the first shard (the index's "metadata" is not tensor metadata).
   const std::vector<std::pair<std::string, std::string>>& metadata() const { return m_shards.front()->metadata(); }
 
+  /// True when some shard holds a tensor called `name`.
   bool contains(const std::string& name) const { return m_where.count(name) != 0; }
   /// The tensor's description; throws IoError if absent.
   const TensorInfo& info(const std::string& name) const { return readerOf(name).info(name); }
@@ -188,6 +191,7 @@ class Checkpoint {
 /// `model.safetensors.index.json`. Files appear only at `commit()` (index last).
 class CheckpointWriter {
  public:
+  /// A writer to `out` (a .safetensors file or a folder) with shards of at most `maxShardBytes` (0 = no limit).
   explicit CheckpointWriter(const std::string& out, std::uint64_t maxShardBytes = 0)
       : m_out(out), m_maxShard(maxShardBytes) {}
   ~CheckpointWriter() {

@@ -47,12 +47,15 @@ inline std::string baseName(const std::string& path) {
 /// memory stays bounded while streaming through a large file.
 class MappedFile {
  public:
+  /// A closed file (no mapping).
   MappedFile() = default;
   /// Maps `path`; throws IoError if it cannot be opened, is not a regular file, or cannot be mapped.
   explicit MappedFile(const std::string& path) { open(path); }
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
+  /// Takes over the mapping of `o`, which is left closed.
   MappedFile(MappedFile&& o) noexcept { swap(o); }
+  /// Unmaps this file, then takes over the mapping of `o`.
   MappedFile& operator=(MappedFile&& o) noexcept {
     if (this != &o) {
       close();
@@ -99,9 +102,13 @@ class MappedFile {
     m_size = 0;
   }
 
+  /// First byte of the mapping (nullptr when closed or the file is empty).
   const unsigned char* data() const { return m_data; }
+  /// File size in bytes.
   std::size_t size() const { return m_size; }
+  /// The path passed to `open()`.
   const std::string& path() const { return m_path; }
+  /// True after a successful `open()` (also for an empty file) until `close()`.
   bool isOpen() const { return m_data != nullptr || !m_path.empty(); }
 
   /// Tells the kernel that bytes [offset, offset+length) are no longer needed (`MADV_DONTNEED`):
@@ -135,12 +142,15 @@ class MappedFile {
 /// of an uncommitted file discards everything written.
 class AtomicFile {
  public:
+  /// No output (call `open()`).
   AtomicFile() = default;
   /// Creates the temporary file for `path` in the same folder; throws IoError on failure.
   explicit AtomicFile(const std::string& path) { open(path); }
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
+  /// Takes over the output of `o`, which is left without one.
   AtomicFile(AtomicFile&& o) noexcept { swap(o); }
+  /// Discards this output, then takes over the output of `o`.
   AtomicFile& operator=(AtomicFile&& o) noexcept {
     if (this != &o) {
       discard();
@@ -170,7 +180,9 @@ class AtomicFile {
     m_offset = 0;
   }
 
+  /// True while a temporary file is open (after `open()`, before `commit()` or `discard()`).
   bool isOpen() const { return m_fd >= 0; }
+  /// The final path the file appears under at `commit()`.
   const std::string& path() const { return m_path; }
 
   /// Appends `n` bytes at the current position.

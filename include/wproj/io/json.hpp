@@ -25,20 +25,31 @@ namespace io {
 /// One JSON value. Numbers keep their source text, so integers of any size can be checked exactly.
 class JsonValue {
  public:
+  /// The kind of a JSON value.
   enum class Type { Null, Bool, Number, String, Array, Object };
 
+  /// The kind of this value.
   Type type() const { return m_type; }
+  /// True for `null`.
   bool isNull() const { return m_type == Type::Null; }
+  /// True for `true` and `false`.
   bool isBool() const { return m_type == Type::Bool; }
+  /// True for a number.
   bool isNumber() const { return m_type == Type::Number; }
+  /// True for a string.
   bool isString() const { return m_type == Type::String; }
+  /// True for an array.
   bool isArray() const { return m_type == Type::Array; }
+  /// True for an object.
   bool isObject() const { return m_type == Type::Object; }
 
+  /// The value of a boolean (false for other kinds).
   bool boolean() const { return m_bool; }
   /// The string value (for strings) or the number's source text (for numbers).
   const std::string& text() const { return m_text; }
+  /// The elements of an array (empty for other kinds).
   const std::vector<JsonValue>& items() const { return m_items; }
+  /// The members of an object in source order (empty for other kinds).
   const std::vector<std::pair<std::string, JsonValue>>& members() const { return m_members; }
 
   /// The member named `key` of an object, or nullptr.

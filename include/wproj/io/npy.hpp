@@ -29,8 +29,11 @@ namespace io {
 
 /// What a `.npy` header declares, after validation.
 struct NpyHeader {
+  /// Format version of the file (1, 2 or 3).
   int majorVersion = 1;
+  /// Element type.
   DType dtype = DType::F32;
+  /// True when the data is stored column-major (Fortran order).
   bool fortranOrder = false;
   std::vector<std::uint64_t> shape;  ///< 0, 1 or 2 extents
   std::size_t dataOffset = 0;        ///< byte offset of the first element

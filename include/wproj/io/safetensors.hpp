@@ -43,8 +43,11 @@ constexpr std::uint64_t kSafetensorsMaxHeader = 100000000;
 
 /// One tensor of a safetensors file.
 struct TensorInfo {
+  /// Tensor name (key of the JSON header).
   std::string name;
+  /// Element type.
   DType dtype = DType::F32;
+  /// Extents (empty for a scalar).
   std::vector<std::uint64_t> shape;
   std::uint64_t begin = 0;  ///< offset of the first byte in the data buffer
   std::uint64_t end = 0;    ///< one past the last byte
@@ -143,7 +146,9 @@ class SafetensorsHeader {
     return h;
   }
 
+  /// The tensors, sorted by name.
   const std::vector<TensorInfo>& tensors() const { return m_tensors; }
+  /// The `__metadata__` entries (key, value).
   const std::vector<std::pair<std::string, std::string>>& metadata() const { return m_metadata; }
   /// Byte offset of the data buffer in the file (8 + N).
   std::size_t dataStart() const { return m_dataStart; }
@@ -221,12 +226,17 @@ class SafetensorsHeader {
 template <typename Scalar>
 class TensorView {
  public:
+  /// Dense row-major matrix type of the tensor.
   using RowMajorMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  /// Unaligned read-only map over the tensor's data.
   using MapType = Eigen::Map<const RowMajorMatrix, Eigen::Unaligned>;
 
+  /// A zero-copy view of rows×cols values at `data` (which must outlive the view).
   TensorView(const Scalar* data, Index rows, Index cols) : m_ptr(data), m_rows(rows), m_cols(cols) {}
+  /// A view that owns the converted copy `owned` of rows×cols values.
   TensorView(std::vector<Scalar>&& owned, Index rows, Index cols)
       : m_owned(std::move(owned)), m_ptr(m_owned.data()), m_rows(rows), m_cols(cols), m_copied(true) {}
+  /// Takes over `o` (an owned copy moves with it).
   TensorView(TensorView&& o) noexcept
       : m_owned(std::move(o.m_owned)), m_ptr(o.m_copied ? m_owned.data() : o.m_ptr), m_rows(o.m_rows), m_cols(o.m_cols),
         m_copied(o.m_copied) {}
@@ -235,7 +245,9 @@ class TensorView {
 
   /// The matrix (rows×cols, row-major).
   MapType map() const { return MapType(m_ptr, m_rows, m_cols); }
+  /// Rows of the matrix view.
   Index rows() const { return m_rows; }
+  /// Columns of the matrix view.
   Index cols() const { return m_cols; }
   /// True when the view points into the mapped file (no conversion or copy was needed).
   bool isZeroCopy() const { return !m_copied; }
@@ -251,6 +263,7 @@ class TensorView {
 /// comment). Tensors are listed sorted by name.
 class SafetensorsReader {
  public:
+  /// A reader with no file open.
   SafetensorsReader() = default;
   /// Opens, maps and validates `path`; throws IoError on any violation.
   explicit SafetensorsReader(const std::string& path) : m_file(path) {
@@ -258,10 +271,15 @@ class SafetensorsReader {
     m_header = SafetensorsHeader::parse(m_file.data() ? m_file.data() : empty, m_file.size(), path);
   }
 
+  /// The path of the file.
   const std::string& path() const { return m_file.path(); }
+  /// File size in bytes.
   std::size_t fileSize() const { return m_file.size(); }
+  /// The tensors, sorted by name.
   const std::vector<TensorInfo>& tensors() const { return m_header.tensors(); }
+  /// The `__metadata__` entries (key, value).
   const std::vector<std::pair<std::string, std::string>>& metadata() const { return m_header.metadata(); }
+  /// The validated header.
   const SafetensorsHeader& header() const { return m_header; }
 
   /// The tensor called `name`, or nullptr.
@@ -332,6 +350,7 @@ class SafetensorsReader {
 /// complete file into place. Nothing appears under the destination name before `commit()`.
 class SafetensorsWriter {
  public:
+  /// A writer whose file appears at `path` on `commit()`.
   explicit SafetensorsWriter(const std::string& path) : m_path(path) {}
 
   /// Adds a `__metadata__` entry.
@@ -471,6 +490,7 @@ class SafetensorsWriter {
   /// Drops the uncommitted output.
   void discard() noexcept { m_file.discard(); }
 
+  /// The destination path.
   const std::string& path() const { return m_path; }
 
  private:
