@@ -32,10 +32,14 @@ namespace wproj {
 template <typename Scalar_>
 class AlphaEdit {
  public:
+  /// Floating-point type of the weights and keys.
   using Scalar = Scalar_;
+  /// Dense matrix type of keys, residuals and updates.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Dense vector type.
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
 
+  /// An editor with no preserved keys yet; call `setPreservedKeys()` first.
   AlphaEdit() = default;
 
   /// Eigenvalue threshold of K₀K₀ᵀ/n₀ below which a direction counts as null (default 2e-2).
@@ -122,7 +126,9 @@ class AlphaEdit {
     m_cache = c.template cast<Scalar>();
     return *this;
   }
+  /// The ridge λ of the update.
   double lambda() const { return m_lambda; }
+  /// The eigenvalue threshold of the null space.
   double nullSpaceThreshold() const { return m_threshold; }
 
  private:

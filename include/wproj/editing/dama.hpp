@@ -31,10 +31,14 @@ namespace wproj {
 template <typename Scalar_>
 class DamaEstimator {
  public:
+  /// Floating-point type of the data and the subspace.
   using Scalar = Scalar_;
+  /// Dense matrix type of inputs, targets and weights.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Dense vector type.
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
 
+  /// An unfitted estimator with the default settings.
   DamaEstimator() = default;
 
   /// Number of PLS components r (default 128; must be ≤ min(n − 1, d)).
@@ -100,7 +104,9 @@ class DamaEstimator {
   const Matrix& xWeights() const { WPROJ_ASSERT(m_fitted); return m_pls.xWeights(); }
   /// The underlying PLS fit (scores, loadings, info()).
   const PartialLeastSquares<Scalar>& pls() const { WPROJ_ASSERT(m_fitted); return m_pls; }
+  /// Number of PLS components r.
   Index rank() const { return m_rank; }
+  /// Whether whitening is enabled.
   bool whitening() const { return m_whiten; }
   /// Success, or the PLS outcome (NoConvergence / NumericalIssue when it stopped early).
   Eigen::ComputationInfo info() const { WPROJ_ASSERT(m_fitted); return m_pls.info(); }

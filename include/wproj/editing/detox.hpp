@@ -29,10 +29,14 @@ namespace wproj {
 template <typename Scalar_>
 class DetoxEstimator {
  public:
+  /// Floating-point type of the embeddings and the subspace.
   using Scalar = Scalar_;
+  /// Dense matrix type of embeddings and projectors.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Dense vector type of singular values and directions.
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
 
+  /// An unfitted estimator with the paper's defaults.
   DetoxEstimator() = default;
 
   /// Number of directions k to remove (default 2).
@@ -84,8 +88,11 @@ class DetoxEstimator {
   const Vector& centeringDirection() const { WPROJ_ASSERT(m_fitted); return m_center; }
   /// P = V_kV_kᵀ (D×D, formed on request).
   Matrix projector() const { return subspace().projector(); }
+  /// Number of removed directions k.
   Index rank() const { return m_rank; }
+  /// Whether centring is enabled.
   bool centering() const { return m_centering; }
+  /// Outcome of the truncated SVD of the difference matrix (`Success` or `NoConvergence`).
   Eigen::ComputationInfo info() const { WPROJ_ASSERT(m_fitted); return m_info; }
 
  private:

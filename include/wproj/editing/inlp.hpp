@@ -37,11 +37,16 @@ namespace wproj {
 template <typename Scalar_, typename Classifier = LinearSVM<Scalar_>>
 class InlpEstimator {
  public:
+  /// Floating-point type of the data and the subspace.
   using Scalar = Scalar_;
+  /// Dense matrix type of data and projectors.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Dense vector type.
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
 
+  /// An estimator with a default-constructed classifier prototype.
   InlpEstimator() = default;
+  /// An estimator refitting copies of `prototype`.
   explicit InlpEstimator(const Classifier& prototype) : m_prototype(prototype) {}
 
   /// Maximum number of classifiers (default 35).
@@ -61,6 +66,7 @@ class InlpEstimator {
     m_prototype = prototype;
     return *this;
   }
+  /// The classifier prototype, to adjust its settings in place.
   Classifier& classifier() { return m_prototype; }
 
   /// Runs INLP on x (n×d, rows = samples) with labels z; accuracies are measured on x.

@@ -34,10 +34,14 @@ enum class LeaceMethod {
 template <typename Scalar_>
 class LeaceEraser {
  public:
+  /// Floating-point type of the eraser.
   using Scalar = Scalar_;
+  /// Dense matrix type of the factors and data.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Dense vector type of the bias.
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
 
+  /// An empty eraser (d = 0, k = 0).
   LeaceEraser() = default;
   /// An eraser from its factors (d×k each) and bias μ (d; ignored when affine is false).
   LeaceEraser(Matrix left, Matrix right, Vector bias, bool affine)
@@ -74,6 +78,7 @@ class LeaceEraser {
   const Matrix& right() const { return m_right; }
   /// μ, the mean restored by the affine eraser (zero when not affine).
   const Vector& bias() const { return m_bias; }
+  /// True when the eraser restores the mean μ (affine), false when it is linear.
   bool affine() const { return m_affine; }
   /// Ambient dimension d.
   Index dim() const { return m_left.rows(); }
@@ -101,8 +106,11 @@ class LeaceEraser {
 template <typename Scalar_>
 class LeaceFitter {
  public:
+  /// Floating-point type of the statistics and the eraser.
   using Scalar = Scalar_;
+  /// Dense matrix type of batches and covariances.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Dense vector type.
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
 
   /// A fitter for x ∈ R^xDim and a concept z ∈ R^zDim (zDim = number of classes for labels).
@@ -110,6 +118,7 @@ class LeaceFitter {
     requireArg(zDim >= 1, "LeaceFitter", "zDim", zDim, ">= 1");
   }
 
+  /// Which eraser to build (default `LeaceMethod::Leace`).
   LeaceFitter& setMethod(LeaceMethod method) { m_method = method; return *this; }
   /// Keep the mean (r(x) = x − LRᵀ(x − μ), default) or erase linearly (r(x) = Px).
   LeaceFitter& setAffine(bool on) { m_affine = on; return *this; }

@@ -46,6 +46,7 @@ struct LabelEncoding {
       ++counts[static_cast<std::size_t>(it - classes.begin())];
     }
   }
+  /// Number of distinct classes.
   Index numClasses() const { return Index(classes.size()); }
   /// Accuracy of always predicting the most frequent class.
   double majorityRate() const {
@@ -59,8 +60,11 @@ struct LabelEncoding {
 template <typename Scalar_>
 class LinearClassifierBase {
  public:
+  /// Floating-point type of the weights and inputs.
   using Scalar = Scalar_;
+  /// Dense matrix type of inputs and weight rows.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Dense vector type of intercepts.
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
 
   /// Weight rows w_j (c×d): c = 1 for two classes, else one row per class.
@@ -71,6 +75,7 @@ class LinearClassifierBase {
   const std::vector<int>& classes() const { WPROJ_ASSERT(m_fitted); return m_classes; }
   /// Success, or NoConvergence when some one-vs-rest problem hit the iteration cap.
   Eigen::ComputationInfo info() const { WPROJ_ASSERT(m_fitted); return m_info; }
+  /// True once the classifier has been fitted.
   bool fitted() const { return m_fitted; }
 
   /// Decision values XWᵀ + b (n×c).
@@ -156,10 +161,15 @@ class LinearClassifierBase {
     m_fitted = true;
   }
 
+  /// Weight rows w_j (c×d).
   Matrix m_coef;
+  /// Intercepts b_j (c).
   Vector m_intercept;
+  /// The classes seen in training, ascending.
   std::vector<int> m_classes;
+  /// Outcome of the last fit.
   Eigen::ComputationInfo m_info = Eigen::Success;
+  /// True once the classifier has been fitted.
   bool m_fitted = false;
 };
 
@@ -174,8 +184,11 @@ class LogisticRegression : public LinearClassifierBase<Scalar_> {
   using Base = LinearClassifierBase<Scalar_>;
 
  public:
+  /// Dense matrix type of inputs and weight rows.
   using typename Base::Matrix;
+  /// Floating-point type of the weights and inputs.
   using typename Base::Scalar;
+  /// Dense vector type of intercepts.
   using typename Base::Vector;
 
   /// Inverse regularisation strength C > 0 (default 1).
@@ -300,8 +313,11 @@ class LinearSVM : public LinearClassifierBase<Scalar_> {
   using Base = LinearClassifierBase<Scalar_>;
 
  public:
+  /// Dense matrix type of inputs and weight rows.
   using typename Base::Matrix;
+  /// Floating-point type of the weights and inputs.
   using typename Base::Scalar;
+  /// Dense vector type of intercepts.
   using typename Base::Vector;
 
   /// Penalty C > 0 (default 1).
@@ -310,6 +326,7 @@ class LinearSVM : public LinearClassifierBase<Scalar_> {
     m_c = c;
     return *this;
   }
+  /// The loss ℓ (default `SvmLoss::SquaredHinge`).
   LinearSVM& setLoss(SvmLoss loss) { m_loss = loss; return *this; }
   /// Fit an intercept through a constant feature (default false).
   LinearSVM& setFitIntercept(bool on) { m_fitIntercept = on; return *this; }

@@ -23,8 +23,11 @@ namespace wproj {
 template <typename Scalar_>
 class MeanDifferenceEstimator {
  public:
+  /// Floating-point type of the activations and the direction.
   using Scalar = Scalar_;
+  /// Dense matrix type of activations.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Dense vector type of the direction v.
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
 
   /// Fits the direction from the rows of a and b.

@@ -41,8 +41,10 @@ struct EditReport {
 /// An edited copy of a weight (and of its bias, for LEACE folding) with the report.
 template <typename Scalar>
 struct EditResult {
+  /// The edited weight, in the input's storage layout.
   Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> weight;
   Eigen::Matrix<Scalar, Eigen::Dynamic, 1> bias;  ///< empty unless a bias was edited
+  /// What the edit did.
   EditReport report;
 };
 
@@ -65,11 +67,16 @@ struct EditResult {
 template <typename Scalar_>
 class WeightEditor {
  public:
+  /// Floating-point type of the weights.
   using Scalar = Scalar_;
+  /// Dense matrix type of the weights.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Dense vector type of biases.
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
 
+  /// An editor of the output side with strength 1 on the whole matrix.
   WeightEditor() = default;
+  /// An editor of `side` with strength 1 on the whole matrix.
   explicit WeightEditor(WeightSide side) : m_side(side) {}
 
   /// The logical side to edit (default Output).
@@ -105,8 +112,11 @@ class WeightEditor {
   /// Accumulate float edits in double (default false; no effect for double weights).
   WeightEditor& setAccumulateInDouble(bool on) { m_double = on; return *this; }
 
+  /// The logical side the edit acts on.
   WeightSide side() const { return m_side; }
+  /// Whether the weight is stored transposed, (in, out).
   bool transposed() const { return m_transposed; }
+  /// The strength α.
   double strength() const { return m_alpha; }
 
   /// The side the projector acts on in storage order (output side of a (out, in) weight: Left).
