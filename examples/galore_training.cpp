@@ -87,6 +87,9 @@ struct Result {
   std::size_t bytes = 0;
   Index refreshes = 0, gap = 0;
   double overlap = 0;
+  std::size_t projectedBytes = 0;                 // state of the two projected layers (W1, W2) alone
+  std::vector<Index> layerRefreshes, layerGaps;  // per projected layer (W1, W2)
+  std::vector<double> layerOverlaps;
   std::vector<double> curve;
 };
 
@@ -237,6 +240,12 @@ Result train(const Config& cfg, const Teacher& teacher, const Method& method) {
     res.refreshes += o->refreshes();
     res.gap = std::max(res.gap, o->gap());
   }
+  for (int k = 0; k < 2; ++k) {
+    res.projectedBytes += opts[std::size_t(k)]->stateBytes();
+    res.layerRefreshes.push_back(opts[std::size_t(k)]->refreshes());
+    res.layerGaps.push_back(opts[std::size_t(k)]->gap());
+    res.layerOverlaps.push_back(opts[std::size_t(k)]->meanOverlap());
+  }
   res.overlap = opts[1]->meanOverlap();  // the h×h layer
   return res;
 }
@@ -298,6 +307,9 @@ int main(int argc, char** argv) {
                        return std::make_unique<Wrapped<wproj::AdamW<float>>>(a);
                      }});
   methods.push_back({"GaLore-AdamW, exact SVD", projected<wproj::SvdBasis<float>>(cfg, glr, 1.0f, none)});
+  methods.push_back({"GaLore-AdamW, SVD, min_state side", projected<wproj::SvdBasis<float>>(cfg, glr, 1.0f, [](auto& p) {
+                       p.setProjectionType(wproj::ProjectionType::MinState);
+                     })});
   methods.push_back({"GaLore-AdamW, randomized warm start",
                      projected<wproj::RandomizedBasis<float>>(cfg, glr, 1.0f, [](auto& p) { p.basis().setSeed(1); })});
   methods.push_back({"GaLore-AdamW, DCT columns (SVD-free)", projected<wproj::DctBasis<float>>(cfg, glr, 1.0f, none, wproj::MomentPolicy::Rotate)});
@@ -361,16 +373,29 @@ int main(int argc, char** argv) {
     return nullptr;
   };
   const Result *adam = find("AdamW (full rank)"), *galore = find("GaLore-AdamW, exact SVD");
+  const Result* galoreMin = find("GaLore-AdamW, SVD, min_state side");
   const Result *qFixed = find("Q-GaLore INT4, fixed gap"), *qAdaptive = find("Q-GaLore INT4, adaptive gap");
   std::cout << "\nTargets:\n" << std::setprecision(4);
   if (adam && galore)
     std::cout << "  GaLore-AdamW (SVD) loss / AdamW loss      = " << galore->loss / adam->loss << "  (target <= 1.05)\n"
               << "  GaLore-AdamW state bytes / AdamW          = " << double(galore->bytes) / double(adam->bytes)
-              << "  (target <= 0.40)\n";
+              << "  (target <= 0.40; whole model: W3 and the biases keep full AdamW state)\n"
+              << "    the projected layers W1, W2 alone       = " << double(galore->projectedBytes) / double(adam->projectedBytes)
+              << "\n";
+  if (adam && galoreMin)
+    std::cout << "  min_state side: state / AdamW             = " << double(galoreMin->bytes) / double(adam->bytes)
+              << " (projected layers alone " << double(galoreMin->projectedBytes) / double(adam->projectedBytes)
+              << "), loss / AdamW = " << galoreMin->loss / adam->loss << "\n";
   if (qFixed && qAdaptive)
     std::cout << "  Q-GaLore refreshes fixed / adaptive       = " << qFixed->refreshes << " / " << qAdaptive->refreshes << " = "
               << double(qFixed->refreshes) / double(std::max<Index>(1, qAdaptive->refreshes)) << "  (target >= 2)\n"
               << "  Q-GaLore loss adaptive / fixed            = " << qAdaptive->loss / qFixed->loss << "  (target <= 1.01)\n";
+  for (const Result* r : {qFixed, qAdaptive})
+    if (r)
+      std::cout << "    " << std::left << std::setw(28) << r->name << std::right << " per layer (W1 " << cfg.h << "x" << cfg.d
+                << ", W2 " << cfg.h << "x" << cfg.h << "): refreshes " << r->layerRefreshes[0] << " + " << r->layerRefreshes[1]
+                << ", final T " << r->layerGaps[0] << " / " << r->layerGaps[1] << ", mean overlap " << std::setprecision(3)
+                << r->layerOverlaps[0] << " / " << r->layerOverlaps[1] << std::setprecision(4) << "\n";
 
   const std::string csv = outDir + "/galore_loss.csv";
   {
