@@ -46,10 +46,13 @@ inline std::string fmt(double x) {
 template <typename Scalar_>
 class TaskArithmetic {
  public:
+  /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
+  /// Dense matrix type of task vectors and merged deltas.
   using Matrix = MergeMatrix<Scalar>;
 
   TaskArithmetic() = default;
+  /// A merger with scale λ = `scale` (finite).
   explicit TaskArithmetic(double scale) { setScale(scale); }
   /// Sets λ (finite).
   TaskArithmetic& setScale(double lambda) {
@@ -57,8 +60,11 @@ class TaskArithmetic {
     m_scale = lambda;
     return *this;
   }
+  /// The scale λ.
   double scale() const { return m_scale; }
+  /// True: defined entry by entry, so the default rules apply it to every tensor, not only to 2-D weights.
   bool elementwise() const { return true; }
+  /// Method name and λ, as used in reports.
   std::string describe() const { return "task arithmetic (lambda=" + detail::fmt(m_scale) + ")"; }
 
   /// Δ = λ Σ τ_i.
@@ -68,7 +74,10 @@ class TaskArithmetic {
 
   /// Streaming form: a running sum of the task vectors, scaled by λ at the end (one pass).
   using Accumulator = detail::SumAccumulator<Scalar>;
+  /// Number of passes of the streaming form (1).
   Index passes() const { return 1; }
+  /// Starts the streaming merge of one rows×cols tensor from `count` ≥ 1 task vectors; `report`, when given, is filled
+  /// at `finish()`.
   Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
     return Accumulator("TaskArithmetic", describe(), rows, cols, count, report, m_scale);
   }
@@ -90,7 +99,9 @@ class TaskArithmetic {
 template <typename Scalar_>
 class TiesMerging {
  public:
+  /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
+  /// Dense matrix type of task vectors and merged deltas.
   using Matrix = MergeMatrix<Scalar>;
   /// Elected signs, one byte an entry.
   using SignArray = Eigen::Array<signed char, Eigen::Dynamic, Eigen::Dynamic>;
@@ -107,9 +118,13 @@ class TiesMerging {
     m_scale = lambda;
     return *this;
   }
+  /// Fraction of entries kept per task vector.
   double density() const { return m_density; }
+  /// The scale λ of the merged delta.
   double scale() const { return m_scale; }
+  /// True: defined entry by entry, so the default rules apply it to every tensor, not only to 2-D weights.
   bool elementwise() const { return true; }
+  /// Method name, density and λ, as used in reports.
   std::string describe() const {
     return "ties (density=" + detail::fmt(m_density) + ", lambda=" + detail::fmt(m_scale) + ")";
   }
@@ -138,10 +153,15 @@ class TiesMerging {
   /// running sum and count of the trimmed entries that agree with the elected sign.
   class Accumulator {
    public:
+    /// An accumulator for `count` task vectors of a rows×cols tensor (what `begin()` returns).
     Accumulator(const TiesMerging& m, Index rows, Index cols, Index count, TensorReport* report)
         : m_ties(m), m_in("TiesMerging", rows, cols, count, 2, report) {}
+    /// Number of passes (2).
     Index passes() const { return 2; }
+    /// Number of task vectors per pass.
     Index count() const { return m_in.count(); }
+    /// Takes task vector `task` in pass `pass`, tasks in order: pass 0 sums the trimmed task vectors and elects the
+    /// signs after the last one; pass 1 sums and counts the trimmed entries that agree with the elected sign.
     void add(Index pass, Index task, const Matrix& tau) {
       m_in.accept(pass, task, tau);
       const Scalar* p = tau.data();
@@ -162,6 +182,7 @@ class TiesMerging {
         }
       });
     }
+    /// After both passes: returns Δ = λ · disjoint mean and fills the report.
     Matrix finish() {
       m_in.report(m_ties.describe());
       m_sum.array() = (m_sum.array() / m_cnt.array().max(Scalar(1))) * Scalar(m_ties.m_scale);
@@ -174,7 +195,10 @@ class TiesMerging {
     Matrix m_sum, m_cnt;
     SignArray m_sign;
   };
+  /// Number of passes of the streaming form (2).
   Index passes() const { return 2; }
+  /// Starts the streaming merge of one rows×cols tensor from `count` ≥ 1 task vectors; `report`, when given, is filled
+  /// at `finish()`.
   Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
     return Accumulator(*this, rows, cols, count, report);
   }
@@ -237,7 +261,9 @@ class TiesMerging {
 template <typename Scalar_>
 class DareMerging {
  public:
+  /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
+  /// Dense matrix type of task vectors and merged deltas.
   using Matrix = MergeMatrix<Scalar>;
 
   /// Drop probability p in [0, 1).
@@ -246,18 +272,24 @@ class DareMerging {
     m_drop = p;
     return *this;
   }
+  /// Scale λ of the merged delta (finite).
   DareMerging& setScale(double lambda) {
     requireArg(std::isfinite(lambda), "DareMerging::setScale", "lambda", lambda, "a finite number");
     m_scale = lambda;
     return *this;
   }
+  /// Seed of the drop masks.
   DareMerging& setSeed(std::uint64_t seed) {
     m_seed = seed;
     return *this;
   }
+  /// The drop probability p.
   double dropRate() const { return m_drop; }
+  /// The seed of the drop masks.
   std::uint64_t seed() const { return m_seed; }
+  /// True: defined entry by entry, so the default rules apply it to every tensor, not only to 2-D weights.
   bool elementwise() const { return true; }
+  /// Method name, p, λ and seed, as used in reports.
   std::string describe() const {
     return "dare (p=" + detail::fmt(m_drop) + ", lambda=" + detail::fmt(m_scale) + ", seed=" + std::to_string(m_seed) + ")";
   }
@@ -278,15 +310,21 @@ class DareMerging {
   /// the seed, the tensor's position `report->index` and i), scaled by λ at the end (one pass).
   class Accumulator {
    public:
+    /// An accumulator for `count` task vectors of a rows×cols tensor (what `begin()` returns); the masks use the tensor
+    /// position `report->index` (0 without a report).
     Accumulator(const DareMerging& m, Index rows, Index cols, Index count, TensorReport* report)
         : m_dare(m), m_index(report ? report->index : 0), m_in("DareMerging", rows, cols, count, 1, report) {}
+    /// Number of passes (1).
     Index passes() const { return 1; }
+    /// Number of task vectors per pass.
     Index count() const { return m_in.count(); }
+    /// Takes task vector `task` (tasks in order, pass 0) and adds its masked, rescaled copy to the running sum.
     void add(Index pass, Index task, const Matrix& tau) {
       m_in.accept(pass, task, tau);
       if (task == 0) m_sum.resize(tau.rows(), tau.cols());
       m_dare.addDropped(m_sum, tau, m_index, task, task == 0);
     }
+    /// Returns Δ = λ Σ τ̂_i and fills the report.
     Matrix finish() {
       m_in.report(m_dare.describe());
       m_sum *= Scalar(m_dare.m_scale);
@@ -299,7 +337,10 @@ class DareMerging {
     detail::TaskStream<Scalar> m_in;
     Matrix m_sum;
   };
+  /// Number of passes of the streaming form (1).
   Index passes() const { return 1; }
+  /// Starts the streaming merge of one rows×cols tensor from `count` ≥ 1 task vectors; `report`, when given, is filled
+  /// at `finish()`.
   Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
     return Accumulator(*this, rows, cols, count, report);
   }
@@ -349,22 +390,29 @@ MergeMatrix<typename DA::Scalar> slerp(const Eigen::MatrixBase<DA>& a, const Eig
 template <typename Scalar_>
 class SlerpMerging {
  public:
+  /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
+  /// Dense matrix type of task vectors and merged deltas.
   using Matrix = MergeMatrix<Scalar>;
 
+  /// Interpolation parameter t in [0, 1] (0 gives τ_a, 1 gives τ_b).
   SlerpMerging& setT(double t) {
     requireArg(t >= 0 && t <= 1, "SlerpMerging::setT", "t", t, "a value in [0, 1]");
     m_t = t;
     return *this;
   }
+  /// |cos Ω| above which linear interpolation is used instead, in (0, 1].
   SlerpMerging& setLerpThreshold(double threshold) {
     requireArg(threshold > 0 && threshold <= 1, "SlerpMerging::setLerpThreshold", "threshold", threshold, "a value in (0, 1]");
     m_threshold = threshold;
     return *this;
   }
+  /// True: it treats any tensor as a flat vector, so the default rules apply it to every tensor.
   bool elementwise() const { return true; }
+  /// Method name and t, as used in reports.
   std::string describe() const { return "slerp (t=" + detail::fmt(m_t) + ")"; }
 
+  /// Δ = slerp(τ_a, τ_b; t) of exactly two task vectors.
   Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
     return detail::mergeBatch(*this, taus, report, "SlerpMerging::mergeDelta");
   }
@@ -372,10 +420,14 @@ class SlerpMerging {
   /// Streaming form: keeps τ_a, interpolates when τ_b arrives (one pass, exactly two task vectors).
   class Accumulator {
    public:
+    /// An accumulator for `count` task vectors of a rows×cols tensor (what `begin()` returns); `count` must be 2.
     Accumulator(const SlerpMerging& m, Index rows, Index cols, Index count, TensorReport* report)
         : m_slerp(m), m_in("SlerpMerging", rows, cols, count, 1, report, 2, 2, "exactly 2 (SLERP merges two models)") {}
+    /// Number of passes (1).
     Index passes() const { return 1; }
+    /// Number of task vectors per pass.
     Index count() const { return m_in.count(); }
+    /// Takes τ_a (task 0), then τ_b (task 1), on whose arrival the two are interpolated (pass 0).
     void add(Index pass, Index task, const Matrix& tau) {
       m_in.accept(pass, task, tau);
       if (task == 0) {
@@ -385,6 +437,7 @@ class SlerpMerging {
         m_a.resize(0, 0);
       }
     }
+    /// Returns the interpolated Δ and fills the report, with a warning when linear interpolation was used.
     Matrix finish() {
       if (TensorReport* r = m_in.report(m_slerp.describe() + (m_lerp ? " -> lerp" : "")))
         if (m_lerp) r->warnings.push_back("slerp fell back to linear interpolation (|cos| > threshold or a zero task vector)");
@@ -397,7 +450,10 @@ class SlerpMerging {
     Matrix m_a, m_d;
     bool m_lerp = false;
   };
+  /// Number of passes of the streaming form (1).
   Index passes() const { return 1; }
+  /// Starts the streaming merge of one rows×cols tensor from exactly 2 task vectors; `report`, when given, is filled at
+  /// `finish()`.
   Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
     return Accumulator(*this, rows, cols, count, report);
   }
@@ -417,7 +473,9 @@ class SlerpMerging {
 template <typename Scalar_>
 class ModelStock {
  public:
+  /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
+  /// Dense matrix type of task vectors and merged deltas.
   using Matrix = MergeMatrix<Scalar>;
 
  private:
@@ -447,7 +505,9 @@ class ModelStock {
   };
 
  public:
+  /// True: it treats any tensor as a flat vector, so the default rules apply it to every tensor.
   bool elementwise() const { return true; }
+  /// Method name, as used in reports (a tensor's report entry adds cos θ and t).
   std::string describe() const { return "model stock"; }
 
   /// The interpolation ratio t for N models with mean pairwise cosine c (clamped to [0, 1]).
@@ -464,6 +524,7 @@ class ModelStock {
     return c.mean();
   }
 
+  /// Δ = t · mean τ_i from at least two task vectors.
   Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
     return detail::mergeBatch(*this, taus, report, "ModelStock::mergeDelta");
   }
@@ -473,16 +534,24 @@ class ModelStock {
   /// Σ_{j<i} cos(τ_i, τ_j) = ⟨τ_i, R⟩ / ‖τ_i‖ when τ_i arrives.
   class Accumulator {
    public:
+    /// An accumulator for `count` task vectors of a rows×cols tensor (what `begin()` returns); `count` must be at least
+    /// 2.
     Accumulator(const ModelStock& m, Index rows, Index cols, Index count, TensorReport* report)
         : m_report(report), m_sum("ModelStock", m.describe(), rows, cols, count, report, 1.0) {
       requireArg(count >= 2, "ModelStock", "taskVectors.size()", count, "at least 2 fine-tuned models");
     }
+    /// Number of passes (1).
     Index passes() const { return 1; }
+    /// Number of task vectors per pass.
     Index count() const { return m_sum.count(); }
+    /// Takes task vector `task` (tasks in order, pass 0): adds it to the running sum and its cosines with the earlier
+    /// task vectors to the cosine sum.
     void add(Index pass, Index task, const Matrix& tau) {
       m_sum.add(pass, task, tau);
       m_cos.add(tau);
     }
+    /// Returns Δ = t · mean τ_i and fills the report (cos θ, t, warnings for zero task vectors or a negative mean
+    /// cosine).
     Matrix finish() {
       const double c = m_cos.mean();
       const double t = ratio(m_sum.count(), c);
@@ -501,7 +570,10 @@ class ModelStock {
     detail::SumAccumulator<Scalar> m_sum;
     CosineStream m_cos;
   };
+  /// Number of passes of the streaming form (1).
   Index passes() const { return 1; }
+  /// Starts the streaming merge of one rows×cols tensor from `count` ≥ 2 task vectors; `report`, when given, is filled
+  /// at `finish()`.
   Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
     return Accumulator(*this, rows, cols, count, report);
   }

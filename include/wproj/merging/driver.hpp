@@ -40,6 +40,7 @@ struct HasStreamingForm<Merger, std::void_t<decltype(std::declval<const Merger&>
 /// Callback types of the drivers, for tensors of scalar type Scalar.
 template <typename Scalar>
 struct TensorCallbacks {
+  /// Dense matrix type of the tensors.
   using Matrix = MergeMatrix<Scalar>;
   /// θ₀ of a tensor.
   using BaseFetch = std::function<Matrix(const std::string& name)>;
@@ -63,17 +64,24 @@ struct TensorCallbacks {
 template <typename Merger>
 class ModelMerger {
  public:
+  /// Scalar type of the merger and the tensors.
   using Scalar = typename Merger::Scalar;
+  /// Dense matrix type of the tensors.
   using Matrix = MergeMatrix<Scalar>;
+  /// The callback types `merge()` takes.
   using Callbacks = TensorCallbacks<Scalar>;
 
+  /// A driver for `merger`, with the default rules.
   explicit ModelMerger(Merger merger = Merger()) : m_merger(std::move(merger)) {}
 
+  /// Per-name rules deciding which tensors are projected, averaged or skipped.
   ModelMerger& setRules(const MergeRules& rules) {
     m_rules = rules;
     return *this;
   }
+  /// The per-tensor merger.
   const Merger& merger() const { return m_merger; }
+  /// The per-tensor merger, to change its settings in place.
   Merger& merger() { return m_merger; }
 
   /// Runs the merge. `numModels` ≥ 1 fine-tuned models.

@@ -120,13 +120,16 @@ MergeMatrix<typename DT::Scalar> opcmProject(const Eigen::MatrixBase<DS>& accumu
 template <typename Scalar_>
 class ContinualMerger {
  public:
+  /// Floating-point type of the task vectors and the state.
   using Scalar = Scalar_;
+  /// Dense matrix type of task vectors and merged tensors.
   using Matrix = MergeMatrix<Scalar>;
   /// Supplies the task vector τ_t of a tensor on demand.
   using TensorFetch = std::function<Matrix(const std::string& name)>;
   /// Receives a merged tensor.
   using TensorSink = std::function<void(const std::string& name, const Matrix& tensor)>;
 
+  /// Version of the state file format that `save` writes and `load` requires.
   static constexpr std::uint32_t kFormatVersion = 1;
 
   /// α in [0, 1] (default 0.5): fraction of Σσ that defines the protected top block.
@@ -140,6 +143,7 @@ class ContinualMerger {
     m_rules = rules;
     return *this;
   }
+  /// The threshold α of the split index r.
   double alpha() const { return m_alpha; }
   /// Number of models merged so far.
   Index numModels() const { return m_count; }
@@ -149,6 +153,7 @@ class ContinualMerger {
     for (const auto& e : m_entries) n.push_back(e.name);
     return n;
   }
+  /// Method name and α, as used in reports.
   std::string describe() const { return "opcm (alpha=" + detail::describe(m_alpha) + ")"; }
 
   /// Merges the next model with a single tensor (name "").

@@ -39,6 +39,7 @@ inline const char* toString(TensorAction a) {
 
 /// The outcome of the rules for one tensor: the action and the description of the rule that chose it.
 struct RuleDecision {
+  /// The action for the tensor.
   TensorAction action = TensorAction::Project;
   std::string rule;  ///< e.g. "regex 'bias$'" or "default: 2-D weight"
 };
@@ -98,7 +99,9 @@ class MergeRules {
 struct TensorReport {
   std::string name;                         ///< tensor name ("" for single-tensor use)
   Index index = 0;                          ///< position in the walk (seeds DARE's masks)
+  /// Number of rows of the tensor (cols: number of columns).
   Index rows = 0, cols = 0;                 ///< shape
+  /// The treatment the tensor received (project, average or skip).
   TensorAction action = TensorAction::Project;
   std::string rule;                         ///< the rule that chose the action
   std::string method;                       ///< what was applied, with its parameters

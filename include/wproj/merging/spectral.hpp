@@ -41,18 +41,25 @@ TruncatedSVD<Matrix> fullThinSvd(const Eigen::MatrixBase<Derived>& a, const char
 template <typename Scalar_>
 class IsoCMerging {
  public:
+  /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
+  /// Dense matrix type of task vectors and merged deltas.
   using Matrix = MergeMatrix<Scalar>;
 
+  /// Scale α of the merged delta (finite).
   IsoCMerging& setScale(double alpha) {
     requireArg(std::isfinite(alpha), "IsoCMerging::setScale", "alpha", alpha, "a finite number");
     m_scale = alpha;
     return *this;
   }
+  /// The scale α.
   double scale() const { return m_scale; }
+  /// False: defined on 2-D weights; the default rules average the task vectors of other tensors.
   bool elementwise() const { return false; }
+  /// Method name and α, as used in reports.
   std::string describe() const { return "iso-c (alpha=" + detail::fmt(m_scale) + ")"; }
 
+  /// Δ = α · mean(σ) · U Vᵀ from the thin SVD U Σ Vᵀ of Σ τ_i.
   Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
     return detail::mergeBatch(*this, taus, report, "IsoCMerging::mergeDelta");
   }
@@ -60,11 +67,17 @@ class IsoCMerging {
   /// Streaming form: a running sum of the task vectors (one pass), its SVD at `finish()`.
   class Accumulator {
    public:
+    /// An accumulator for `count` task vectors of a rows×cols tensor (what `begin()` returns).
     Accumulator(const IsoCMerging& m, Index rows, Index cols, Index count, TensorReport* report)
         : m_scale(m.m_scale), m_report(report), m_sum("IsoCMerging", m.describe(), rows, cols, count, report, 1.0) {}
+    /// Number of passes (1).
     Index passes() const { return 1; }
+    /// Number of task vectors per pass.
     Index count() const { return m_sum.count(); }
+    /// Takes task vector `task` (tasks in order, pass 0) into the running sum.
     void add(Index pass, Index task, const Matrix& tau) { m_sum.add(pass, task, tau); }
+    /// Returns Δ = α · mean(σ) · U Vᵀ from the SVD of the sum (zero, with a warning, for a zero sum) and fills the
+    /// report.
     Matrix finish() {
       Matrix sum = m_sum.finish();
       if (sum.isZero(0)) {
@@ -84,7 +97,10 @@ class IsoCMerging {
     TensorReport* m_report;
     detail::SumAccumulator<Scalar> m_sum;
   };
+  /// Number of passes of the streaming form (1).
   Index passes() const { return 1; }
+  /// Starts the streaming merge of one rows×cols tensor from `count` ≥ 1 task vectors; `report`, when given, is filled
+  /// at `finish()`.
   Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
     return Accumulator(*this, rows, cols, count, report);
   }
@@ -105,9 +121,12 @@ class IsoCMerging {
 template <typename Scalar_>
 class IsoCtsMerging {
  public:
+  /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
+  /// Dense matrix type of task vectors and merged deltas.
   using Matrix = MergeMatrix<Scalar>;
 
+  /// Scale α of the merged delta (finite).
   IsoCtsMerging& setScale(double alpha) {
     requireArg(std::isfinite(alpha), "IsoCtsMerging::setScale", "alpha", alpha, "a finite number");
     m_scale = alpha;
@@ -119,16 +138,21 @@ class IsoCtsMerging {
     m_common = f;
     return *this;
   }
+  /// The fraction f of the directions taken from the common subspace.
   double commonFraction() const { return m_common; }
+  /// False: defined on 2-D weights; the default rules average the task vectors of other tensors.
   bool elementwise() const { return false; }
+  /// Method name, α and common fraction, as used in reports.
   std::string describe() const {
     return "iso-cts (alpha=" + detail::fmt(m_scale) + ", common=" + detail::fmt(m_common) + ")";
   }
 
   /// The stacked, orthogonalised factors of the last call (for inspection and tests).
   const Matrix& lastU() const { return m_u; }
+  /// polar(V*), the right factor of the last `mergeDelta` call (empty when Δ = 0).
   const Matrix& lastV() const { return m_v; }
 
+  /// Δ = α · mean(kept σ) · polar(U*) polar(V*)ᵀ; keeps the factors for `lastU()` and `lastV()`.
   Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
     return detail::mergeBatch(*this, taus, report, "IsoCtsMerging::mergeDelta",
                               [this](Accumulator& acc) { acc.takeFactors(m_u, m_v); });
@@ -139,14 +163,19 @@ class IsoCtsMerging {
   /// (m×w and n×w with w = T·d + k ≤ min(m, n), whatever T). `finish()` orthogonalises them.
   class Accumulator {
    public:
+    /// An accumulator for `count` task vectors of a rows×cols tensor (what `begin()` returns); fixes k and d.
     Accumulator(const IsoCtsMerging& m, Index rows, Index cols, Index count, TensorReport* report)
         : m_scale(m.m_scale), m_describe(m.describe()), m_in("IsoCtsMerging", rows, cols, count, 2, report) {
       const Index s = std::min(rows, cols);
       m_k = std::min<Index>(s, Index(std::floor(m.m_common * double(s))));
       m_d = count >= 1 ? (s - m_k) / count : 0;
     }
+    /// Number of passes (2).
     Index passes() const { return 2; }
+    /// Number of task vectors per pass.
     Index count() const { return m_in.count(); }
+    /// Takes task vector `task` in pass `pass`, tasks in order: pass 0 adds it to the running sum (after the last one,
+    /// its SVD gives the common directions); pass 1 puts its top d residual directions into the stacked factors.
     void add(Index pass, Index task, const Matrix& tau) {
       m_in.accept(pass, task, tau);
       if (pass == 0) {
@@ -169,6 +198,8 @@ class IsoCtsMerging {
       m_v.middleCols(task * m_d, got) = svd.matrixV();
       m_sigma.segment(task * m_d, got) = svd.singularValues().template cast<double>();
     }
+    /// After both passes: orthogonalises the stacked factors, returns Δ and fills the report (rank k; a warning when
+    /// the sum is zero, no direction is kept or d = 0).
     Matrix finish() {
       TensorReport* report = m_in.report(m_describe);
       const Index rows = m_in.rows(), cols = m_in.cols(), t = m_in.count();
@@ -222,7 +253,10 @@ class IsoCtsMerging {
     Matrix m_sum, m_u, m_v;
     Eigen::Matrix<double, Eigen::Dynamic, 1> m_sigma;
   };
+  /// Number of passes of the streaming form (2).
   Index passes() const { return 2; }
+  /// Starts the streaming merge of one rows×cols tensor from `count` ≥ 1 task vectors; `report`, when given, is filled
+  /// at `finish()`.
   Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
     return Accumulator(*this, rows, cols, count, report);
   }
@@ -247,21 +281,32 @@ class IsoCtsMerging {
 template <typename Scalar_>
 class TsvMerging {
  public:
+  /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
+  /// Dense matrix type of task vectors and merged deltas.
   using Matrix = MergeMatrix<Scalar>;
 
+  /// Scale α of the merged delta (finite).
   TsvMerging& setScale(double alpha) {
     requireArg(std::isfinite(alpha), "TsvMerging::setScale", "alpha", alpha, "a finite number");
     m_scale = alpha;
     return *this;
   }
+  /// The scale α.
   double scale() const { return m_scale; }
+  /// False: defined on 2-D weights; the default rules average the task vectors of other tensors.
   bool elementwise() const { return false; }
+  /// Method name and α, as used in reports.
   std::string describe() const { return "tsv-m (alpha=" + detail::fmt(m_scale) + ")"; }
 
+  /// U_o, the orthogonalised left factor of the last `mergeDelta` call (empty when Δ = 0 or after the task-arithmetic
+  /// fallback).
   const Matrix& lastU() const { return m_u; }
+  /// V_o, the orthogonalised right factor of the last `mergeDelta` call (empty when Δ = 0 or after the task-arithmetic
+  /// fallback).
   const Matrix& lastV() const { return m_v; }
 
+  /// Δ = α · U_o diag(σ) V_oᵀ (α Σ τ_i when k = 0); keeps the factors for `lastU()` and `lastV()`.
   Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
     return detail::mergeBatch(*this, taus, report, "TsvMerging::mergeDelta",
                               [this](Accumulator& acc) { acc.takeFactors(m_u, m_v); });
@@ -272,6 +317,7 @@ class TsvMerging {
   /// running sum (the task-arithmetic fallback).
   class Accumulator {
    public:
+    /// An accumulator for `count` task vectors of a rows×cols tensor (what `begin()` returns); fixes k.
     Accumulator(const TsvMerging& m, Index rows, Index cols, Index count, TensorReport* report)
         : m_scale(m.m_scale), m_describe(m.describe()), m_in("TsvMerging", rows, cols, count, 1, report),
           m_k(std::min(rows, cols) / count) {
@@ -284,8 +330,12 @@ class TsvMerging {
       m_v.resize(cols, count * m_k);
       m_sigma.resize(count * m_k);
     }
+    /// Number of passes (1).
     Index passes() const { return 1; }
+    /// Number of task vectors per pass.
     Index count() const { return m_in.count(); }
+    /// Takes task vector `task` (tasks in order, pass 0): puts its top-k singular triplets into the stacked factors
+    /// (adds it to the running sum when k = 0).
     void add(Index pass, Index task, const Matrix& tau) {
       m_in.accept(pass, task, tau);
       if (m_fallback) return m_fallback->add(pass, task, tau);
@@ -305,6 +355,8 @@ class TsvMerging {
       m_v.middleCols(task * k, k) = svd.matrixV();
       m_sigma.segment(task * k, k) = svd.singularValues().template cast<Scalar>();
     }
+    /// Orthogonalises the stacked factors, returns Δ and fills the report (rank k, warnings for the fallback and zero
+    /// task vectors).
     Matrix finish() {
       const Index t = m_in.count(), s = std::min(m_in.rows(), m_in.cols());
       TensorReport* report = m_in.report(m_describe + (m_fallback ? " -> task arithmetic" : ""));
@@ -343,7 +395,10 @@ class TsvMerging {
     Matrix m_u, m_v;
     Eigen::Matrix<Scalar, Eigen::Dynamic, 1> m_sigma;
   };
+  /// Number of passes of the streaming form (1).
   Index passes() const { return 1; }
+  /// Starts the streaming merge of one rows×cols tensor from `count` ≥ 1 task vectors; `report`, when given, is filled
+  /// at `finish()`.
   Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
     return Accumulator(*this, rows, cols, count, report);
   }
