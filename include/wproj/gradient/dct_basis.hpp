@@ -67,8 +67,9 @@ class DctBasis : public detail::DenseBasisStorage<Scalar_> {
     if (!m_q || m_q->rows() != ambient) m_q = sharedDctBasis<Scalar>(ambient);
     const Matrix& q = *m_q;
     // Scores of the DCT directions (column norms of G·Q on the right, row norms of QᵀG on the
-    // left) and the top-r selection come from linalg's dctSelect (fast transform by cost).
-    std::vector<Index> idx = dctSelect(g, rank, side, m_score).indices;
+    // left) and the top-r selection come from linalg's dctTopIndices (fast transform by cost; the
+    // fast path streams the transform and never stores it).
+    std::vector<Index> idx = dctTopIndices(g, rank, side, m_score);
     std::sort(idx.begin(), idx.end());
     RefreshResult res;
     res.ok = true;
