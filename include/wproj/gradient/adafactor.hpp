@@ -28,8 +28,10 @@ struct AdafactorOptions {
   double epsilon1 = 1e-30;      ///< added to G² before averaging
   double epsilon2 = 1e-3;       ///< floor of RMS(W) in the relative step
   double weightDecay = 0.0;     ///< decoupled: W ← W − lr_t·wd·W
+  /// What a NaN/Inf gradient does (default `Throw`).
   NonFinitePolicy nonFinite = NonFinitePolicy::Throw;
 
+  /// Throws `InvalidArgument`, naming `where`, when a hyperparameter is out of range.
   void validate(const char* where) const {
     requireArg(std::isfinite(learningRate) && learningRate >= 0, where, "learningRate", learningRate, "finite and >= 0");
     requireArg(beta1 >= 0 && beta1 < 1, where, "beta1", beta1, "in [0, 1)");
@@ -38,12 +40,15 @@ struct AdafactorOptions {
     requireArg(epsilon1 > 0 && epsilon2 >= 0, where, "epsilon1", epsilon1, "> 0 (and epsilon2 >= 0)");
     requireArg(weightDecay >= 0 && std::isfinite(weightDecay), where, "weightDecay", weightDecay, ">= 0");
   }
+  /// Writes the hyperparameters to a checkpoint.
   void save(std::ostream& os) const {
     for (double v : {learningRate, beta1, decayRate, clipThreshold, epsilon1, epsilon2, weightDecay}) ckpt::writePod<double>(os, v);
     ckpt::writePod<std::uint8_t>(os, relativeStep ? 1 : 0);
     ckpt::writePod<std::uint8_t>(os, scaleParameter ? 1 : 0);
     ckpt::writePod<std::int32_t>(os, std::int32_t(nonFinite));
   }
+  /// Reads hyperparameters written by `save`; throws `IoError` when they are malformed or out of
+  /// range (this object is unchanged then).
   void load(std::istream& is) {
     AdafactorOptions o;
     double* fields[] = {&o.learningRate, &o.beta1, &o.decayRate, &o.clipThreshold, &o.epsilon1, &o.epsilon2, &o.weightDecay};
@@ -150,26 +155,37 @@ double rmsOf(const Eigen::MatrixBase<D>& w) {
 template <typename Scalar_>
 class Adafactor {
  public:
+  /// Floating-point type of weights, gradients and the factored state.
   using Scalar = Scalar_;
+  /// Dense matrix type of the update.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
 
   Adafactor() = default;
+  /// An optimizer with hyperparameters `o` (validated).
   explicit Adafactor(const AdafactorOptions& o) : m_opt(o) { m_opt.validate("Adafactor"); }
+  /// Replaces all hyperparameters; throws `InvalidArgument` and keeps the old ones when `o` is invalid.
   Adafactor& setOptions(const AdafactorOptions& o) {
     o.validate("Adafactor");
     m_opt = o;
     return *this;
   }
+  /// Sets lr (finite, ≥ 0), used when relativeStep is off.
   Adafactor& setLearningRate(double lr) {
     AdafactorOptions o = m_opt;
     o.learningRate = lr;
     return setOptions(o);
   }
+  /// The current hyperparameters.
   const AdafactorOptions& options() const { return m_opt; }
+  /// Step count t of the β₂ₜ and relative-step schedules (restarts after a non-finite update).
   Index stepCount() const { return m_t; }
+  /// Number of steps not applied: non-finite gradients and non-finite updates (which also reset
+  /// the state).
   Index skippedSteps() const { return m_skipped; }
+  /// Bytes of optimizer state: row and column statistics and the optional first moment.
   std::size_t stateBytes() const { return m_state.bytes(); }
 
+  /// One Adafactor step on W with gradient G (same shape).
   template <typename DW, typename DG>
   StepOutcome step(Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase<DG>& g) {
     checkShape(g, w.rows(), w.cols(), "Adafactor::step", "g");
@@ -193,11 +209,13 @@ class Adafactor {
     w.derived() -= Scalar(lr) * m_u;
     return StepOutcome::Applied;
   }
+  /// Overload for a temporary weight expression, such as an Eigen block or `Map`.
   template <typename DW, typename DG>
   StepOutcome step(Eigen::MatrixBase<DW>&& w, const Eigen::MatrixBase<DG>& g) {
     return step(w, g);
   }
 
+  /// Writes hyperparameters, step counts, the shape and the factored state to a checkpoint.
   void save(std::ostream& os) const {
     ckpt::writeHeader(os, "Adafactor");
     m_opt.save(os);
@@ -207,6 +225,8 @@ class Adafactor {
     ckpt::writePod<std::int64_t>(os, m_u.cols());
     if (m_u.size() > 0) m_state.save(os);
   }
+  /// Restores a state written by `save`; throws `IoError` on malformed data (this object is
+  /// unchanged then).
   void load(std::istream& is) {
     ckpt::readHeader(is, "Adafactor");
     Adafactor o;
@@ -237,33 +257,51 @@ class Adafactor {
 template <typename Basis>
 class ProjectedAdafactor {
  public:
+  /// The projector type, `GradientProjector<Basis>`.
   using Projector = GradientProjector<Basis>;
+  /// Floating-point type of the basis, weights and the factored state.
   using Scalar = typename Basis::Scalar;
+  /// Dense matrix type of the projected gradient.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
 
   ProjectedAdafactor() = default;
+  /// An optimizer around a configured (not yet used) projector.
   explicit ProjectedAdafactor(const Projector& p) : m_proj(p) {}
+  /// The projector; configure it (rank, gap, projection type, basis) before the first step.
   Projector& projector() { return m_proj; }
+  /// The projector.
   const Projector& projector() const { return m_proj; }
+  /// Replaces all hyperparameters; throws `InvalidArgument` and keeps the old ones when `o` is invalid.
   ProjectedAdafactor& setOptions(const AdafactorOptions& o) {
     o.validate("ProjectedAdafactor");
     m_opt = o;
     return *this;
   }
+  /// Sets lr (finite, ≥ 0), used when relativeStep is off; lr/lr₀ (lr₀: the lr of the first step)
+  /// also scales the learning rate of a tracking basis (online PCA).
   ProjectedAdafactor& setLearningRate(double lr) {
     AdafactorOptions o = m_opt;
     o.learningRate = lr;
     return setOptions(o);
   }
+  /// Sets what happens to the factored state when the basis changes (default `Keep`).
   ProjectedAdafactor& setMomentPolicy(MomentPolicy p) {
     m_policy = p;
     return *this;
   }
+  /// The current hyperparameters.
   const AdafactorOptions& options() const { return m_opt; }
+  /// Step count t of the β₂ₜ and relative-step schedules (restarts with `MomentPolicy::Reset` and
+  /// after a non-finite update).
   Index stepCount() const { return m_t; }
+  /// Number of steps not applied: non-finite gradients and non-finite low-rank updates (which
+  /// also reset the state).
   Index skippedSteps() const { return m_skipped; }
+  /// Bytes of optimizer state: the factored statistics of the projected shape, the optional first
+  /// moment and the projector's basis state.
   std::size_t stateBytes() const { return m_state.bytes() + m_proj.stateBytes(); }
 
+  /// One projected Adafactor step on W (m×n) with gradient G (m×n).
   template <typename DW, typename DG>
   StepOutcome step(Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase<DG>& g) {
     checkShape(g, w.rows(), w.cols(), "ProjectedAdafactor::step", "g");
@@ -291,11 +329,14 @@ class ProjectedAdafactor {
     m_proj.endStep(g, m_lr0 > 0 ? m_opt.learningRate / m_lr0 : 1.0);
     return StepOutcome::Applied;
   }
+  /// Overload for a temporary weight expression, such as an Eigen block or `Map`.
   template <typename DW, typename DG>
   StepOutcome step(Eigen::MatrixBase<DW>&& w, const Eigen::MatrixBase<DG>& g) {
     return step(w, g);
   }
 
+  /// Writes hyperparameters, moment policy, step counts, the projector and the factored state to a
+  /// checkpoint.
   void save(std::ostream& os) const {
     ckpt::writeHeader(os, "ProjectedAdafactor");
     m_opt.save(os);
@@ -307,6 +348,8 @@ class ProjectedAdafactor {
     m_proj.save(os);
     if (m_r.size() > 0) m_state.save(os);
   }
+  /// Restores a state written by `save`; throws `IoError` on malformed data (this object is
+  /// unchanged then).
   void load(std::istream& is) {
     ckpt::readHeader(is, "ProjectedAdafactor");
     ProjectedAdafactor o(m_proj);

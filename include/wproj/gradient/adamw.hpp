@@ -27,14 +27,22 @@ enum class StepOutcome { Applied, Skipped };
 
 /// Hyperparameters shared by the AdamW variants.
 struct AdamWOptions {
+  /// Learning rate lr (finite, ≥ 0; default 1e-3).
   double learningRate = 1e-3;
+  /// First-moment decay β₁ in [0, 1) (default 0.9).
   double beta1 = 0.9;
+  /// Second-moment decay β₂ in [0, 1) (default 0.999).
   double beta2 = 0.999;
+  /// ε added to √v (positive; default 1e-8, 1e-6 in ProjectedAdamW).
   double epsilon = 1e-8;
+  /// Decoupled weight decay wd ≥ 0: W ← W − lr·wd·W (default 0).
   double weightDecay = 0.0;
+  /// Scale the step size by √(1−β₂ᵗ)/(1−β₁ᵗ) (default true).
   bool biasCorrection = true;
+  /// What a NaN/Inf gradient does (default `Throw`).
   NonFinitePolicy nonFinite = NonFinitePolicy::Throw;
 
+  /// Throws `InvalidArgument`, naming `where`, when a hyperparameter is out of range.
   void validate(const char* where) const {
     requireArg(std::isfinite(learningRate) && learningRate >= 0, where, "learningRate", learningRate, "finite and >= 0");
     requireArg(beta1 >= 0 && beta1 < 1, where, "beta1", beta1, "in [0, 1)");
@@ -42,11 +50,14 @@ struct AdamWOptions {
     requireArg(epsilon > 0 && std::isfinite(epsilon), where, "epsilon", epsilon, "> 0");
     requireArg(weightDecay >= 0 && std::isfinite(weightDecay), where, "weightDecay", weightDecay, ">= 0");
   }
+  /// Writes the hyperparameters to a checkpoint.
   void save(std::ostream& os) const {
     for (double v : {learningRate, beta1, beta2, epsilon, weightDecay}) ckpt::writePod<double>(os, v);
     ckpt::writePod<std::uint8_t>(os, biasCorrection ? 1 : 0);
     ckpt::writePod<std::int32_t>(os, std::int32_t(nonFinite));
   }
+  /// Reads hyperparameters written by `save`; throws `IoError` when they are malformed or out of
+  /// range (this object is unchanged then).
   void load(std::istream& is) {
     AdamWOptions o;
     o.learningRate = ckpt::readPod<double>(is, "learning rate");
@@ -99,31 +110,45 @@ bool rejectNonFinite(const Eigen::MatrixBase<DG>& g, NonFinitePolicy policy, con
 template <typename Scalar_>
 class AdamW {
  public:
+  /// Floating-point type of weights, gradients and moments.
   using Scalar = Scalar_;
+  /// Dense matrix type of the moments.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
 
   AdamW() = default;
+  /// An optimizer with hyperparameters `o` (validated).
   explicit AdamW(const AdamWOptions& o) : m_opt(o) { m_opt.validate("AdamW"); }
 
+  /// Sets lr (finite, ≥ 0).
   AdamW& setLearningRate(double lr) { return set(&AdamWOptions::learningRate, lr); }
+  /// Sets β₁ and β₂ (each in [0, 1)).
   AdamW& setBetas(double b1, double b2) {
     set(&AdamWOptions::beta1, b1);
     return set(&AdamWOptions::beta2, b2);
   }
+  /// Sets ε (positive).
   AdamW& setEpsilon(double e) { return set(&AdamWOptions::epsilon, e); }
+  /// Sets the decoupled weight decay wd (≥ 0).
   AdamW& setWeightDecay(double wd) { return set(&AdamWOptions::weightDecay, wd); }
+  /// Turns the bias correction of the step size on or off.
   AdamW& setBiasCorrection(bool on) {
     m_opt.biasCorrection = on;
     return *this;
   }
+  /// Sets what a NaN/Inf gradient does: throw, or skip the step.
   AdamW& setNonFinitePolicy(NonFinitePolicy p) {
     m_opt.nonFinite = p;
     return *this;
   }
+  /// The current hyperparameters.
   const AdamWOptions& options() const { return m_opt; }
+  /// Number of applied steps t (the exponent of the bias correction).
   Index stepCount() const { return m_t; }
+  /// Number of steps not applied because the gradient was not finite.
   Index skippedSteps() const { return m_skipped; }
+  /// First moment m, shaped like W (empty before the first step).
   const Matrix& firstMoment() const { return m_m; }
+  /// Second moment v, shaped like W (empty before the first step).
   const Matrix& secondMoment() const { return m_v; }
   /// Bytes of optimizer state (the two moments).
   std::size_t stateBytes() const { return std::size_t(m_m.size() + m_v.size()) * sizeof(Scalar); }
@@ -150,11 +175,13 @@ class AdamW {
     if (m_opt.weightDecay > 0) w.derived() *= S(1.0 - m_opt.learningRate * m_opt.weightDecay);
     return StepOutcome::Applied;
   }
+  /// Overload for a temporary weight expression, such as an Eigen block or `Map`.
   template <typename DW, typename DG>
   StepOutcome step(Eigen::MatrixBase<DW>&& w, const Eigen::MatrixBase<DG>& g) {
     return step(w, g);
   }
 
+  /// Writes hyperparameters, step counts and moments to a checkpoint.
   void save(std::ostream& os) const {
     ckpt::writeHeader(os, "AdamW");
     m_opt.save(os);
@@ -163,6 +190,8 @@ class AdamW {
     ckpt::writeMatrix(os, m_m);
     ckpt::writeMatrix(os, m_v);
   }
+  /// Restores a state written by `save`; throws `IoError` on malformed data (this object is
+  /// unchanged then).
   void load(std::istream& is) {
     ckpt::readHeader(is, "AdamW");
     AdamWOptions o;
@@ -204,42 +233,61 @@ class AdamW {
 template <typename Basis>
 class ProjectedAdamW {
  public:
+  /// The projector type, `GradientProjector<Basis>`.
   using Projector = GradientProjector<Basis>;
+  /// Floating-point type of the basis, weights and moments.
   using Scalar = typename Basis::Scalar;
+  /// Dense matrix type of the low-rank moments.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
 
   ProjectedAdamW() { m_opt.epsilon = 1e-6; }
   /// An optimizer around a configured (not yet used) projector.
   explicit ProjectedAdamW(const Projector& projector) : m_proj(projector) { m_opt.epsilon = 1e-6; }
 
+  /// The projector; configure it (rank, gap, projection type, basis) before the first step.
   Projector& projector() { return m_proj; }
+  /// The projector.
   const Projector& projector() const { return m_proj; }
 
+  /// Sets lr (finite, ≥ 0); lr/lr₀ (lr₀: the lr of the first step) also scales the learning rate
+  /// of a tracking basis (online PCA).
   ProjectedAdamW& setLearningRate(double lr) { return set(&AdamWOptions::learningRate, lr); }
+  /// Sets β₁ and β₂ (each in [0, 1)).
   ProjectedAdamW& setBetas(double b1, double b2) {
     set(&AdamWOptions::beta1, b1);
     return set(&AdamWOptions::beta2, b2);
   }
+  /// Sets ε (positive; default 1e-6).
   ProjectedAdamW& setEpsilon(double e) { return set(&AdamWOptions::epsilon, e); }
+  /// Sets the decoupled weight decay wd (≥ 0), applied to the full weight.
   ProjectedAdamW& setWeightDecay(double wd) { return set(&AdamWOptions::weightDecay, wd); }
+  /// Turns the bias correction of the step size on or off.
   ProjectedAdamW& setBiasCorrection(bool on) {
     m_opt.biasCorrection = on;
     return *this;
   }
+  /// Sets what a NaN/Inf gradient does: throw, or skip the step.
   ProjectedAdamW& setNonFinitePolicy(NonFinitePolicy p) {
     m_opt.nonFinite = p;
     return *this;
   }
+  /// Sets what happens to the moments when the basis changes (default `Keep`).
   ProjectedAdamW& setMomentPolicy(MomentPolicy p) {
     m_policy = p;
     return *this;
   }
+  /// The current hyperparameters.
   const AdamWOptions& options() const { return m_opt; }
+  /// The moment policy.
   MomentPolicy momentPolicy() const { return m_policy; }
   /// Adam's step count t (restarts with `MomentPolicy::Reset`).
   Index stepCount() const { return m_t; }
+  /// Number of steps not applied: non-finite gradients and non-finite low-rank updates (which
+  /// also reset the moments).
   Index skippedSteps() const { return m_skipped; }
+  /// First moment m, shaped like the projected gradient R (empty before the first step).
   const Matrix& firstMoment() const { return m_m; }
+  /// Second moment v, shaped like the projected gradient R (empty before the first step).
   const Matrix& secondMoment() const { return m_v; }
   /// Bytes of optimizer state: the two low-rank moments plus the projector's basis state.
   std::size_t stateBytes() const { return std::size_t(m_m.size() + m_v.size()) * sizeof(Scalar) + m_proj.stateBytes(); }
@@ -267,11 +315,13 @@ class ProjectedAdamW {
     m_proj.endStep(g, lrRatio());
     return StepOutcome::Applied;
   }
+  /// Overload for a temporary weight expression, such as an Eigen block or `Map`.
   template <typename DW, typename DG>
   StepOutcome step(Eigen::MatrixBase<DW>&& w, const Eigen::MatrixBase<DG>& g) {
     return step(w, g);
   }
 
+  /// Writes hyperparameters, moment policy, step counts, moments and the projector to a checkpoint.
   void save(std::ostream& os) const {
     ckpt::writeHeader(os, "ProjectedAdamW");
     m_opt.save(os);

@@ -46,20 +46,29 @@ class DctBasis : public detail::DenseBasisStorage<Scalar_> {
   using Base = detail::DenseBasisStorage<Scalar_>;
 
  public:
+  /// Floating-point type of the basis.
   using Scalar = Scalar_;
+  /// Dense matrix type of the gathered P and the transitions.
   using Matrix = typename Base::Matrix;
+  /// Tag of this policy in checkpoints.
   static constexpr const char* kName = "DctBasis";
+  /// False: the basis changes only at refreshes.
   static constexpr bool kTracksSteps = false;
 
+  /// Norm that ranks the DCT columns (default L1, as dct_adamw).
   DctBasis& setScore(ScoreNorm s) {
     m_score = s;
     return *this;
   }
+  /// The norm that ranks the DCT columns.
   ScoreNorm score() const { return m_score; }
   /// Selected DCT columns (sorted ascending).
   const std::vector<Index>& indices() const { return m_idx; }
+  /// True once columns have been selected.
   bool hasBasis() const { return !m_idx.empty(); }
 
+  /// Selects the r DCT columns with the largest scores for G and gathers P; R is the exact partial
+  /// permutation between the old and new columns. A non-finite G fails (the basis is kept).
   template <typename DG>
   RefreshResult refresh(const Eigen::MatrixBase<DG>& g, Side side, Index rank, std::uint64_t, Matrix* transition) {
     if (!g.allFinite()) return RefreshResult{};
@@ -93,14 +102,18 @@ class DctBasis : public detail::DenseBasisStorage<Scalar_> {
   // the gathered columns P = Q[:, idx].
   /// Persistent state: the r indices (int32); the gathered P is a workspace.
   std::size_t stateBytes() const { return m_idx.size() * sizeof(std::int32_t); }
+  /// Bytes of the gathered P (ambient×r).
   std::size_t workspaceBytes() const { return Base::stateBytes(); }
 
+  /// Writes the tag, the score norm and the indices (not P).
   void save(std::ostream& os) const {
     ckpt::writeTag(os, kName);
     ckpt::writePod<std::int32_t>(os, std::int32_t(m_score));
     std::vector<std::int32_t> idx(m_idx.begin(), m_idx.end());
     ckpt::writeVector(os, idx);
   }
+  /// Restores a basis written by `save` and gathers P (ambient×rank) from the shared DCT basis;
+  /// throws `IoError` on malformed data or indices.
   void load(std::istream& is, Index ambient, Index rank) {
     ckpt::expectTag(is, kName);
     m_score = ScoreNorm(ckpt::readBounded<std::int32_t>(is, "DCT score", 0, 1));

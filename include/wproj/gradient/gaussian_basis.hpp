@@ -24,9 +24,13 @@ class GaussianBasis : public detail::DenseBasisStorage<Scalar_> {
   using Base = detail::DenseBasisStorage<Scalar_>;
 
  public:
+  /// Floating-point type of the basis.
   using Scalar = Scalar_;
+  /// Dense matrix type of P and the transitions.
   using Matrix = typename Base::Matrix;
+  /// Tag of this policy in checkpoints.
   static constexpr const char* kName = "GaussianBasis";
+  /// False: the basis changes only at refreshes.
   static constexpr bool kTracksSteps = false;
 
   /// Seed of the generator; refresh k uses stream k of this seed.
@@ -34,6 +38,7 @@ class GaussianBasis : public detail::DenseBasisStorage<Scalar_> {
     m_seed = seed;
     return *this;
   }
+  /// The generator seed.
   std::uint64_t seed() const { return m_seed; }
 
   /// Draws P for refresh number `refreshIndex`; `g` only fixes the shape.
@@ -46,15 +51,20 @@ class GaussianBasis : public detail::DenseBasisStorage<Scalar_> {
     return this->commit(cand, transition);
   }
 
+  /// Persistent state: the seed and the refresh index (16 bytes).
   std::size_t stateBytes() const { return sizeof(m_seed) + sizeof(m_index); }
+  /// Bytes of the dense P kept for the GEMMs.
   std::size_t workspaceBytes() const { return Base::stateBytes(); }
 
+  /// Writes the tag, the seed, the refresh index and a presence flag (never P).
   void save(std::ostream& os) const {
     ckpt::writeTag(os, kName);
     ckpt::writePod<std::uint64_t>(os, m_seed);
     ckpt::writePod<std::uint64_t>(os, m_index);
     ckpt::writePod<std::uint8_t>(os, this->hasBasis() ? 1 : 0);
   }
+  /// Restores seed and refresh index written by `save` and regenerates P (ambient×rank) when one
+  /// was saved.
   void load(std::istream& is, Index ambient, Index rank) {
     ckpt::expectTag(is, kName);
     m_seed = ckpt::readPod<std::uint64_t>(is, "Gaussian seed");

@@ -28,13 +28,22 @@ namespace wproj {
 /// A matrix quantised to 4 bits per coefficient in groups (see the file comment).
 template <typename Scalar_>
 struct Int4Matrix {
+  /// Floating-point type of the matrix and the scales.
   using Scalar = Scalar_;
+  /// Dense matrix type that is quantised and dequantised.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// \var rows
+  /// Rows of the quantised matrix.
+  /// \var cols
+  /// Columns of the quantised matrix.
+  /// \var groupSize
+  /// Consecutive coefficients (column-major) per group (even; default 256).
   Index rows = 0, cols = 0, groupSize = 256;
   std::vector<std::uint8_t> codes;  ///< ⌈rows·cols/2⌉ bytes, two codes per byte (low nibble = even index)
   std::vector<Scalar> scales;       ///< one per group
   std::vector<std::uint8_t> zeros;  ///< one zero point (0..15) per group
 
+  /// Number of groups, ⌈rows·cols / groupSize⌉.
   Index groups() const { return groupSize > 0 ? (rows * cols + groupSize - 1) / groupSize : 0; }
   /// Bytes held by codes, scales and zero points.
   std::size_t bytes() const { return codes.size() + scales.size() * sizeof(Scalar) + zeros.size(); }
@@ -90,12 +99,14 @@ struct Int4Matrix {
       d[k] = scales[g] * (Scalar(code(k)) - Scalar(zeros[g]));
     }
   }
+  /// The dequantised matrix, as a new object (allocates).
   Matrix dequantized() const {
     Matrix out;
     dequantize(out);
     return out;
   }
 
+  /// Writes shape, group size, codes, scales and zero points to a checkpoint.
   void save(std::ostream& os) const {
     ckpt::writeTag(os, "Int4Matrix");
     ckpt::writePod<std::int64_t>(os, rows);
@@ -105,6 +116,7 @@ struct Int4Matrix {
     ckpt::writeVector(os, scales);
     ckpt::writeVector(os, zeros);
   }
+  /// Reads a matrix written by `save`; throws `IoError` on malformed data.
   void load(std::istream& is) {
     ckpt::expectTag(is, "Int4Matrix");
     rows = ckpt::readBounded<std::int64_t>(is, "Int4Matrix rows", 0, ckpt::kMaxExtent);

@@ -32,26 +32,36 @@ class OnlinePcaBasis : public detail::DenseBasisStorage<Scalar_> {
   using Base = detail::DenseBasisStorage<Scalar_>;
 
  public:
+  /// Floating-point type of the basis.
   using Scalar = Scalar_;
+  /// Dense matrix type of P, its moments and the transitions.
   using Matrix = typename Base::Matrix;
+  /// Tag of this policy in checkpoints.
   static constexpr const char* kName = "OnlinePcaBasis";
+  /// True: the basis moves on every step (`track`).
   static constexpr bool kTracksSteps = true;
 
+  /// Optimizer of the online-PCA step on P (default Adam).
   OnlinePcaBasis& setRule(OnlinePcaRule r) {
     m_rule = r;
     return *this;
   }
+  /// Multiplier of the projection learning rate (positive, finite; default 1).
   OnlinePcaBasis& setLearningRateMultiplier(double c) {
     requireArg(c > 0 && std::isfinite(c), "OnlinePcaBasis::setLearningRateMultiplier", "c", c, "> 0");
     m_mult = c;
     return *this;
   }
+  /// Re-orthonormalise P at every scheduled refresh (default false).
   OnlinePcaBasis& setReorthonormalize(bool on) {
     m_reortho = on;
     return *this;
   }
+  /// The optimizer of the online-PCA step.
   OnlinePcaRule rule() const { return m_rule; }
+  /// Multiplier of the projection learning rate.
   double learningRateMultiplier() const { return m_mult; }
+  /// True when scheduled refreshes re-orthonormalise P.
   bool reorthonormalize() const { return m_reortho; }
   /// Number of online updates taken so far.
   Index updates() const { return m_t; }
@@ -108,9 +118,13 @@ class OnlinePcaBasis : public detail::DenseBasisStorage<Scalar_> {
   /// ∇L at the current P (ambient×r), computed by the last `track` call.
   const Matrix& lastGradient() const { return m_grad; }
 
+  /// Persistent state: P and the two moment matrices of its optimizer (allocated by the first
+  /// `track`).
   std::size_t stateBytes() const { return Base::stateBytes() + std::size_t(m_m.size() + m_v.size()) * sizeof(Scalar); }
+  /// Bytes of the buffers of the online-PCA gradient (A = X P, C, ∇L and two r×r products).
   std::size_t workspaceBytes() const { return std::size_t(m_a.size() + m_c.size() + m_grad.size() + 2 * m_k.size()) * sizeof(Scalar); }
 
+  /// Writes the tag, the knobs, the update count, P and its moments.
   void save(std::ostream& os) const {
     ckpt::writeTag(os, kName);
     ckpt::writePod<std::int32_t>(os, std::int32_t(m_rule));
@@ -121,6 +135,7 @@ class OnlinePcaBasis : public detail::DenseBasisStorage<Scalar_> {
     ckpt::writeMatrix(os, m_m);
     ckpt::writeMatrix(os, m_v);
   }
+  /// Restores a basis written by `save` (P ambient×rank); throws `IoError` on malformed data.
   void load(std::istream& is, Index ambient, Index rank) {
     ckpt::expectTag(is, kName);
     m_rule = OnlinePcaRule(ckpt::readBounded<std::int32_t>(is, "online PCA rule", 0, 1));

@@ -27,13 +27,15 @@ struct ProjectorStats {
   double refreshSeconds = 0;     ///< wall time spent in refreshes
   double lastOverlap = std::numeric_limits<double>::quiet_NaN();  ///< overlap of the last refresh with its predecessor
   double overlapSum = 0;         ///< sum of the overlaps (mean = overlapSum / overlapCount)
+  /// Number of overlaps in overlapSum (refreshes that had a previous basis).
   Index overlapCount = 0;
+  /// Mean overlap overlapSum / overlapCount (NaN before the first overlap).
   double meanOverlap() const { return overlapCount > 0 ? overlapSum / double(overlapCount) : std::numeric_limits<double>::quiet_NaN(); }
 };
 
 /// Projects the gradient G (m×n) of one weight matrix into a rank-r subspace chosen by the basis
 /// policy `Basis` (SvdBasis, RandomizedBasis, DctBasis, OnlinePcaBasis, GaussianBasis,
-/// RowSelectionBasis, QuantizedBasis<…>) and maps low-rank updates back, as GaLore does.
+/// RowSelectionBasis, QuantizedBasis\<Inner\>) and maps low-rank updates back, as GaLore does.
 ///
 /// - The side is explicit state resolved once from the projection type and the shape
 ///   (`ProjectionType::Std`: the smaller dimension); back-projection uses it, never the shape
@@ -55,20 +57,27 @@ struct ProjectorStats {
 template <typename Basis>
 class GradientProjector {
  public:
+  /// The basis policy type.
   using BasisType = Basis;
+  /// Floating-point type of gradients, weights and the basis.
   using Scalar = typename Basis::Scalar;
+  /// Dense matrix type of projected gradients, transitions and dense bases.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
 
   GradientProjector() = default;
   /// A projector whose basis policy starts as a copy of `prototype` (its knobs, no state).
   explicit GradientProjector(const Basis& prototype) : m_a(prototype) {}
 
+  /// Rank r ≥ 1 (default 128; r ≤ min(m, n) is checked by `init`). Set before the first step.
   GradientProjector& setRank(Index r) {
     requireArg(r >= 1, "GradientProjector::setRank", "r", r, ">= 1");
     requireNotInitialized("GradientProjector::setRank");
     m_rank = r;
     return *this;
   }
+  /// Update gap T ≥ 1 between scheduled refreshes (default 200), greater than the offset. Before the
+  /// first step it also sets the T of online PCA's learning rate; a later change applies after the
+  /// refresh already scheduled.
   GradientProjector& setUpdateGap(Index t) {
     requireArg(t >= 1, "GradientProjector::setUpdateGap", "t", t, ">= 1");
     requireArg(m_offset < t, "GradientProjector::setUpdateGap", "t", t, "> offset = " + std::to_string(m_offset));
@@ -76,11 +85,13 @@ class GradientProjector {
     if (!m_initialized) m_initialGap = t;
     return *this;
   }
+  /// Scale α of the back-projected update (finite; default 0.25).
   GradientProjector& setScale(Scalar alpha) {
     requireArg(std::isfinite(double(alpha)), "GradientProjector::setScale", "alpha", alpha, "a finite number");
     m_scale = alpha;
     return *this;
   }
+  /// Which side(s) of G to project (default `Std`). Set before the first step.
   GradientProjector& setProjectionType(ProjectionType t) {
     requireNotInitialized("GradientProjector::setProjectionType");
     m_type = t;
@@ -115,31 +126,44 @@ class GradientProjector {
     return *this;
   }
 
+  /// Rank r.
   Index rank() const { return m_rank; }
+  /// Current update gap T (grown by the adaptive gap).
   Index updateGap() const { return m_gap; }
+  /// Refresh offset o.
   Index offset() const { return m_offset; }
+  /// Scale α of the back-projected update.
   Scalar scale() const { return m_scale; }
+  /// The projection type.
   ProjectionType projectionType() const { return m_type; }
+  /// True when Q-GaLore's adaptive gap is on.
   bool adaptiveGap() const { return m_adaptive; }
   /// The basis policy (the left basis when the type is Full). Configure it before the first step.
   Basis& basis() { return m_a; }
+  /// The basis policy (the left basis when the type is Full).
   const Basis& basis() const { return m_a; }
   /// The right basis B of a two-sided (Full) projector.
   const Basis& rightBasis() const { return m_b; }
+  /// Refreshes, failed refreshes, refresh time, overlaps and gap increases so far.
   const ProjectorStats& stats() const { return m_stats; }
   /// Number of steps seen (the index of the next step).
   Index step() const { return m_step; }
   /// The step on which the next scheduled refresh happens.
   Index nextRefresh() const { return m_nextRefresh; }
 
+  /// True once the gradient shape is fixed (by `init` or the first step).
   bool initialized() const { return m_initialized; }
+  /// Rows m of the gradient (0 before `init`).
   Index rows() const { return m_rows; }
+  /// Columns n of the gradient (0 before `init`).
   Index cols() const { return m_cols; }
   /// True for a two-sided projector.
   bool twoSided() const { return m_type == ProjectionType::Full; }
   /// The side of a one-sided projector (Left for Full: its first factor).
   Side side() const { return m_side; }
+  /// Rows of the projected gradient R: r for a left or two-sided projection, else m.
   Index projectedRows() const { return twoSided() || m_side == Side::Left ? m_rank : m_rows; }
+  /// Columns of the projected gradient R: r for a right or two-sided projection, else n.
   Index projectedCols() const { return twoSided() || m_side == Side::Right ? m_rank : m_cols; }
 
   /// Fixes the gradient shape (m×n), resolves the side and checks the rank. Called by the first
@@ -247,6 +271,7 @@ class GradientProjector {
       m_a.project(g, m_side, out);
     }
   }
+  /// Overload for a temporary destination, such as an Eigen block or `Map`.
   template <typename DO, typename DG>
   void project(const Eigen::MatrixBase<DG>& g, Eigen::MatrixBase<DO>&& out) {
     project(g, out);
@@ -273,6 +298,7 @@ class GradientProjector {
       m_a.addBack(n, m_side, coeff, w);
     }
   }
+  /// Overload for a temporary destination, such as an Eigen block or `Map`.
   template <typename DN, typename DW>
   void addBack(const Eigen::MatrixBase<DN>& n, Scalar c, Eigen::MatrixBase<DW>&& w) {
     addBack(n, c, w);
@@ -293,6 +319,7 @@ class GradientProjector {
     ++m_step;
   }
 
+  /// True once a basis exists (both factors for Full).
   bool hasBasis() const { return m_a.hasBasis() && (!twoSided() || m_b.hasBasis()); }
 
   /// The dense projection matrix P (ambient×r; A for Full), for tests and diagnostics.
@@ -311,6 +338,8 @@ class GradientProjector {
   /// Bytes of persistent projector state (what a checkpoint must hold for the bases).
   std::size_t stateBytes() const { return m_a.stateBytes() + (twoSided() ? m_b.stateBytes() : 0); }
 
+  /// Writes the projector to a checkpoint: settings, schedule, adaptive-gap window, statistics and
+  /// basis state.
   void save(std::ostream& os) const {
     ckpt::writeTag(os, "GradientProjector");
     ckpt::writeString(os, Basis::kName);
@@ -331,6 +360,8 @@ class GradientProjector {
     if (twoSided()) m_b.save(os);
   }
 
+  /// Restores a state written by `save`; throws `IoError` on malformed data or a checkpoint of
+  /// another basis policy (this object is unchanged then).
   void load(std::istream& is) {
     ckpt::expectTag(is, "GradientProjector");
     const std::string name = ckpt::readString(is, "basis name");

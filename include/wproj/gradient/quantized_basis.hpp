@@ -23,22 +23,32 @@ class QuantizedBasis : public detail::DenseBasisStorage<typename Inner::Scalar> 
   using Base = detail::DenseBasisStorage<typename Inner::Scalar>;
 
  public:
+  /// Floating-point type of the inner policy.
   using Scalar = typename Inner::Scalar;
+  /// Dense matrix type of the dequantised P and the transitions.
   using Matrix = typename Base::Matrix;
+  /// Tag of this policy in checkpoints.
   static constexpr const char* kName = "QuantizedBasis";
+  /// False: the basis changes only at refreshes.
   static constexpr bool kTracksSteps = false;
 
+  /// Coefficients per INT4 group (even, ≥ 2; default 256).
   QuantizedBasis& setGroupSize(Index g) {
     requireArg(g >= 2 && g % 2 == 0, "QuantizedBasis::setGroupSize", "g", g, "an even number >= 2");
     m_groupSize = g;
     return *this;
   }
+  /// Coefficients per INT4 group.
   Index groupSize() const { return m_groupSize; }
+  /// The wrapped dense policy, to configure it.
   Inner& inner() { return m_inner; }
+  /// The wrapped dense policy.
   const Inner& inner() const { return m_inner; }
   /// The stored INT4 basis.
   const Int4Matrix<Scalar>& quantized() const { return m_q; }
 
+  /// Refreshes the inner policy, quantises its P to INT4 and installs the dequantised matrix; the
+  /// overlap and R use the dequantised bases. A failed inner refresh keeps the basis.
   template <typename DG>
   RefreshResult refresh(const Eigen::MatrixBase<DG>& g, Side side, Index rank, std::uint64_t refreshIndex,
                         Matrix* transition) {
@@ -52,9 +62,12 @@ class QuantizedBasis : public detail::DenseBasisStorage<typename Inner::Scalar> 
     return this->commit(cand, transition);
   }
 
+  /// Persistent state: the INT4 codes, scales and zero points.
   std::size_t stateBytes() const { return m_q.bytes(); }
+  /// The dequantised P plus the inner policy's own state.
   std::size_t workspaceBytes() const { return Base::stateBytes() + m_inner.stateBytes(); }
 
+  /// Writes the tag, the group size, the INT4 basis (when present) and the inner policy.
   void save(std::ostream& os) const {
     ckpt::writeTag(os, kName);
     ckpt::writePod<std::int64_t>(os, m_groupSize);
@@ -62,6 +75,8 @@ class QuantizedBasis : public detail::DenseBasisStorage<typename Inner::Scalar> 
     if (this->hasBasis()) m_q.save(os);
     m_inner.save(os);
   }
+  /// Restores a basis written by `save` (P ambient×rank) and the inner policy; throws `IoError` on
+  /// malformed data or a wrong shape.
   void load(std::istream& is, Index ambient, Index rank) {
     ckpt::expectTag(is, kName);
     m_groupSize = ckpt::readBounded<std::int64_t>(is, "INT4 group size", 2, ckpt::kMaxExtent);

@@ -25,34 +25,48 @@ class RandomizedBasis : public detail::DenseBasisStorage<Scalar_> {
   using Base = detail::DenseBasisStorage<Scalar_>;
 
  public:
+  /// Floating-point type of the basis.
   using Scalar = Scalar_;
+  /// Dense matrix type of P and the transitions.
   using Matrix = typename Base::Matrix;
+  /// Tag of this policy in checkpoints.
   static constexpr const char* kName = "RandomizedBasis";
+  /// False: the basis changes only at refreshes.
   static constexpr bool kTracksSteps = false;
 
+  /// Extra sketch columns p beyond r (≥ 0; default 8).
   RandomizedBasis& setOversampling(Index p) {
     requireArg(p >= 0, "RandomizedBasis::setOversampling", "p", p, ">= 0");
     m_oversampling = p;
     return *this;
   }
+  /// Power iterations q (≥ −1; default −1: automatic).
   RandomizedBasis& setPowerIterations(Index q) {
     requireArg(q >= -1, "RandomizedBasis::setPowerIterations", "q", q, ">= -1 (-1 = automatic)");
     m_power = q;
     return *this;
   }
+  /// Start each refresh from the previous basis (default true).
   RandomizedBasis& setWarmStart(bool on) {
     m_warm = on;
     return *this;
   }
+  /// Seed of the random sketch; refresh k uses seed + k (default 0).
   RandomizedBasis& setSeed(std::uint64_t s) {
     m_seed = s;
     return *this;
   }
+  /// Extra sketch columns p.
   Index oversampling() const { return m_oversampling; }
+  /// Power iterations q (−1: automatic).
   Index powerIterations() const { return m_power; }
+  /// True when refreshes start from the previous basis.
   bool warmStart() const { return m_warm; }
+  /// Seed of the random sketch.
   std::uint64_t seed() const { return m_seed; }
 
+  /// New P from a randomized SVD of G, warm-started from the previous P when enabled; a non-finite
+  /// G, a failed decomposition or non-finite vectors keep the previous basis.
   template <typename DG>
   RefreshResult refresh(const Eigen::MatrixBase<DG>& g, Side side, Index rank, std::uint64_t refreshIndex,
                         Matrix* transition) {
@@ -72,8 +86,11 @@ class RandomizedBasis : public detail::DenseBasisStorage<Scalar_> {
     return this->commitIfValid(cand, rank, transition);
   }
 
+  /// No workspace beyond P (0).
   std::size_t workspaceBytes() const { return 0; }
+  /// Writes the tag and P (the knobs are not saved).
   void save(std::ostream& os) const { this->saveTagged(os, kName); }
+  /// Restores P (ambient×rank) written by `save`; throws `IoError` on malformed data.
   void load(std::istream& is, Index ambient, Index rank) { this->loadTagged(is, kName, ambient, rank); }
 
  private:

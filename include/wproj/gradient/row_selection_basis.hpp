@@ -33,26 +33,36 @@ enum class RowSelection {
 template <typename Scalar_>
 class RowSelectionBasis {
  public:
+  /// Floating-point type of the scales ρ and the gradients.
   using Scalar = Scalar_;
+  /// Dense matrix type of the transitions and `denseBasis`.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Tag of this policy in checkpoints.
   static constexpr const char* kName = "RowSelectionBasis";
+  /// False: the basis changes only at refreshes.
   static constexpr bool kTracksSteps = false;
 
+  /// How the r indices are chosen (default `TopNorm`).
   RowSelectionBasis& setSelection(RowSelection s) {
     m_mode = s;
     return *this;
   }
+  /// Seed of the sampling modes; refresh k uses stream k (default 0).
   RowSelectionBasis& setSeed(std::uint64_t seed) {
     m_seed = seed;
     return *this;
   }
+  /// How the r indices are chosen.
   RowSelection selection() const { return m_mode; }
   /// Selected ambient indices σ (size r; may repeat when sampling).
   const std::vector<Index>& indices() const { return m_idx; }
   /// Scales ρ (size r).
   const std::vector<Scalar>& scales() const { return m_rho; }
+  /// True once indices have been selected.
   bool hasBasis() const { return !m_idx.empty(); }
 
+  /// Selects r indices σ and scales ρ from the squared row (left) or column (right) norms of G;
+  /// R = P_oldᵀP_new is exact. A non-finite G fails (the previous selection is kept).
   template <typename DG>
   RefreshResult refresh(const Eigen::MatrixBase<DG>& g, Side side, Index rank, std::uint64_t refreshIndex,
                         Matrix* transition) {
@@ -150,9 +160,12 @@ class RowSelectionBasis {
     p.setZero(m_ambient, r);
     for (Index j = 0; j < r; ++j) p(m_idx[std::size_t(j)], j) = m_rho[std::size_t(j)];
   }
+  /// Persistent state: the r indices (4 bytes each) and the r scales.
   std::size_t stateBytes() const { return m_idx.size() * sizeof(std::int32_t) + m_rho.size() * sizeof(Scalar); }
+  /// Bytes of the score buffer (one double per ambient index).
   std::size_t workspaceBytes() const { return m_score.size() * sizeof(double); }
 
+  /// Writes the tag, the mode, the seed, the ambient dimension, the indices and the scales.
   void save(std::ostream& os) const {
     ckpt::writeTag(os, kName);
     ckpt::writePod<std::int32_t>(os, std::int32_t(m_mode));
@@ -162,6 +175,8 @@ class RowSelectionBasis {
     ckpt::writeVector(os, idx);
     ckpt::writeVector(os, m_rho);
   }
+  /// Restores a selection written by `save` (r = rank indices in [0, ambient)); throws `IoError` on
+  /// malformed data.
   void load(std::istream& is, Index ambient, Index rank) {
     ckpt::expectTag(is, kName);
     m_mode = RowSelection(ckpt::readBounded<std::int32_t>(is, "row selection mode", 0, 2));

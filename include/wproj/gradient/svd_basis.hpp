@@ -21,17 +21,25 @@ class SvdBasis : public detail::DenseBasisStorage<Scalar_> {
   using Base = detail::DenseBasisStorage<Scalar_>;
 
  public:
+  /// Floating-point type of the basis.
   using Scalar = Scalar_;
+  /// Dense matrix type of P and the transitions.
   using Matrix = typename Base::Matrix;
+  /// Tag of this policy in checkpoints.
   static constexpr const char* kName = "SvdBasis";
+  /// False: the basis changes only at refreshes.
   static constexpr bool kTracksSteps = false;
 
+  /// Decomposition used by `TruncatedSVD` (default `SvdMethod::Auto`).
   SvdBasis& setMethod(SvdMethod m) {
     m_method = m;
     return *this;
   }
+  /// The decomposition used by `TruncatedSVD`.
   SvdMethod method() const { return m_method; }
 
+  /// New P: the leading r left (Left side) or right (Right side) singular vectors of G. A non-finite
+  /// G, a failed decomposition or non-finite vectors keep the previous basis.
   template <typename DG>
   RefreshResult refresh(const Eigen::MatrixBase<DG>& g, Side side, Index rank, std::uint64_t, Matrix* transition) {
     if (!g.allFinite()) return RefreshResult{};
@@ -42,8 +50,11 @@ class SvdBasis : public detail::DenseBasisStorage<Scalar_> {
     return this->commitIfValid(cand, rank, transition);
   }
 
+  /// No workspace beyond P (0).
   std::size_t workspaceBytes() const { return 0; }
+  /// Writes the tag and P (the method is not saved).
   void save(std::ostream& os) const { this->saveTagged(os, kName); }
+  /// Restores P (ambient×rank) written by `save`; throws `IoError` on malformed data.
   void load(std::istream& is, Index ambient, Index rank) { this->loadTagged(is, kName, ambient, rank); }
 
  private:
