@@ -611,7 +611,7 @@ class RandomizedSVD {
       return;
     }
     const Eigen::MatrixXd g = detail::gramInDouble(zb, true);  // ZᵀZ = BBᵀ (L×L)
-    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(g);
+    const detail::SymmetricEigen eig(g);
     Eigen::VectorXd sigma(L);
     for (Index i = 0; i < L; ++i) sigma(i) = std::sqrt(std::max(0.0, eig.eigenvalues()(L - 1 - i)));
     const Index k = std::min<Index>(L, select(sigma));

@@ -17,6 +17,7 @@
 
 #include "../core/config.hpp"
 #include "orthonormalize.hpp"
+#include "symmetric_eigen.hpp"
 
 #include <Eigen/Cholesky>
 #include <Eigen/Eigenvalues>
@@ -436,7 +437,7 @@ class TruncatedSVD {
       g = detail::gramInDouble(a.derived() * Scalar(scale), tall);
     else
       g = detail::gramInDouble(a, tall);
-    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(g);
+    const detail::SymmetricEigen eig(g);
     if (eig.info() != Eigen::Success) {
       if (force) m_info = Eigen::NoConvergence;
       return false;
