@@ -106,6 +106,22 @@ void BM_RefreshWarm(benchmark::State& state) {
 }
 BENCHMARK(BM_RefreshWarm)->ArgName("p")->Arg(0)->Arg(10)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// Warm subspace iteration without the SVD (warmSubspaceIteration: GᵀP0, G·Y, CholeskyQR of the
+// 4096×512 block): the same subspace as the p = 0 warm start above.
+void BM_RefreshWarmSubspace(benchmark::State& state) {
+  const DriftingGradient& w = DriftingGradient::get();
+  MatF p = wproj::warmSubspaceIteration(w.g, w.previousBasis, wproj::Side::Left);
+  for (auto _ : state) {
+    p = wproj::warmSubspaceIteration(w.g, w.previousBasis, wproj::Side::Left);
+    benchmark::DoNotOptimize(p.data());
+  }
+  state.counters["overlap"] = overlap(p, w.exactBasis);
+  state.counters["overlap_prev"] = overlap(w.previousBasis, w.exactBasis);
+  setRates(state, 2.0 * 2.0 * double(kGradM) * double(kGradN) * double(kGradRank), kGradM, kGradN, kGradRank);
+  state.SetLabel("warm subspace iteration, p=0");
+}
+BENCHMARK(BM_RefreshWarmSubspace)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // Cold randomized refresh (Gaussian sketch, q power iterations; -1 = the automatic choice).
 void BM_RefreshCold(benchmark::State& state) {
   const DriftingGradient& w = DriftingGradient::get();

@@ -70,6 +70,32 @@ TEMPLATE_TEST_CASE("RandomizedBasis: cold and warm-started refreshes find the do
   }
 }
 
+TEMPLATE_TEST_CASE("RandomizedBasis with oversampling 0: warm refreshes by one subspace iteration", "[gradient][bases]",
+                   float, double) {
+  using S = TestType;
+  Vec<double> sigma = Vec<double>::Constant(40, 1e-3);
+  sigma.head(6) << 10, 8, 6, 5, 4, 3;
+  const Mat<S> g = withSpectrum<S>(60, 40, sigma, 21);
+  const Mat<S> g2 = g + S(1e-2) * gaussian<S>(60, 40, 5);
+  const Eigen::BDCSVD<Mat<double>> ref2(g2.template cast<double>(), Eigen::ComputeThinU | Eigen::ComputeThinV);
+  for (Side side : {Side::Left, Side::Right}) {
+    RandomizedBasis<S> b;
+    b.setSeed(3).setOversampling(0);
+    const Mat<S> p = refreshed(b, g, side, 6);  // cold: a randomized SVD
+    Mat<S> trans;
+    const Mat<S> p2 = refreshed(b, g2, side, 6, 1, &trans);  // warm: span(G Gᵀ P) or span(Gᵀ G P)
+    const Mat<S> expect = wproj::warmSubspaceIteration(g2, p, side);
+    CHECK((p2 - expect).norm() == 0);  // exactly the subspace iteration
+    const Mat<double> truth2 = side == Side::Left ? Mat<double>(ref2.matrixU().leftCols(6)) : Mat<double>(ref2.matrixV().leftCols(6));
+    CHECK(overlap(p2, truth2) > 0.999);
+    CHECK((trans.template cast<double>() - (p.transpose() * p2).template cast<double>()).norm() < 1e-4);
+    // A zero gradient is a failed refresh: the previous basis stays.
+    const Mat<S> zero = Mat<S>::Zero(60, 40);
+    CHECK_FALSE(b.refresh(zero, side, 6, 2, nullptr).ok);
+    CHECK(b.matrixP() == p2);
+  }
+}
+
 TEMPLATE_TEST_CASE("GaussianBasis: N(0, 1/r) entries regenerated from (seed, refresh index)", "[gradient][bases]", float, double) {
   using S = TestType;
   const Mat<S> g = gaussian<S>(200, 150, 1);

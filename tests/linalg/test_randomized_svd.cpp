@@ -126,6 +126,45 @@ TEMPLATE_TEST_CASE("RandomizedSVD warm start converges to the exact subspace", "
   CHECK_NOTHROW(svd.compute(a));
 }
 
+TEMPLATE_TEST_CASE("warmSubspaceIteration spans the p = 0 warm-started randomized SVD's subspace", "[randomized_svd][warm]",
+                   float, double) {
+  using T = TestType;
+  const double tol = std::is_same<T, float>::value ? 1e-3 : 1e-9;
+  for (auto shape : {std::pair<Index, Index>{90, 140}, std::pair<Index, Index>{140, 90}, std::pair<Index, Index>{70, 70}}) {
+    const Index m = shape.first, n = shape.second, k = 9;
+    CAPTURE(m, n);
+    const Mat<T> a0 = withSpectrum<T>(m, n, geometricSpectrum(std::min(m, n), 1e2), 5);
+    const Mat<T> a = a0 + Mat<T>(T(1e-2) * gaussian<T>(m, n, 6));  // drifted
+    const wproj::TruncatedSVD<Mat<T>> prev(a0, k);
+    for (wproj::Side side : {wproj::Side::Left, wproj::Side::Right}) {
+      const Mat<T> p0 = side == wproj::Side::Left ? prev.matrixU() : prev.matrixV();
+      const Mat<T> p = wproj::warmSubspaceIteration(a, p0, side);
+      REQUIRE(p.rows() == p0.rows());
+      REQUIRE(p.cols() == k);
+      CHECK(wproj::orthogonalityError(p) < 50 * eps<T>() * std::sqrt(double(k)));
+      RandomizedSVD<Mat<T>> rsvd;
+      rsvd.setRank(k).setOversampling(0).setErrorProbes(0);
+      if (side == wproj::Side::Left)
+        rsvd.setStartingLeftBasis(p0);
+      else
+        rsvd.setStartingRightBasis(p0);
+      rsvd.compute(a);
+      const Mat<T> ref = side == wproj::Side::Left ? rsvd.matrixU() : rsvd.matrixV();
+      CHECK(overlap(p, ref) > 1 - tol);  // the same subspace
+      // Row-major maps of G give the same basis.
+      RowMajorMat<T> rm = a;
+      Eigen::Map<const RowMajorMat<T>> map(rm.data(), m, n);
+      CHECK(overlap(wproj::warmSubspaceIteration(map, p0, side), p) > 1 - tol);
+    }
+  }
+  const Mat<T> g = gaussian<T>(20, 30, 1);
+  CHECK_THROWS_AS(wproj::warmSubspaceIteration(g, gaussian<T>(21, 3, 2), wproj::Side::Left), wproj::InvalidArgument);
+  CHECK_THROWS_AS(wproj::warmSubspaceIteration(g, gaussian<T>(30, 21, 2), wproj::Side::Right), wproj::InvalidArgument);
+  Mat<T> bad = g;
+  bad(3, 4) = std::numeric_limits<T>::quiet_NaN();
+  CHECK_THROWS_AS(wproj::warmSubspaceIteration(bad, gaussian<T>(20, 3, 2), wproj::Side::Left), wproj::InvalidArgument);
+}
+
 TEMPLATE_TEST_CASE("RandomizedSVD fixed-accuracy mode meets its tolerance", "[randomized_svd][tolerance]", float, double) {
   using T = TestType;
   const Index m = 150, n = 130;

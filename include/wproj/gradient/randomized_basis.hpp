@@ -20,6 +20,11 @@ namespace wproj {
 /// Knobs: `setOversampling` (default 8), `setPowerIterations` (default −1: automatic, i.e. the
 /// RandomizedSVD default for a cold start and 0 extra iterations after a warm start),
 /// `setWarmStart` (default true), `setSeed` (refresh k uses seed + k). State: P (ambient×r).
+/// With `setOversampling(0)` (and no extra power iteration) a warm refresh is
+/// `warmSubspaceIteration`: the same subspace as the p = 0 randomized SVD, from the two products
+/// with G and one orthonormalisation of the ambient×r block, about 1.1× the two products
+/// (docs/performance.md); the columns then follow the previous basis instead of being singular
+/// vectors, and a zero G keeps the previous basis.
 template <typename Scalar_>
 class RandomizedBasis : public detail::DenseBasisStorage<Scalar_> {
   using Base = detail::DenseBasisStorage<Scalar_>;
@@ -71,6 +76,13 @@ class RandomizedBasis : public detail::DenseBasisStorage<Scalar_> {
   RefreshResult refresh(const Eigen::MatrixBase<DG>& g, Side side, Index rank, std::uint64_t refreshIndex,
                         Matrix* transition) {
     if (!g.allFinite()) return RefreshResult{};
+    if (m_warm && this->hasBasis() && this->m_p.cols() == rank && m_oversampling == 0 && m_power <= 0) {
+      // Without oversampling the warm-started SVD spans span(G Gᵀ P) (left) / span(Gᵀ G P)
+      // (right): one subspace iteration gives that subspace directly, at two products with G.
+      if (g.squaredNorm() == 0) return RefreshResult{};
+      Matrix cand = warmSubspaceIteration(g, this->m_p, side);
+      return this->commitIfValid(cand, rank, transition);
+    }
     RandomizedSVD<Matrix> rsvd;
     rsvd.setRank(rank).setOversampling(m_oversampling).setPowerIterations(m_power).setSeed(m_seed + refreshIndex);
     const bool warm = m_warm && this->hasBasis() && this->m_p.cols() == rank;

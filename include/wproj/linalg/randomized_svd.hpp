@@ -15,6 +15,7 @@
 
 #include "../core/config.hpp"
 #include "../core/random.hpp"
+#include "../core/side.hpp"
 #include "linear_operator.hpp"
 #include "orthonormalize.hpp"
 #include "truncated_svd.hpp"
@@ -667,5 +668,40 @@ class RandomizedSVD {
   bool m_usedExact = false;
   bool m_computed = false;
 };
+
+/// One warm subspace iteration for a slowly drifting matrix (the GaLore refresh without its SVD):
+/// from an orthonormal basis P0 of the previous top-r subspace, returns an orthonormal basis of
+///   span(G Gᵀ P0) (m×r) for Side::Left, or span(Gᵀ G P0) (n×r) for Side::Right —
+/// exactly the subspace spanned by the r singular vectors a warm-started `RandomizedSVD` with
+/// oversampling 0 and no power iteration returns (span(G·orth(GᵀP0)) = span(G GᵀP0)), at the cost
+/// of the two products with G and one orthonormalisation of the small m×r (or n×r) block —
+/// no orthonormalisation of the long side, no small SVD. The columns are not singular vectors:
+/// column j follows p_j (CholeskyQR keeps the order of P0), which suits optimizers that keep
+/// their moments across refreshes. Directions with σ_i/σ_1 below ≈ √u are not resolved (G Gᵀ
+/// squares the spectrum); when G Gᵀ P0 is rank-deficient (e.g. G = 0) the basis is completed
+/// with arbitrary orthonormal directions, as `orthonormalizeInPlace` does.
+template <typename DerivedG, typename DerivedP>
+Eigen::Matrix<typename DerivedG::Scalar, Eigen::Dynamic, Eigen::Dynamic> warmSubspaceIteration(
+    const Eigen::MatrixBase<DerivedG>& g, const Eigen::MatrixBase<DerivedP>& p0, Side side) {
+  using Matrix = Eigen::Matrix<typename DerivedG::Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  checkNonEmpty(g, "warmSubspaceIteration", "g");
+  checkShape(p0, side == Side::Left ? g.rows() : g.cols(), -1, "warmSubspaceIteration", "p0");
+  requireArg(p0.cols() >= 1 && p0.cols() <= std::min(g.rows(), g.cols()), "warmSubspaceIteration", "p0.cols()",
+             p0.cols(), "a rank in [1, min(m, n)]");
+  checkFinite(g, "warmSubspaceIteration", "g");
+  checkFinite(p0, "warmSubspaceIteration", "p0");
+  Matrix y, z;
+  if (side == Side::Left) {
+    y.noalias() = g.transpose() * p0;  // n×r
+    z.noalias() = g * y;               // m×r
+  } else {
+    y.noalias() = g * p0;              // m×r
+    z.noalias() = g.transpose() * y;   // n×r
+  }
+  if (!z.allFinite())
+    throw NumericalError("warmSubspaceIteration: G·Gᵀ·P0 overflowed (|G| too large for the scalar type)");
+  orthonormalizeInPlace(z, OrthoMethod::Auto);
+  return z;
+}
 
 }  // namespace wproj
