@@ -688,7 +688,6 @@ Eigen::Matrix<typename DerivedG::Scalar, Eigen::Dynamic, Eigen::Dynamic> warmSub
   checkShape(p0, side == Side::Left ? g.rows() : g.cols(), -1, "warmSubspaceIteration", "p0");
   requireArg(p0.cols() >= 1 && p0.cols() <= std::min(g.rows(), g.cols()), "warmSubspaceIteration", "p0.cols()",
              p0.cols(), "a rank in [1, min(m, n)]");
-  checkFinite(g, "warmSubspaceIteration", "g");
   checkFinite(p0, "warmSubspaceIteration", "p0");
   Matrix y, z;
   if (side == Side::Left) {
@@ -698,8 +697,10 @@ Eigen::Matrix<typename DerivedG::Scalar, Eigen::Dynamic, Eigen::Dynamic> warmSub
     y.noalias() = g * p0;              // m×r
     z.noalias() = g.transpose() * y;   // n×r
   }
-  if (!z.allFinite())
+  if (!z.allFinite()) {  // a NaN/Inf in G reaches z: name it, otherwise the products overflowed
+    checkFinite(g, "warmSubspaceIteration", "g");
     throw NumericalError("warmSubspaceIteration: G·Gᵀ·P0 overflowed (|G| too large for the scalar type)");
+  }
   orthonormalizeInPlace(z, OrthoMethod::Auto);
   return z;
 }
