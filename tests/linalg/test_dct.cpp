@@ -107,6 +107,21 @@ TEMPLATE_TEST_CASE("Batched fast DCT: many vectors, mixed radices, threads, layo
       fast.setThreads(t);
       CHECK(fast.ofRows(x) == one);
     }
+    // The 75 vectors above are one chunk (a thread's unit of work), so they run on one thread
+    // whatever the setting; 1100 vectors are 3 (float) or 5 (double) chunks and do split.
+    const Mat<T> big = gaussian<T>(1100, n, 700 + n);
+    fast.setThreads(1);
+    const Mat<T> bigOne = fast.ofRows(big), bigInv = fast.inverseOfRows(big);
+    const Mat<T> bigCols = fast.ofColumns(Mat<T>(big.transpose()));
+    for (int t : {2, 3}) {
+      fast.setThreads(t);
+      CHECK(fast.ofRows(big) == bigOne);
+      CHECK(fast.inverseOfRows(big) == bigInv);
+      CHECK(fast.ofColumns(Mat<T>(big.transpose())) == bigCols);
+    }
+    CHECK((bigOne.template cast<double>() - big.template cast<double>() * c.transpose()).norm() <
+          tol * bigOne.template cast<double>().norm());
+    fast.setThreads(0);
     // Columns of a row-major map, a column block and an expression give the same numbers.
     RowMajorMat<T> rm = x.transpose();
     Eigen::Map<const RowMajorMat<T>> map(rm.data(), n, count);
@@ -207,6 +222,15 @@ TEMPLATE_TEST_CASE("Streaming DCT scores and selection equal the stored transfor
     CHECK((one - ref).norm() < tol * ref.norm());
     fast.setThreads(2);
     CHECK(fast.scoresOfRows(g, norm) == one);  // chunked partial sums: independent of the threads
+    // Enough vectors for several chunks, so that two and three threads really split the work.
+    const Mat<T> big = gaussian<T>(1100, n, 92);
+    fast.setThreads(1);
+    const Eigen::VectorXd bigOne = fast.scoresOfRows(big, norm);
+    CHECK((bigOne - wproj::columnScores(dense.ofRows(big), norm)).norm() < tol * bigOne.norm());
+    for (int t : {2, 3}) {
+      fast.setThreads(t);
+      CHECK(fast.scoresOfRows(big, norm) == bigOne);
+    }
     const Mat<T> gt = g.transpose();
     CHECK((fast.scoresOfColumns(gt, norm) - wproj::rowScores(Mat<T>(s.transpose()), norm)).norm() < tol * ref.norm());
     CHECK((dense.scoresOfRows(g, norm) - ref).norm() < tol * ref.norm());

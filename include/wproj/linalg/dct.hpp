@@ -243,10 +243,14 @@ class Dct {
       checkShape(x, m_n, -1, where, "x");
     if (!usesFast()) {
       checkFinite(x, where, "x");
-      if (ByRows)
-        out.noalias() = Inverse ? Matrix(x * matrix()) : Matrix(x * matrix().transpose());
+      if (ByRows && Inverse)
+        out.noalias() = x * matrix();
+      else if (ByRows)
+        out.noalias() = x * matrix().transpose();
+      else if (Inverse)
+        out.noalias() = matrix().transpose() * x;
       else
-        out.noalias() = Inverse ? Matrix(matrix().transpose() * x) : Matrix(matrix() * x);
+        out.noalias() = matrix() * x;
       return;
     }
     const Index count = ByRows ? x.rows() : x.cols();
