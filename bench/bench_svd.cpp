@@ -67,8 +67,8 @@ void BM_RandomizedSVD(benchmark::State& state) {
 BENCHMARK(BM_RandomizedSVD)
     ->ArgNames({"q", "krylov", "p"})
     ->Args({0, 0, 10})->Args({1, 0, 10})->Args({2, 0, 10})->Args({3, 0, 10})->Args({4, 0, 10})
-    ->Args({2, 0, 20})
-    ->Args({1, 1, 10})->Args({2, 1, 10})->Args({2, 1, 0})->Args({1, 1, 40})
+    ->Args({2, 0, 20})->Args({2, 0, 30})
+    ->Args({1, 1, 10})->Args({1, 1, 20})->Args({1, 1, 30})->Args({1, 1, 40})->Args({2, 1, 0})->Args({2, 1, 10})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Exact truncated SVD of the same matrix (rank 128).

@@ -105,3 +105,43 @@ TEST_CASE("Pinned values guard against silent changes of the stream", "[random]"
   CHECK(rng.uniform(5) == 0x1.fab261861b262p-2);
   CHECK(rng.rademacher(6) == 1.0);
 }
+
+TEMPLATE_TEST_CASE("Sketch Gaussian fills: moments, bounds, determinism and layout", "[random]", float, double) {
+  using T = TestType;
+  const Index n = 200001;  // not a multiple of 4 or of the 512-value chunk
+  Vec<T> x(n);
+  CounterRng rng(12345, 3);
+  rng.fillGaussianSketch(x);
+  CHECK(rng.position() == std::uint64_t((n + 3) / 4));
+  const Eigen::ArrayXd d = x.template cast<double>().array();
+  REQUIRE(d.allFinite());
+  const double mean = d.mean();
+  const double var = (d - mean).square().sum() / double(n - 1);
+  const double m4 = (d - mean).pow(4).sum() / double(n);
+  CHECK(std::abs(mean) < 5 * 0.0023);
+  CHECK(std::abs(var - 1.0) < 5 * 0.0032);
+  CHECK(std::abs(m4 - 3.0) < 5 * 0.022);
+  CHECK(std::abs((d.abs() > 2.0).template cast<double>().mean() - 0.0455) < 0.003);
+  CHECK(d.abs().maxCoeff() <= 6.7);
+  // The cosine and sine branches of one pair are uncorrelated (lag-1 correlation ≈ 0).
+  const double lag1 = (d.head(n - 1) * d.tail(n - 1)).mean();
+  CHECK(std::abs(lag1) < 5.0 / std::sqrt(double(n)));
+  // Same seed and stream: same values; another stream or seed: different values.
+  Vec<T> again(n), other(n);
+  CounterRng(12345, 3).fillGaussianSketch(again);
+  CounterRng(12345, 4).fillGaussianSketch(other);
+  CHECK((again.array() == x.array()).all());
+  CHECK((other.array() != x.array()).count() > n / 2);
+  // Column-major order over matrices and blocks: a 37×11 fill equals the flat fill of 407 values,
+  // and filling a block of columns through the rvalue overload writes the same values.
+  Vec<T> flat(37 * 11);
+  CounterRng(9, 1).fillGaussianSketch(flat);
+  Mat<T> m(37, 11);
+  CounterRng(9, 1).fillGaussianSketch(m);
+  CHECK((Eigen::Map<const Vec<T>>(m.data(), 37 * 11).array() == flat.array()).all());
+  Mat<T> wide = Mat<T>::Zero(37, 15);
+  CounterRng(9, 1).fillGaussianSketch(wide.middleCols(2, 11));
+  CHECK((wide.middleCols(2, 11).array() == m.array()).all());
+  CHECK((wide.leftCols(2).array() == T(0)).all());
+  CHECK((wide.rightCols(2).array() == T(0)).all());
+}

@@ -94,6 +94,60 @@ TEMPLATE_TEST_CASE("RandomizedSVD on a slowly decaying spectrum: power iteration
   CHECK(est < 1.4 * errAuto);
 }
 
+TEMPLATE_TEST_CASE("RandomizedSVD block Krylov with small blocks", "[randomized_svd][krylov]", float, double) {
+  using T = TestType;
+  const Index m = 300, n = 260, k = 24;
+  const Vec<double> sigma = harmonicSpectrum(n);
+  const Mat<T> a = withSpectrum<T>(m, n, sigma, 31);
+  const double opt = tailNorm(sigma, k) / sigma.norm();
+  Eigen::BDCSVD<Mat<T>> ref(a, Eigen::ComputeThinU | Eigen::ComputeThinV);
+
+  // Automatic depth: the smallest q ≥ 2 with b(q+1) ≥ 2k → b = 8: q = 5 (a 48-column space).
+  RandomizedSVD<Mat<T>> small;
+  small.setRank(k).setBlockKrylov(true).setKrylovBlockSize(8).setSeed(3).compute(a);
+  CHECK(small.krylovBlockSize() == 8);
+  CHECK(small.powerIterationsUsed() == 5);
+  CHECK(small.sketchSize() == 8);
+  REQUIRE(small.rank() == k);
+  CHECK_FALSE(small.usedExact());
+  CHECK(relError(a, small) <= opt * 1.01);
+  CHECK(orthoError(small.matrixU()) < 1e3 * eps<T>());
+  CHECK(orthoError(small.matrixV()) < 1e3 * eps<T>());
+  CHECK(overlap(small.matrixU().leftCols(5), ref.matrixU().leftCols(5)) > 0.999);
+  // b = k/2, q = 3: 8 products of 12 columns reach 1.01× optimal, as power iteration (q = 3) does
+  // with 8 products of ℓ = k + 10 = 34 columns.
+  RandomizedSVD<Mat<T>> kb, power;
+  kb.setRank(k).setBlockKrylov(true).setKrylovBlockSize(12).setPowerIterations(3).setSeed(4).compute(a);
+  power.setRank(k).setPowerIterations(3).setSeed(4).compute(a);
+  CHECK(kb.powerIterationsUsed() == 3);
+  CHECK(relError(a, kb) <= opt * 1.01);
+  CHECK(relError(a, power) <= opt * 1.01);
+
+  // An explicit q too small for k directions is raised to ⌈k/b⌉ − 1; b = 7: 4 blocks of 7.
+  RandomizedSVD<Mat<T>> raised;
+  raised.setRank(k).setBlockKrylov(true).setKrylovBlockSize(7).setPowerIterations(1).setSeed(5).compute(a);
+  CHECK(raised.powerIterationsUsed() == 3);
+  CHECK(raised.rank() == k);
+  CHECK(raised.singularValues().allFinite());
+
+  // A space of ⌈k/b⌉ blocks that does not fit in min(m, n) falls back to the exact SVD.
+  const Mat<T> smallA = withSpectrum<T>(40, 30, harmonicSpectrum(30), 32);
+  RandomizedSVD<Mat<T>> fits;
+  fits.setRank(25).setBlockKrylov(true).setKrylovBlockSize(20).compute(smallA);
+  CHECK(fits.usedExact());
+  CHECK(fits.rank() == 25);
+
+  // Row-major map input gives the same result as the column-major matrix.
+  const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rm = a;
+  const Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> map(rm.data(), m, n);
+  RandomizedSVD<Mat<T>> fromMap;
+  fromMap.setRank(k).setBlockKrylov(true).setKrylovBlockSize(8).setSeed(3).compute(map);
+  CHECK((fromMap.singularValues() - small.singularValues()).cwiseAbs().maxCoeff() <= 1e2 * eps<T>());
+
+  CHECK_THROWS_AS(small.setKrylovBlockSize(0), wproj::InvalidArgument);
+  CHECK_THROWS_AS(small.setKrylovBlockSize(-2), wproj::InvalidArgument);
+}
+
 TEMPLATE_TEST_CASE("RandomizedSVD warm start converges to the exact subspace", "[randomized_svd][warm]", float, double) {
   using T = TestType;
   const Index m = 160, n = 220, k = 12;

@@ -40,11 +40,13 @@ inline const char* toString(OrthoMethod m) {
 namespace detail {
 
 /// One Cholesky-QR pass: X ← X R⁻¹ with RᵀR = XᵀX + shift·I. Returns false when the Cholesky
-/// factorisation fails (X is left unchanged then). `gramDeviation` receives ‖XᵀX − I‖_F of the input.
+/// factorisation fails or the Gram matrix' estimated reciprocal condition number is below
+/// `minRcond` (X is left unchanged then). `gramDeviation` receives ‖XᵀX − I‖_F of the input.
 template <typename Derived>
 bool choleskyQrPass(Eigen::MatrixBase<Derived>& x, typename Derived::RealScalar shift,
                     typename Derived::RealScalar* gramDeviation = nullptr,
-                    typename Derived::RealScalar* rcond = nullptr) {
+                    typename Derived::RealScalar* rcond = nullptr,
+                    typename Derived::RealScalar minRcond = 0) {
   using Scalar = typename Derived::Scalar;
   using Mat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
   const Index k = x.cols();
@@ -56,7 +58,11 @@ bool choleskyQrPass(Eigen::MatrixBase<Derived>& x, typename Derived::RealScalar 
   Eigen::LLT<Mat> llt(g);
   if (llt.info() != Eigen::Success) return false;
   if (!llt.matrixLLT().diagonal().allFinite()) return false;
-  if (rcond) *rcond = llt.rcond();
+  if (rcond || minRcond > 0) {
+    const auto rc = llt.rcond();
+    if (rcond) *rcond = rc;
+    if (!(rc >= minRcond)) return false;
+  }
   llt.matrixU().template solveInPlace<Eigen::OnTheRight>(x);
   return x.allFinite();
 }

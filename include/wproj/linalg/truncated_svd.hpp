@@ -233,16 +233,18 @@ Eigen::MatrixXd gramInDouble(const Eigen::MatrixBase<Derived>& x, bool ofColumns
       g.selfadjointView<Eigen::Lower>().rankUpdate(a.template cast<double>());
   } else {
     const Index len = ofColumns ? a.rows() : a.cols();
-    const Index block = 512;
+    // Blocks of ≈ 4 MiB in double (at least 512 lines): few, large SYRK calls.
+    const Index block = std::max<Index>(512, (Index(1) << 19) / std::max<Index>(s, 1));
     Eigen::MatrixXd buf;
     for (Index start = 0; start < len; start += block) {
       const Index b = std::min(block, len - start);
       if (ofColumns) {
-        buf = a.middleRows(start, b).transpose().template cast<double>();  // s×b
+        buf = a.middleRows(start, b).template cast<double>();  // b×s (a transposing cast is slow)
+        g.selfadjointView<Eigen::Lower>().rankUpdate(buf.transpose());
       } else {
         buf = a.middleCols(start, b).template cast<double>();  // s×b
+        g.selfadjointView<Eigen::Lower>().rankUpdate(buf);
       }
-      g.selfadjointView<Eigen::Lower>().rankUpdate(buf);
     }
   }
   g.triangularView<Eigen::StrictlyUpper>() = g.transpose();
