@@ -41,13 +41,15 @@ void setRates(benchmark::State& state, double flopsPerIteration, Index m, Index 
   state.counters["gemm_eff"] = benchmark::Counter(rate / gemm, benchmark::Counter::kIsRate);
 }
 
-// Randomized SVD of the 4096×4096 power-law matrix at rank 128: args = {q, blockKrylov, p}.
+// Randomized SVD of the 4096×4096 power-law matrix at rank 128: args = {q, blockKrylov, p, b}
+// with b the Krylov block size (0: ℓ = k + p).
 void BM_RandomizedSVD(benchmark::State& state) {
   const PowerLawMatrix& w = PowerLawMatrix::get();
-  const Index q = state.range(0), p = state.range(2);
+  const Index q = state.range(0), p = state.range(2), b = state.range(3);
   const bool krylov = state.range(1) != 0;
   wproj::RandomizedSVD<MatF> rsvd;
   rsvd.setRank(kRsvdRank).setOversampling(p).setPowerIterations(q).setBlockKrylov(krylov).setSeed(7);
+  if (b > 0) rsvd.setKrylovBlockSize(b);
   rsvd.compute(w.a);  // warm-up (allocations, page faults)
   for (auto _ : state) {
     rsvd.compute(w.a);
@@ -59,16 +61,17 @@ void BM_RandomizedSVD(benchmark::State& state) {
   state.counters["rel_err"] = err;
   state.counters["est_err"] = rsvd.errorEstimate();
   // Products with A: the first sketch, two per iteration, and Z = AᵀQ (block Krylov: the same count).
-  const Index ell = kRsvdRank + p;
+  const Index ell = (krylov && b > 0) ? b : kRsvdRank + p;
   setRates(state, double(2 * q + 2) * 2.0 * double(kRsvdM) * double(kRsvdN) * double(ell), kRsvdM, kRsvdN, ell);
   state.SetLabel(std::string(krylov ? "block Krylov" : "power iteration") + ", q=" + std::to_string(q) +
-                 ", p=" + std::to_string(p));
+                 (krylov && b > 0 ? ", b=" + std::to_string(b) : ", p=" + std::to_string(p)));
 }
 BENCHMARK(BM_RandomizedSVD)
-    ->ArgNames({"q", "krylov", "p"})
-    ->Args({0, 0, 10})->Args({1, 0, 10})->Args({2, 0, 10})->Args({3, 0, 10})->Args({4, 0, 10})
-    ->Args({2, 0, 20})->Args({2, 0, 30})
-    ->Args({1, 1, 10})->Args({1, 1, 20})->Args({1, 1, 30})->Args({1, 1, 40})->Args({2, 1, 0})->Args({2, 1, 10})
+    ->ArgNames({"q", "krylov", "p", "b"})
+    ->Args({0, 0, 10, 0})->Args({1, 0, 10, 0})->Args({2, 0, 10, 0})->Args({3, 0, 10, 0})->Args({4, 0, 10, 0})
+    ->Args({2, 0, 20, 0})->Args({2, 0, 30, 0})
+    ->Args({1, 1, 10, 0})->Args({1, 1, 30, 0})->Args({1, 1, 40, 0})->Args({2, 1, 0, 0})
+    ->Args({3, 1, 10, 48})->Args({3, 1, 10, 64})->Args({2, 1, 10, 96})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Exact truncated SVD of the same matrix (rank 128).

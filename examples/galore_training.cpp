@@ -6,7 +6,8 @@
 //   galore_training --out DIR  where to write galore_loss.csv (and galore_loss.png when
 //                              matplotlib is available through /usr/bin/python3)
 //
-// The task: inputs x ~ N(0, I_d); a fixed random teacher MLP (d → t → c, tanh) defines class
+// The task: inputs x ~ N(0, I_d) (or, with --input-decay α, N(0, Σ) with Σ's eigenvalues ∝ i^(−α)
+// in a random basis, trace d); a fixed random teacher MLP (d → t → c, tanh) defines class
 // probabilities softmax(teacher(x)/τ), and each label is drawn from them, so the best possible
 // cross-entropy is the teacher's mean entropy (printed as the floor). The student is a 3-layer
 // MLP (d → h → h → c, ReLU) trained by mini-batch cross-entropy on a stream of fresh samples
@@ -41,6 +42,7 @@ struct Config {
   Index gap = 50;           // update gap T for the projected layers
   double lr = 2e-3;         // learning rate of every AdamW
   double temperature = 0.5; // teacher temperature τ (label noise)
+  double inputDecay = 0;    // input covariance eigenvalues ∝ i^(−decay), scaled to trace d (0: isotropic)
 };
 
 /// The optimizer of one weight matrix, behind a small type-erased interface.
@@ -156,14 +158,25 @@ struct Mlp {
 /// The teacher: labels y ~ softmax(t2·tanh(t1·x)/τ).
 struct Teacher {
   Mat t1, t2;
+  Vec inputScale;  // standard deviation of each input coordinate (in a fixed random basis: mixing)
+  Mat inputBasis;
   double temperature;
   Teacher(const Config& cfg, std::uint64_t seed) : temperature(cfg.temperature) {
     t1 = wproj::gaussianMatrix<Mat>(cfg.teacherHidden, cfg.d, seed, 11, 1.5 / std::sqrt(double(cfg.d)));
     t2 = wproj::gaussianMatrix<Mat>(cfg.c, cfg.teacherHidden, seed, 12, 1.0 / std::sqrt(double(cfg.teacherHidden)));
+    // Anisotropic inputs (--input-decay α > 0): x = B·diag(s)·z with s_i² ∝ i^(−α), Σ s_i² = d and
+    // B a fixed random rotation — the decaying covariance spectrum of real features.
+    inputScale.resize(cfg.d);
+    double total = 0;
+    for (Index i = 0; i < cfg.d; ++i) total += std::pow(double(i + 1), -cfg.inputDecay);
+    for (Index i = 0; i < cfg.d; ++i)
+      inputScale(i) = float(std::sqrt(double(cfg.d) * std::pow(double(i + 1), -cfg.inputDecay) / total));
+    inputBasis = Eigen::HouseholderQR<Mat>(wproj::gaussianMatrix<Mat>(cfg.d, cfg.d, seed, 13)).householderQ();
   }
   /// Draws n samples from stream `stream`: inputs into x, labels into y; returns the mean entropy of the labels' distribution.
   double sample(Index n, std::uint64_t stream, Mat& x, std::vector<int>& y) const {
     x = wproj::gaussianMatrix<Mat>(t1.cols(), n, 77, stream);
+    if ((inputScale.array() != 1.0f).any()) x = inputBasis * (inputScale.asDiagonal() * x);
     const Mat logits = (t2 * (t1 * x).array().tanh().matrix()) / float(temperature);
     wproj::CounterRng rng(78, stream);
     y.resize(std::size_t(n));
@@ -290,10 +303,11 @@ int main(int argc, char** argv) {
     else if (a == "--lr") cfg.lr = std::stod(next());
     else if (a == "--galore-lr") galoreLr = std::stod(next());
     else if (a == "--temperature") cfg.temperature = std::stod(next());
+    else if (a == "--input-decay") cfg.inputDecay = std::stod(next());
     else if (a == "--only") only = next();
     else {
       std::cerr << "usage: galore_training [--quick] [--out DIR] [--steps N] [--hidden H] [--batch B] [--gap T] [--lr LR]\n"
-                   "                       [--galore-lr LR] [--temperature TAU] [--only SUBSTRING]\n";
+                   "                       [--galore-lr LR] [--temperature TAU] [--input-decay ALPHA] [--only SUBSTRING]\n";
       return 2;
     }
   }
@@ -347,7 +361,8 @@ int main(int argc, char** argv) {
   std::cout << "Teacher task: d=" << cfg.d << ", " << cfg.c << " classes, labels ~ softmax(teacher/" << cfg.temperature
             << "); student MLP " << cfg.d << "-" << cfg.h << "-" << cfg.h << "-" << cfg.c << "; " << cfg.steps
             << " steps of " << cfg.batch << " fresh samples; GaLore rank = min(m,n)/4, gap T = " << cfg.gap
-            << ", lr " << lr << " (projected " << glr << ")\n"
+            << ", lr " << lr << " (projected " << glr << ")"
+            << (cfg.inputDecay > 0 ? "; input covariance spectrum i^-" + std::to_string(cfg.inputDecay) : std::string()) << "\n"
             << "Loss = cross-entropy on " << cfg.samples << " samples of the stream; floor (teacher entropy) = "
             << std::fixed << std::setprecision(4) << floor << "\n\n";
   std::cout << std::left << std::setw(40) << "method" << std::right << std::setw(9) << "loss" << std::setw(8) << "acc"

@@ -102,8 +102,9 @@ def main():
             continue
         found = re.search(r"p=(\d+)", r.get("params", ""))
         p = int(found.group(1)) if found else 10  # the default oversampling
+        block = re.search(r"b=(\d+)", r.get("params", ""))  # small-block Krylov: width b
         if r["workload"] == "rsvd":
-            shape = [f"m:4096/n:{128 + p}/k:4096"]
+            shape = [f"m:4096/n:{int(block.group(1)) if block else 128 + p}/k:4096"]
         elif "two GEMMs" in r["impl"]:
             continue
         else:
