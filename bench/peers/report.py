@@ -157,13 +157,18 @@ def main():
         target("rSVD flop-counted rate / plain GEMM rate", lib["gemm_eff"], ">= 0.60", lib["gemm_eff"] >= 0.6,
                f"{lib.get('GFLOP/s', 0):.1f} vs {lib.get('gemm_GFLOP/s', 0):.1f} GFLOP/s [{lib['params']}]",
                lib.get("gemm_eff_cpu"))
-    warm = pick(rows, impl="wproj RandomizedSVD warm", params="p=0,")
+    # The warm refresh: the fastest of the library's warm variants (RandomizedSVD warm-started with
+    # p = 0 or 10, warmSubspaceIteration — what RandomizedBasis runs with oversampling 0) that
+    # reaches overlap >= 0.99; the others are listed in the table above.
+    warm = sorted([r for r in pick(rows, impl="wproj RandomizedSVD warm") if r.get("overlap", 0) >= 0.99],
+                  key=lambda r: r["time_s"])[:1]
     gemms = pick(rows, impl="wproj two GEMMs")
     galore = pick(rows, impl="torch.linalg.svd")
     if warm and galore:
         v = galore[0]["time_s"] / warm[0]["time_s"]
         target("warm refresh speed-up over torch.linalg.svd (GaLore)", v, ">= 60", v >= 60,
-               f"{fmt_t(galore[0]['time_s']).strip()} / {fmt_t(warm[0]['time_s']).strip()}", cpu_ratio(galore[0], warm[0]))
+               f"{fmt_t(galore[0]['time_s']).strip()} / {fmt_t(warm[0]['time_s']).strip()} [{warm[0]['params']}]",
+               cpu_ratio(galore[0], warm[0]))
     if warm and gemms:
         v = warm[0]["time_s"] / gemms[0]["time_s"]
         target("warm refresh time / the two GEMMs", v, "<= 1.3", v <= 1.3,

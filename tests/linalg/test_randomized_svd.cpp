@@ -219,6 +219,42 @@ TEMPLATE_TEST_CASE("warmSubspaceIteration spans the p = 0 warm-started randomize
   CHECK_THROWS_AS(wproj::warmSubspaceIteration(bad, gaussian<T>(20, 3, 2), wproj::Side::Left), wproj::InvalidArgument);
 }
 
+TEMPLATE_TEST_CASE("The squared-sketch orthonormalisation of warmSubspaceIteration", "[randomized_svd][warm]", float,
+                   double) {
+  using T = TestType;
+  const Index m = 400, k = 24;
+  // κ(Z) from 1 to 10⁵: far beyond single-precision CholeskyQR2 (κ ≲ 10²) at the top.
+  for (double kappa : {1.0, 1e2, 1e4, 1e5}) {
+    CAPTURE(kappa);
+    const Mat<T> z = withSpectrum<T>(m, k, geometricSpectrum(k, kappa), 40);
+    Mat<T> q = z;
+    wproj::detail::orthonormalizeSquaredSketch(q);
+    REQUIRE(q.allFinite());
+    CHECK(wproj::orthogonalityError(q) < 50 * eps<T>() * std::sqrt(double(k)));
+    // The same Q as Householder with diag(R) ≥ 0 (unique for full rank), up to ≈ u·κ.
+    Mat<T> h = z;
+    wproj::orthonormalizeInPlace(h, wproj::OrthoMethod::Householder);
+    CHECK((q - h).norm() < 1e2 * eps<T>() * std::max(1.0, kappa) * std::sqrt(double(k)));
+  }
+  // Rank-deficient and zero blocks fall back and still come back orthonormal.
+  Mat<T> deficient = withSpectrum<T>(m, k, geometricSpectrum(k, 10.0), 41);
+  deficient.col(5).setZero();
+  deficient.col(9) = deficient.col(2);
+  wproj::detail::orthonormalizeSquaredSketch(deficient);
+  CHECK(wproj::orthogonalityError(deficient) < 50 * eps<T>() * std::sqrt(double(k)));
+  Mat<T> zero = Mat<T>::Zero(m, k);
+  wproj::detail::orthonormalizeSquaredSketch(zero);
+  CHECK(wproj::orthogonalityError(zero) < 50 * eps<T>() * std::sqrt(double(k)));
+  // A wide-spread gradient: warmSubspaceIteration against the explicit basis of G Gᵀ P0.
+  const Mat<T> g = withSpectrum<T>(300, 500, geometricSpectrum(300, 1e3), 42);
+  const Mat<T> p0 = wproj::orthonormalized(gaussian<T>(300, 20, 43));
+  const Mat<T> p = wproj::warmSubspaceIteration(g, p0, wproj::Side::Left);
+  Mat<T> ref = g * (g.transpose() * p0);
+  wproj::orthonormalizeInPlace(ref, wproj::OrthoMethod::Householder);
+  CHECK(wproj::orthogonalityError(p) < 50 * eps<T>() * std::sqrt(20.0));
+  CHECK(overlap(p, ref) > 1 - (std::is_same<T, float>::value ? 1e-4 : 1e-12));
+}
+
 TEMPLATE_TEST_CASE("RandomizedSVD fixed-accuracy mode meets its tolerance", "[randomized_svd][tolerance]", float, double) {
   using T = TestType;
   const Index m = 150, n = 130;

@@ -436,7 +436,8 @@ class RandomizedSVD {
   /// (`full` = false) stops there when rcond ≥ 10³u (orthonormal to ≈ 10⁻³: all the next product
   /// needs); otherwise a second pass, accepted when its input deviates from orthonormality by
   /// less than 1/2, gives an O(u)-orthonormal basis (CholeskyQR2, with the span accuracy O(u·κ)
-  /// a range finder needs). Anything else falls back to `orthonormalizeInPlace` (shifted
+  /// a range finder needs), or a third pass when the second one's input was still within 10³ of
+  /// orthonormal. Anything else falls back to `orthonormalizeInPlace` (shifted
   /// CholeskyQR3 or Householder). Saves the ≈ 3× cost of that fallback on the κ ≈ 10²–10³
   /// sketches of slowly decaying spectra, which `orthonormalizeInPlace`'s stricter a-priori test
   /// (made for O(u·√k) span accuracy) sends to shifted CholeskyQR3.
@@ -446,7 +447,12 @@ class RandomizedSVD {
     RealScalar rcond = 0, dev = 0;
     if (detail::choleskyQrPass(x, RealScalar(0), nullptr, &rcond, RealScalar(10) * u)) {
       if (!full && rcond >= RealScalar(1e3) * u) return;
+      // Each pass shrinks the deviation from orthonormality by ≈ u·κ²; a third pass (CholeskyQR3)
+      // covers the sketches whose first pass leaves it just above 1/2.
       if (detail::choleskyQrPass(x, RealScalar(0), &dev) && dev < RealScalar(0.5)) return;
+      if (dev < RealScalar(1e3) && x.allFinite() && detail::choleskyQrPass(x, RealScalar(0), &dev) &&
+          dev < RealScalar(0.5))
+        return;
     }
     x = saved;
     orthonormalizeInPlace(x, OrthoMethod::Auto);
@@ -724,6 +730,37 @@ class RandomizedSVD {
   bool m_computed = false;
 };
 
+namespace detail {
+
+/// Orthonormalises Z = G Gᵀ P (m×r), whose condition number is the square of G's spectral
+/// spread and so far beyond a single-precision CholeskyQR: the first Cholesky-QR pass takes R
+/// from the Gram matrix ZᵀZ accumulated and factorised in double (resolving κ(Z) up to ≈ 10⁶),
+/// the second is an ordinary pass on the now well-conditioned block, accepted when its input is
+/// within 1/2 of orthonormal. For double Z, or when either test fails (rank-deficient Z, κ beyond
+/// that), `orthonormalizeInPlace` runs instead. The result equals the Householder Q with
+/// diag(R) ≥ 0 up to rounding; it costs about a third of shifted CholeskyQR3.
+template <typename MatrixT>
+void orthonormalizeSquaredSketch(MatrixT& z) {
+  using Scalar = typename MatrixT::Scalar;
+  using Real = typename Eigen::NumTraits<Scalar>::Real;
+  if constexpr (std::is_same<Scalar, float>::value) {
+    const MatrixT saved = z;
+    const Eigen::MatrixXd gram = gramInDouble(z, true);
+    Eigen::LLT<Eigen::MatrixXd> llt(gram);
+    if (llt.info() == Eigen::Success && llt.matrixLLT().diagonal().allFinite() &&
+        llt.rcond() >= 1e3 * unitRoundoff<double>()) {
+      const MatrixT r = llt.matrixU().toDenseMatrix().template cast<Scalar>();
+      r.template triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(z);
+      Real dev = 0;
+      if (z.allFinite() && choleskyQrPass(z, Real(0), &dev) && dev < Real(0.5)) return;
+    }
+    z = saved;
+  }
+  orthonormalizeInPlace(z, OrthoMethod::Auto);
+}
+
+}  // namespace detail
+
 /// One warm subspace iteration for a slowly drifting matrix (the GaLore refresh without its SVD):
 /// from an orthonormal basis P0 of the previous top-r subspace, returns an orthonormal basis of
 ///   span(G Gᵀ P0) (m×r) for Side::Left, or span(Gᵀ G P0) (n×r) for Side::Right —
@@ -756,7 +793,7 @@ Eigen::Matrix<typename DerivedG::Scalar, Eigen::Dynamic, Eigen::Dynamic> warmSub
     checkFinite(g, "warmSubspaceIteration", "g");
     throw NumericalError("warmSubspaceIteration: G·Gᵀ·P0 overflowed (|G| too large for the scalar type)");
   }
-  orthonormalizeInPlace(z, OrthoMethod::Auto);
+  detail::orthonormalizeSquaredSketch(z);
   return z;
 }
 
