@@ -90,8 +90,22 @@ TEMPLATE_TEST_CASE("RandomizedSVD on a slowly decaying spectrum: power iteration
 
   // The a-posteriori estimate tracks the true error.
   const double est = autoQ.errorEstimate();
-  CHECK(est > 0.7 * errAuto);
-  CHECK(est < 1.4 * errAuto);
+  CHECK(est > 0.9 * errAuto);
+  CHECK(est < 1.1 * errAuto);
+  // Over seeds: each estimate within 15% of the true error, their mean within 5% (the estimate
+  // draws only the residual from probes; ‖A‖ follows from Pythagoras).
+  double meanRatio = 0;
+  const int seeds = 10;
+  for (int seed = 0; seed < seeds; ++seed) {
+    RandomizedSVD<Mat<T>> svd;
+    svd.setRank(k).setPowerIterations(1).setSeed(std::uint64_t(100 + seed)).compute(a);
+    const double ratio = svd.errorEstimate() / relError(a, svd);
+    CAPTURE(seed, ratio);
+    CHECK(ratio > 0.85);
+    CHECK(ratio < 1.15);
+    meanRatio += ratio / seeds;
+  }
+  CHECK(std::abs(meanRatio - 1.0) < 0.05);
 }
 
 TEMPLATE_TEST_CASE("RandomizedSVD block Krylov with small blocks", "[randomized_svd][krylov]", float, double) {

@@ -128,7 +128,8 @@ double squaredNormDouble(const Eigen::MatrixBase<Derived>& x) {
 ///
 /// `errorEstimate()` is an a-posteriori estimate of ‖A − UΣVᵀ‖_F / ‖A‖_F: in fixed-rank mode
 /// from s Gaussian probes (default 8; their products with A ride along with the first sketch, so
-/// they cost no extra pass over A): sqrt(Σ‖(A − UΣVᵀ)ω_j‖²) / sqrt(Σ‖Aω_j‖²).
+/// they cost no extra pass over A): with ε² = Σ‖(A − UΣVᵀ)ω_j‖²/s (an unbiased estimate of
+/// ‖A − UΣVᵀ‖²_F), the estimate is sqrt(ε² / (ε² + Σσᵢ²)), since ‖A‖²_F = Σσᵢ² + ‖A − UΣVᵀ‖²_F.
 ///
 /// Random numbers come from `CounterRng(seed)`: the same seed gives the same bits. Signs follow
 /// wproj's convention (largest-magnitude entry of each u_i positive).
@@ -550,10 +551,13 @@ class RandomizedSVD {
       probeRng.fillGaussianSketch(omegaP);
       Matrix coeff = m_v.transpose() * omegaP;
       coeff = m_s.template cast<Scalar>().asDiagonal() * coeff;
-      const double den = detail::squaredNormDouble(probeImage);
       probeImage.noalias() -= m_u * coeff;
-      const double num = detail::squaredNormDouble(probeImage);
-      m_errorEstimate = den > 0 ? std::sqrt(num / den) : 0.0;
+      // E[‖Eω‖²] = ‖E‖²_F for E = A − UΣVᵀ = (I − UUᵀ)A, and ‖A‖²_F = Σσᵢ² + ‖E‖²_F exactly
+      // (Pythagoras): only the residual is estimated, not ‖A‖ (whose probe estimate is
+      // dominated by the leading directions and noisy with a few probes).
+      const double residual = detail::squaredNormDouble(probeImage) / double(s);
+      const double kept = m_s.template cast<double>().squaredNorm();
+      m_errorEstimate = residual + kept > 0 ? std::sqrt(residual / (residual + kept)) : 0.0;
     }
   }
 
