@@ -70,7 +70,7 @@ TEMPLATE_TEST_CASE("RandomizedBasis: cold and warm-started refreshes find the do
   }
 }
 
-TEMPLATE_TEST_CASE("RandomizedBasis with oversampling 0: warm refreshes by one subspace iteration", "[gradient][bases]",
+TEMPLATE_TEST_CASE("RandomizedBasis: warm refreshes by one subspace iteration", "[gradient][bases]",
                    float, double) {
   using S = TestType;
   Vec<double> sigma = Vec<double>::Constant(40, 1e-3);
@@ -79,20 +79,36 @@ TEMPLATE_TEST_CASE("RandomizedBasis with oversampling 0: warm refreshes by one s
   const Mat<S> g2 = g + S(1e-2) * gaussian<S>(60, 40, 5);
   const Eigen::BDCSVD<Mat<double>> ref2(g2.template cast<double>(), Eigen::ComputeThinU | Eigen::ComputeThinV);
   for (Side side : {Side::Left, Side::Right}) {
-    RandomizedBasis<S> b;
-    b.setSeed(3).setOversampling(0);
-    const Mat<S> p = refreshed(b, g, side, 6);  // cold: a randomized SVD
-    Mat<S> trans;
-    const Mat<S> p2 = refreshed(b, g2, side, 6, 1, &trans);  // warm: span(G Gᵀ P) or span(Gᵀ G P)
-    const Mat<S> expect = wproj::warmSubspaceIteration(g2, p, side);
-    CHECK((p2 - expect).norm() == 0);  // exactly the subspace iteration
-    const Mat<double> truth2 = side == Side::Left ? Mat<double>(ref2.matrixU().leftCols(6)) : Mat<double>(ref2.matrixV().leftCols(6));
-    CHECK(overlap(p2, truth2) > 0.999);
-    CHECK((trans.template cast<double>() - (p.transpose() * p2).template cast<double>()).norm() < 1e-4);
-    // A zero gradient is a failed refresh: the previous basis stays.
-    const Mat<S> zero = Mat<S>::Zero(60, 40);
-    CHECK_FALSE(b.refresh(zero, side, 6, 2, nullptr).ok);
-    CHECK(b.matrixP() == p2);
+    for (Index p0 : {Index(0), Index(8)}) {  // the oversampling of the cold refresh does not matter
+      CAPTURE(p0);
+      RandomizedBasis<S> b;
+      b.setSeed(3).setOversampling(p0);
+      const Mat<S> p = refreshed(b, g, side, 6);  // cold: a randomized SVD
+      Mat<S> trans;
+      const Mat<S> p2 = refreshed(b, g2, side, 6, 1, &trans);  // warm: span(G Gᵀ P) or span(Gᵀ G P)
+      const Mat<S> expect = wproj::warmSubspaceIteration(g2, p, side);
+      CHECK((p2 - expect).norm() == 0);  // exactly the subspace iteration
+      const Mat<double> truth2 = side == Side::Left ? Mat<double>(ref2.matrixU().leftCols(6)) : Mat<double>(ref2.matrixV().leftCols(6));
+      CHECK(overlap(p2, truth2) > 0.999);
+      CHECK((trans.template cast<double>() - (p.transpose() * p2).template cast<double>()).norm() < 1e-4);
+      // A zero gradient is a failed refresh: the previous basis stays.
+      const Mat<S> zero = Mat<S>::Zero(60, 40);
+      CHECK_FALSE(b.refresh(zero, side, 6, 2, nullptr).ok);
+      CHECK(b.matrixP() == p2);
+    }
+    // With power iterations the warm refresh is the warm-started RandomizedSVD (singular vectors).
+    RandomizedBasis<S> q1;
+    q1.setSeed(3).setPowerIterations(1);
+    const Mat<S> c = refreshed(q1, g, side, 6);
+    const Mat<S> w = refreshed(q1, g2, side, 6, 1);
+    wproj::RandomizedSVD<Mat<S>> rsvd;
+    rsvd.setRank(6).setOversampling(8).setPowerIterations(1).setSeed(3 + 1);
+    if (side == Side::Left)
+      rsvd.setStartingLeftBasis(c);
+    else
+      rsvd.setStartingRightBasis(c);
+    rsvd.compute(g2);
+    CHECK((w - (side == Side::Left ? rsvd.matrixU() : rsvd.matrixV())).norm() == 0);
   }
 }
 
