@@ -158,14 +158,16 @@ struct Mlp {
 /// The teacher: labels y ~ softmax(t2·tanh(t1·x)/τ).
 struct Teacher {
   Mat t1, t2;
-  Vec inputScale;  // standard deviation of each input coordinate (in a fixed random basis: mixing)
-  Mat inputBasis;
+  bool anisotropic;  // --input-decay > 0: x = inputBasis·diag(inputScale)·z
+  Vec inputScale;    // standard deviation along each input direction
+  Mat inputBasis;    // a fixed random rotation
   double temperature;
-  Teacher(const Config& cfg, std::uint64_t seed) : temperature(cfg.temperature) {
+  Teacher(const Config& cfg, std::uint64_t seed) : anisotropic(cfg.inputDecay > 0), temperature(cfg.temperature) {
     t1 = wproj::gaussianMatrix<Mat>(cfg.teacherHidden, cfg.d, seed, 11, 1.5 / std::sqrt(double(cfg.d)));
     t2 = wproj::gaussianMatrix<Mat>(cfg.c, cfg.teacherHidden, seed, 12, 1.0 / std::sqrt(double(cfg.teacherHidden)));
     // Anisotropic inputs (--input-decay α > 0): x = B·diag(s)·z with s_i² ∝ i^(−α), Σ s_i² = d and
     // B a fixed random rotation — the decaying covariance spectrum of real features.
+    if (!anisotropic) return;
     inputScale.resize(cfg.d);
     double total = 0;
     for (Index i = 0; i < cfg.d; ++i) total += std::pow(double(i + 1), -cfg.inputDecay);
@@ -176,7 +178,7 @@ struct Teacher {
   /// Draws n samples from stream `stream`: inputs into x, labels into y; returns the mean entropy of the labels' distribution.
   double sample(Index n, std::uint64_t stream, Mat& x, std::vector<int>& y) const {
     x = wproj::gaussianMatrix<Mat>(t1.cols(), n, 77, stream);
-    if ((inputScale.array() != 1.0f).any()) x = inputBasis * (inputScale.asDiagonal() * x);
+    if (anisotropic) x = inputBasis * (inputScale.asDiagonal() * x);
     const Mat logits = (t2 * (t1 * x).array().tanh().matrix()) / float(temperature);
     wproj::CounterRng rng(78, stream);
     y.resize(std::size_t(n));

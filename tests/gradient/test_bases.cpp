@@ -91,10 +91,16 @@ TEMPLATE_TEST_CASE("RandomizedBasis: warm refreshes by one subspace iteration", 
       const Mat<double> truth2 = side == Side::Left ? Mat<double>(ref2.matrixU().leftCols(6)) : Mat<double>(ref2.matrixV().leftCols(6));
       CHECK(overlap(p2, truth2) > 0.999);
       CHECK((trans.template cast<double>() - (p.transpose() * p2).template cast<double>()).norm() < 1e-4);
-      // A zero gradient is a failed refresh: the previous basis stays.
+      // A zero or non-finite gradient is a failed refresh: the previous basis stays.
       const Mat<S> zero = Mat<S>::Zero(60, 40);
       CHECK_FALSE(b.refresh(zero, side, 6, 2, nullptr).ok);
       CHECK(b.matrixP() == p2);
+      for (S badValue : {std::numeric_limits<S>::quiet_NaN(), std::numeric_limits<S>::infinity()}) {
+        Mat<S> bad = g2;
+        bad(7, 3) = badValue;
+        CHECK_FALSE(b.refresh(bad, side, 6, 3, nullptr).ok);
+        CHECK(b.matrixP() == p2);
+      }
     }
     // With power iterations the warm refresh is the warm-started RandomizedSVD (singular vectors).
     RandomizedBasis<S> q1;

@@ -13,8 +13,7 @@
 
 #include "config.hpp"
 
-#include <Eigen/Core>
-
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>

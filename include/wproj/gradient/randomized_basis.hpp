@@ -7,6 +7,7 @@
 #include "basis.hpp"
 #include "../linalg/randomized_svd.hpp"
 
+#include <cmath>
 #include <cstdint>
 
 namespace wproj {
@@ -80,17 +81,20 @@ class RandomizedBasis : public detail::DenseBasisStorage<Scalar_> {
   template <typename DG>
   RefreshResult refresh(const Eigen::MatrixBase<DG>& g, Side side, Index rank, std::uint64_t refreshIndex,
                         Matrix* transition) {
-    if (!g.allFinite()) return RefreshResult{};
-    if (m_warm && this->hasBasis() && this->m_p.cols() == rank && m_power <= 0) {
+    // One pass over G answers both "finite?" and "zero?": a NaN/Inf makes the norm non-finite;
+    // only a norm that overflowed needs the second look.
+    const auto normSq = g.squaredNorm();
+    if (!std::isfinite(double(normSq)) && !g.allFinite()) return RefreshResult{};
+    const bool warm = m_warm && this->hasBasis() && this->m_p.cols() == rank;
+    if (warm && m_power <= 0) {
       // One subspace iteration: span(G Gᵀ P) (left) / span(Gᵀ G P) (right) directly, from two
       // products with G (the span of the p = 0 warm-started randomized SVD).
-      if (g.squaredNorm() == 0) return RefreshResult{};
+      if (normSq == 0) return RefreshResult{};
       Matrix cand = warmSubspaceIteration(g, this->m_p, side);
       return this->commitIfValid(cand, rank, transition);
     }
     RandomizedSVD<Matrix> rsvd;
     rsvd.setRank(rank).setOversampling(m_oversampling).setPowerIterations(m_power).setSeed(m_seed + refreshIndex);
-    const bool warm = m_warm && this->hasBasis() && this->m_p.cols() == rank;
     if (warm) {
       if (side == Side::Right)
         rsvd.setStartingRightBasis(this->m_p);

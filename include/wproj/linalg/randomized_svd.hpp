@@ -428,7 +428,7 @@ class RandomizedSVD {
       case PowerNormalization::None: break;
       case PowerNormalization::LU: detail::luNormalizeInPlace(x); break;
       case PowerNormalization::Orthonormalize: orthonormalizeInPlace(x, OrthoMethod::Auto); break;
-      case PowerNormalization::Auto: normalizeOnePass(x); break;
+      case PowerNormalization::Auto: orthonormalizeSketch(x, false); break;
     }
   }
 
@@ -458,7 +458,6 @@ class RandomizedSVD {
     x = saved;
     orthonormalizeInPlace(x, OrthoMethod::Auto);
   }
-  static void normalizeOnePass(Matrix& x) { orthonormalizeSketch(x, false); }
 
   /// x ← x − Q(Qᵀx), `passes` times (block classical Gram–Schmidt, all GEMM).
   template <typename QType>
@@ -537,7 +536,7 @@ class RandomizedSVD {
         projectOut(prev, y, 1);
         orthonormalizeSketch(y, true);
         projectOut(prev, y, 1);
-        normalizeOnePass(y);
+        orthonormalizeSketch(y, false);
         qb.middleCols((j + 1) * ell, ell) = y;
       }
     }
@@ -742,9 +741,10 @@ namespace detail {
 /// the second is an ordinary pass on the now well-conditioned block, accepted when its input is
 /// within 1/2 of orthonormal. For double Z, or when either test fails (rank-deficient Z, κ beyond
 /// that), `orthonormalizeInPlace` runs instead. The result equals the Householder Q with
-/// diag(R) ≥ 0 up to rounding; it costs about a third of shifted CholeskyQR3.
+/// diag(R) ≥ 0 up to rounding; it costs about a third of shifted CholeskyQR3. Returns true when
+/// the double-Gram route produced the result, false after the fallback.
 template <typename MatrixT>
-void orthonormalizeSquaredSketch(MatrixT& z) {
+bool orthonormalizeSquaredSketch(MatrixT& z) {
   using Scalar = typename MatrixT::Scalar;
   using Real = typename Eigen::NumTraits<Scalar>::Real;
   if constexpr (std::is_same<Scalar, float>::value) {
@@ -756,11 +756,12 @@ void orthonormalizeSquaredSketch(MatrixT& z) {
       const MatrixT r = llt.matrixU().toDenseMatrix().template cast<Scalar>();
       r.template triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(z);
       Real dev = 0;
-      if (z.allFinite() && choleskyQrPass(z, Real(0), &dev) && dev < Real(0.5)) return;
+      if (z.allFinite() && choleskyQrPass(z, Real(0), &dev) && dev < Real(0.5)) return true;
     }
     z = saved;
   }
   orthonormalizeInPlace(z, OrthoMethod::Auto);
+  return false;
 }
 
 }  // namespace detail
