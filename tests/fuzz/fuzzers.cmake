@@ -1,7 +1,8 @@
-# libFuzzer targets (included from tools/wproj/CMakeLists.txt when WPROJ_BUILD_FUZZERS is ON).
+# libFuzzer targets (included from the top-level CMakeLists.txt when WPROJ_BUILD_FUZZERS is ON;
+# they need only the io headers, not the command-line tool's dependencies).
 # Needs clang with libFuzzer, e.g.: CXX=clang++ cmake -S . -B build-fuzz -DWPROJ_BUILD_FUZZERS=ON
 #   cmake --build build-fuzz --target fuzz_safetensors fuzz_npy
-#   build-fuzz/tools/wproj/fuzz_safetensors -max_total_time=600 tests/fuzz/corpus/safetensors
+#   build-fuzz/fuzz_safetensors -max_total_time=600 tests/fuzz/corpus/safetensors
 if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
   message(WARNING "WPROJ_BUILD_FUZZERS needs clang (libFuzzer); fuzzers skipped with ${CMAKE_CXX_COMPILER_ID}")
   return()
