@@ -51,13 +51,13 @@ long allocationsAfterFirstStep(Opt& opt, W& w, const G& g, int steps = 6) {
 }
 
 template <typename Opt, typename Configure>
-long countFor(Configure configure, Index m = 40, Index n = 24) {
+long countFor(Configure configure, Index m = 40, Index n = 24, int steps = 6) {
   using S = typename Opt::Scalar;
   Opt opt;
   configure(opt);
   Mat<S> w = gaussian<S>(m, n, 1);
   const Mat<S> g = gaussian<S>(m, n, 2);
-  return allocationsAfterFirstStep(opt, w, g);
+  return allocationsAfterFirstStep(opt, w, g, steps);
 }
 
 }  // namespace
@@ -116,4 +116,27 @@ TEST_CASE("full-rank baselines and row-major maps allocate nothing per step", "[
   Eigen::Map<RowMajorMat<float>> wm(w.data(), 30, 50);
   Eigen::Map<const RowMajorMat<float>> gm(g.data(), 30, 50);
   CHECK(allocationsAfterFirstStep(opt, wm, gm) == 0);
+}
+
+// A realistic layer: Eigen's own GEMM packs its operands in blocks larger than its 128 KiB stack
+// limit here (a plain `noalias()` product allocates them on every call), so this case checks the
+// per-thread packing scratch of gemmInto. With WPROJ_USE_BLAS the products go to the BLAS gemm.
+TEST_CASE("projected optimizers allocate nothing per step at 1024x512, r = 128", "[gradient][alloc]") {
+  const Index gap = 1000, m = 1024, n = 512, r = 128;
+  const int steps = 3;
+  CHECK(countFor<ProjectedAdamW<SvdBasis<float>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, m, n, steps) == 0);
+  CHECK(countFor<ProjectedAdamW<SvdBasis<float>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, n, m, steps) == 0);
+  CHECK(countFor<ProjectedAdamW<SvdBasis<double>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, m, n, steps) == 0);
+  CHECK(countFor<ProjectedAdamW<RandomizedBasis<float>>>(
+            [&](auto& o) { o.projector().setRank(r).setUpdateGap(gap).setProjectionType(ProjectionType::Full); }, m, n, steps) == 0);
+  CHECK(countFor<ProjectedAdamW<OnlinePcaBasis<float>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, m, n, steps) == 0);
+  CHECK(countFor<ProjectedAdamW<OnlinePcaBasis<float>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, n, m, steps) == 0);
+  CHECK(countFor<ProjectedAdafactor<RandomizedBasis<float>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, m, n, steps) ==
+        0);
+  ProjectedAdamW<RandomizedBasis<float>> opt;
+  opt.projector().setRank(r).setUpdateGap(gap);
+  RowMajorMat<float> w = gaussian<float>(m, n, 3), g = gaussian<float>(m, n, 4);
+  Eigen::Map<RowMajorMat<float>> wm(w.data(), m, n);
+  Eigen::Map<const RowMajorMat<float>> gm(g.data(), m, n);
+  CHECK(allocationsAfterFirstStep(opt, wm, gm, steps) == 0);
 }

@@ -322,3 +322,78 @@ TEMPLATE_TEST_CASE("DctBasis: selects the DCT columns with the largest l1 scores
   CHECK(sharedDctBasis<S>(12).get() == sharedDctBasis<S>(12).get());
   CHECK(d.stateBytes() == 5 * sizeof(std::int32_t));
 }
+
+namespace {
+
+/// Q-GaLore's `_quantize` for one group (a plain loop): scale = max(max − min, 1e-5)/15,
+/// zero = clamp(−round(min/scale), 0, 15), q = clamp(round(w/scale) + zero, 0, 15), dequantised.
+std::vector<double> qgaloreGroup(const std::vector<double>& w) {
+  const double lo = *std::min_element(w.begin(), w.end()), hi = *std::max_element(w.begin(), w.end());
+  const double scale = std::max(hi - lo, 1e-5) / 15;
+  const double zero = std::min(15.0, std::max(0.0, -std::nearbyint(lo / scale)));
+  std::vector<double> out;
+  for (double x : w) out.push_back(scale * (std::min(15.0, std::max(0.0, std::nearbyint(x / scale) + zero)) - zero));
+  return out;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("QuantizedBasis: INT4 groups follow Q-GaLore's row-major layout on both sides by default", "[gradient][bases]",
+                   float, double) {
+  using S = TestType;
+  const Index r = 4, gs = 4;
+  for (Side side : {Side::Left, Side::Right}) {
+    for (Int4Grouping grouping : {Int4Grouping::QGaLore, Int4Grouping::ColumnMajor}) {
+      const Mat<S> g = gaussian<S>(10, 16, 8);
+      QuantizedBasis<SvdBasis<S>> qb;
+      if (grouping == Int4Grouping::ColumnMajor) qb.setGrouping(Int4Grouping::ColumnMajor);
+      qb.setGroupSize(gs);
+      CHECK(qb.grouping() == grouping);
+      REQUIRE(qb.refresh(g, side, r, 0, nullptr).ok);
+      const Mat<S> p = qb.inner().matrixP();  // ambient×r, full precision
+      // Q-GaLore's stored matrix: Vh[:r, :] (r×n) on the right, U[:, :r] (m×r) on the left, in
+      // C order, cut into consecutive groups. Rows of Vh are columns of P; rows of U are rows of P.
+      const bool alongRows = grouping == Int4Grouping::QGaLore && side == Side::Left;
+      std::vector<std::pair<Index, Index>> order;  // coefficient positions in group order
+      if (alongRows) {
+        for (Index i = 0; i < p.rows(); ++i)
+          for (Index j = 0; j < p.cols(); ++j) order.emplace_back(i, j);
+      } else {
+        for (Index j = 0; j < p.cols(); ++j)
+          for (Index i = 0; i < p.rows(); ++i) order.emplace_back(i, j);
+      }
+      Mat<double> expect(p.rows(), p.cols());
+      for (std::size_t b = 0; b < order.size(); b += std::size_t(gs)) {
+        std::vector<double> grp;
+        for (std::size_t k = b; k < std::min(order.size(), b + std::size_t(gs)); ++k) grp.push_back(double(p(order[k].first, order[k].second)));
+        const std::vector<double> dq = qgaloreGroup(grp);
+        for (std::size_t k = 0; k < dq.size(); ++k) expect(order[b + k].first, order[b + k].second) = dq[k];
+      }
+      Mat<S> used;
+      qb.denseBasis(used);
+      INFO((side == Side::Left ? "left" : "right") << (alongRows ? ", groups along rows of P" : ", groups along columns of P"));
+      // Equal up to the rounding of a scale (one code step would be ≥ 1e-2 here).
+      CHECK((used.template cast<double>() - expect).cwiseAbs().maxCoeff() < 1e-5);
+      CHECK(qb.quantized().order == (alongRows ? Int4Order::RowMajor : Int4Order::ColumnMajor));
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("OnlinePcaBasis: the step that computes the first basis does not track", "[gradient][bases]", float, double) {
+  using S = TestType;
+  const Mat<S> g0 = gaussian<S>(40, 24, 31), g1 = gaussian<S>(40, 24, 32);
+  ProjectedAdamW<OnlinePcaBasis<S>> opt;
+  opt.projector().setRank(6).setUpdateGap(10);
+  Mat<S> w = gaussian<S>(40, 24, 33);
+  opt.step(w, g0);
+  // After step 0, P is exactly the SVD basis of G₀: orthonormal to rounding, no Adam step on it.
+  CHECK(opt.projector().basis().updates() == 0);
+  CHECK(orthoError(opt.projector().denseBasis()) < 100 * eps<S>() * 24);
+  const Eigen::BDCSVD<Mat<double>> svd(g0.template cast<double>(), Eigen::ComputeThinV);
+  CHECK(overlap(opt.projector().denseBasis(), svd.matrixV().leftCols(6)) == Approx(1.0).margin(1e3 * eps<S>()));
+  // Step 1 takes the first online-PCA step (upstream: the first P update is at step 1).
+  const Mat<S> p0 = opt.projector().denseBasis();
+  opt.step(w, g1);
+  CHECK(opt.projector().basis().updates() == 1);
+  CHECK(opt.projector().denseBasis() != p0);
+}

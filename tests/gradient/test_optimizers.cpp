@@ -3,7 +3,11 @@
 
 #include <wproj/gradient.hpp>
 
+#include "checkpoints_v1.hpp"
+
 #include <sstream>
+#include <type_traits>
+#include <vector>
 
 using namespace wproj;
 using namespace wproj_test;
@@ -49,29 +53,156 @@ TEST_CASE("ProjectedAdamW: one GaLore step equals project → Adam → α·back-
   CHECK(opt.stateBytes() == (2 * 12 * 3 + 8 * 3) * sizeof(double));
 }
 
-TEST_CASE("Adafactor: factored second moment, RMS clipping, decay 1 - t^-0.8", "[gradient][optim]") {
+namespace {
+
+/// Transformers' `Adafactor.step` for one matrix, ported from its formulas into a plain double
+/// loop (no wproj code): with a fixed projection P (right side R = G P, back-projection α·U Pᵀ;
+/// left side R = PᵀG, α·P U) when `p` is non-empty.
+struct AdafactorOracle {
   AdafactorOptions o;
-  o.learningRate = 0.01;
-  Adafactor<double> opt(o);
-  Mat<double> w = gaussian<double>(6, 4, 4), ref = w;
-  Vec<double> row = Vec<double>::Zero(6);
-  Eigen::RowVectorXd col = Eigen::RowVectorXd::Zero(4);
-  for (int t = 1; t <= 3; ++t) {
-    const Mat<double> g = gaussian<double>(6, 4, 20 + std::uint64_t(t));
-    opt.step(w, g);
-    const double b2 = 1 - std::pow(double(t), -0.8);
-    const Mat<double> g2 = (g.array().square() + 1e-30).matrix();
-    row = b2 * row + (1 - b2) * g2.rowwise().mean();
-    col = b2 * col + (1 - b2) * g2.colwise().mean();
-    // V̂ = r cᵀ / sum(r) with row/column sums r_i = 4·row_i, c_j = 6·col_j.
-    const Mat<double> vhat = (4 * row) * (6 * col) / (4 * row).sum();
-    Mat<double> u = (g.array() / vhat.array().sqrt()).matrix();
-    const double rms = std::sqrt(u.squaredNorm() / double(u.size()));
-    u /= std::max(1.0, rms);
-    ref -= 0.01 * u;
+  Mat<double> p;  // ambient×r, empty for full rank
+  Side side = Side::Right;
+  double alpha = 1.0;
+  Vec<double> row;
+  Eigen::RowVectorXd col;
+  Mat<double> m;
+  int t = 0;
+
+  void step(Mat<double>& w, const Mat<double>& g) {
+    const Mat<double> r = p.size() == 0 ? g : (side == Side::Right ? Mat<double>(g * p) : Mat<double>(p.transpose() * g));
+    if (t == 0) {
+      row = Vec<double>::Zero(r.rows());
+      col = Eigen::RowVectorXd::Zero(r.cols());
+      m = Mat<double>::Zero(r.rows(), r.cols());
+    }
+    ++t;
+    const double rmsW = std::sqrt(w.squaredNorm() / double(w.size()));
+    double rho = o.learningRate;
+    if (o.relativeStep) rho = std::min(o.warmupInit ? 1e-6 * t : 1e-2, 1.0 / std::sqrt(double(t)));
+    const double lr = o.scaleParameter ? std::max(o.epsilon2, rmsW) * rho : rho;
+    const double beta2t = 1.0 - std::pow(double(t), o.decayRate);
+    const Mat<double> sq = (r.array().square() + o.epsilon1).matrix();
+    row = beta2t * row + (1 - beta2t) * sq.rowwise().mean();
+    col = beta2t * col + (1 - beta2t) * sq.colwise().mean();
+    Mat<double> u(r.rows(), r.cols());
+    for (Index i = 0; i < r.rows(); ++i)
+      for (Index j = 0; j < r.cols(); ++j) u(i, j) = r(i, j) / std::sqrt(row(i) / row.mean()) / std::sqrt(col(j));
+    const double rmsU = std::sqrt(u.squaredNorm() / double(u.size()));
+    u /= std::max(1.0, rmsU / o.clipThreshold);
+    u *= lr;
+    if (o.beta1 > 0) {
+      m = o.beta1 * m + (1 - o.beta1) * u;
+      u = m;
+    }
+    Mat<double> full = u;
+    if (p.size() > 0) full = alpha * (side == Side::Right ? Mat<double>(u * p.transpose()) : Mat<double>(p * u));
+    if (o.weightDecay != 0) w += w * (-o.weightDecay * lr);
+    w -= full;
   }
-  CHECK((w - ref).norm() < 1e-12);
-  CHECK(opt.stateBytes() == (6 + 4) * sizeof(double));
+};
+
+std::vector<std::pair<const char*, AdafactorOptions>> adafactorCases() {
+  std::vector<std::pair<const char*, AdafactorOptions>> cases;
+  cases.emplace_back("transformers defaults (relative step, parameter scale)", AdafactorOptions{});
+  AdafactorOptions warm;
+  warm.warmupInit = true;
+  cases.emplace_back("warmup_init", warm);
+  AdafactorOptions ext;
+  ext.relativeStep = false;
+  ext.learningRate = 0.05;  // scale_parameter stays on: lr = 0.05·max(1e-3, RMS(W))
+  ext.beta1 = 0.9;
+  ext.weightDecay = 0.1;
+  cases.emplace_back("external lr with parameter scale, beta1 = 0.9, weight decay", ext);
+  AdafactorOptions plain;
+  plain.relativeStep = false;
+  plain.scaleParameter = false;
+  plain.learningRate = 0.01;
+  plain.beta1 = 0.5;
+  plain.clipThreshold = 0.5;
+  cases.emplace_back("fixed lr, no scale, beta1 = 0.5, clip 0.5", plain);
+  return cases;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("Adafactor: 12 steps match a port of transformers' Adafactor", "[gradient][optim]", float, double) {
+  using S = TestType;
+  const double tol = std::is_same<S, float>::value ? 2e-5 : 1e-12;
+  CHECK(AdafactorOptions{}.relativeStep);
+  CHECK(AdafactorOptions{}.scaleParameter);
+  CHECK_FALSE(AdafactorOptions{}.warmupInit);
+  CHECK(AdafactorOptions{}.learningRate == 0);
+  for (const auto& c : adafactorCases()) {
+    INFO(c.first);
+    Adafactor<S> opt(c.second);
+    AdafactorOracle ref;
+    ref.o = c.second;
+    Mat<S> w = gaussian<S>(9, 6, 4);
+    Mat<double> wr = w.template cast<double>();
+    for (int t = 0; t < 12; ++t) {
+      const Mat<S> g = gaussian<S>(9, 6, 20 + std::uint64_t(t));
+      REQUIRE(opt.step(w, g) == StepOutcome::Applied);
+      ref.step(wr, g.template cast<double>());
+    }
+    CHECK(opt.stepCount() == 12);
+    // Close relative to the weights and to what the 12 steps changed (warmup_init moves W by
+    // only ~1e-5 relative, so the second bound is the discriminating one there).
+    const double diff = (w.template cast<double>() - wr).norm();
+    const double change = (wr - gaussian<S>(9, 6, 4).template cast<double>()).norm();
+    CHECK(change > 0);
+    CHECK(diff <= tol * wr.norm());
+    CHECK(diff <= (std::is_same<S, float>::value ? 0.05 : 1e-8) * change);
+  }
+  // Combinations transformers refuses.
+  AdafactorOptions bad;
+  bad.learningRate = 1e-3;  // with relativeStep on
+  CHECK_THROWS_AS(Adafactor<S>(bad), InvalidArgument);
+  AdafactorOptions bad2;
+  bad2.relativeStep = false;
+  bad2.warmupInit = true;
+  CHECK_THROWS_AS(Adafactor<S>(bad2), InvalidArgument);
+  // setLearningRate selects the external learning rate.
+  Adafactor<S> e;
+  e.setLearningRate(0.02);
+  CHECK_FALSE(e.options().relativeStep);
+  CHECK(e.options().learningRate == 0.02);
+}
+
+TEMPLATE_TEST_CASE("ProjectedAdafactor: 12 steps match a port of transformers' Adafactor in GaLore's subspace", "[gradient][optim]",
+                   float, double) {
+  using S = TestType;
+  const double tol = std::is_same<S, float>::value ? 5e-5 : 1e-10;
+  for (auto shape : {std::pair<Index, Index>{12, 7}, {7, 12}}) {
+    for (const auto& c : adafactorCases()) {
+      INFO(c.first << ", shape " << shape.first << "x" << shape.second);
+      const Index m = shape.first, n = shape.second, r = 3;
+      ProjectedAdafactor<SvdBasis<S>> opt;
+      opt.setOptions(c.second);
+      opt.projector().setRank(r).setUpdateGap(1000).setScale(S(0.25));
+      const Mat<S> g0 = gaussian<S>(m, n, 30);
+      // The basis of the first step, computed here: top-r singular vectors of G₀ on the smaller side.
+      const Eigen::BDCSVD<Mat<double>> svd(g0.template cast<double>(), Eigen::ComputeThinU | Eigen::ComputeThinV);
+      AdafactorOracle ref;
+      ref.o = c.second;
+      ref.side = m >= n ? Side::Right : Side::Left;
+      ref.p = ref.side == Side::Right ? Mat<double>(svd.matrixV().leftCols(r)) : Mat<double>(svd.matrixU().leftCols(r));
+      ref.alpha = 0.25;
+      Mat<S> w = gaussian<S>(m, n, 5);
+      Mat<double> wr = w.template cast<double>();
+      for (int t = 0; t < 12; ++t) {
+        // Gradients with a dominant part in the first basis plus noise (the subspace matters).
+        const Mat<S> g = t == 0 ? g0 : Mat<S>(g0 + S(0.3) * gaussian<S>(m, n, 40 + std::uint64_t(t)));
+        REQUIRE(opt.step(w, g) == StepOutcome::Applied);
+        ref.step(wr, g.template cast<double>());
+      }
+      CHECK(opt.projector().side() == ref.side);
+      const double diff = (w.template cast<double>() - wr).norm();
+      const double change = (wr - gaussian<S>(m, n, 5).template cast<double>()).norm();
+      CHECK(change > 0);
+      CHECK(diff <= tol * wr.norm());
+      CHECK(diff <= (std::is_same<S, float>::value ? 0.05 : 1e-6) * change);
+    }
+  }
 }
 
 TEST_CASE("Moment policies: rotation is exact for a permutation of selected rows", "[gradient][optim]") {
@@ -290,4 +421,138 @@ TEST_CASE("Checkpoint: malformed data is rejected with IoError and leaves the op
   AdamW<float> d;
   std::stringstream in2(good);
   CHECK_THROWS_AS(d.load(in2), IoError);
+}
+
+namespace {
+
+/// Saves `a` after two steps and loads the bytes into `b`; returns the message of the error thrown
+/// by the load ("" when it loaded).
+template <typename Opt, typename ConfigureA, typename ConfigureB>
+std::string loadMessage(ConfigureA configureA, ConfigureB configureB) {
+  using S = typename Opt::Scalar;
+  Opt a;
+  configureA(a);
+  Mat<S> w = gaussian<S>(12, 9, 1);
+  for (int t = 0; t < 2; ++t) a.step(w, gaussian<S>(12, 9, 60 + std::uint64_t(t)));
+  std::stringstream ss;
+  a.save(ss);
+  Opt b;
+  configureB(b);
+  try {
+    b.load(ss);
+  } catch (const IoError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool mentions(const std::string& msg, std::initializer_list<const char*> words) {
+  for (const char* w : words)
+    if (msg.find(w) == std::string::npos) return false;
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("Checkpoint: basis settings are stored and a resume with other settings is refused", "[gradient][optim][checkpoint]") {
+  using R = ProjectedAdamW<RandomizedBasis<float>>;
+  auto rand = [](std::uint64_t seed, Index p, Index q, bool warm) {
+    return [=](R& o) {
+      o.projector().setRank(3).setUpdateGap(1);
+      o.projector().basis().setSeed(seed).setOversampling(p).setPowerIterations(q).setWarmStart(warm);
+    };
+  };
+  CHECK(loadMessage<R>(rand(5, 4, 1, true), rand(5, 4, 1, true)).empty());
+  std::string msg = loadMessage<R>(rand(5, 4, 1, true), rand(6, 4, 1, true));
+  INFO(msg);
+  CHECK(mentions(msg, {"RandomizedBasis", "'seed'", "is 5 in the checkpoint", "6 in this object"}));
+  msg = loadMessage<R>(rand(5, 4, 1, true), rand(5, 8, 1, true));
+  CHECK(mentions(msg, {"'oversampling'", "is 4 in the checkpoint", "8 in this object"}));
+  msg = loadMessage<R>(rand(5, 4, 1, true), rand(5, 4, 2, true));
+  CHECK(mentions(msg, {"'powerIterations'", "is 1 in the checkpoint", "2 in this object"}));
+  msg = loadMessage<R>(rand(5, 4, 1, true), rand(5, 4, 1, false));
+  CHECK(mentions(msg, {"'warmStart'"}));
+
+  using V = ProjectedAdamW<SvdBasis<double>>;
+  auto svd = [](SvdMethod m) { return [=](V& o) { o.projector().setRank(2).basis().setMethod(m); }; };
+  CHECK(loadMessage<V>(svd(SvdMethod::Gram), svd(SvdMethod::Gram)).empty());
+  msg = loadMessage<V>(svd(SvdMethod::Gram), svd(SvdMethod::Bdc));
+  CHECK(mentions(msg, {"SvdBasis", "'method'", "gram", "bdc"}));
+
+  using Q = ProjectedAdamW<QuantizedBasis<RandomizedBasis<float>>>;
+  auto quant = [](Index gs, Int4Grouping gr, std::uint64_t seed) {
+    return [=](Q& o) {
+      o.projector().setRank(3);
+      o.projector().basis().setGroupSize(gs).setGrouping(gr);
+      o.projector().basis().inner().setSeed(seed);
+    };
+  };
+  CHECK(loadMessage<Q>(quant(8, Int4Grouping::ColumnMajor, 1), quant(8, Int4Grouping::ColumnMajor, 1)).empty());
+  CHECK(mentions(loadMessage<Q>(quant(8, Int4Grouping::QGaLore, 1), quant(16, Int4Grouping::QGaLore, 1)), {"'groupSize'", "8", "16"}));
+  CHECK(mentions(loadMessage<Q>(quant(8, Int4Grouping::QGaLore, 1), quant(8, Int4Grouping::ColumnMajor, 1)),
+                 {"'grouping'", "QGaLore", "ColumnMajor"}));
+  CHECK(mentions(loadMessage<Q>(quant(8, Int4Grouping::QGaLore, 1), quant(8, Int4Grouping::QGaLore, 2)), {"RandomizedBasis", "'seed'"}));
+
+  using G = ProjectedAdamW<GaussianBasis<float>>;
+  auto gauss = [](std::uint64_t seed) { return [=](G& o) { o.projector().setRank(3).basis().setSeed(seed); }; };
+  CHECK(mentions(loadMessage<G>(gauss(3), gauss(4)), {"GaussianBasis", "'seed'"}));
+  using O = ProjectedAdamW<OnlinePcaBasis<float>>;
+  auto pca = [](double mult) { return [=](O& o) { o.projector().setRank(3).basis().setLearningRateMultiplier(mult); }; };
+  CHECK(mentions(loadMessage<O>(pca(1.0), pca(2.0)), {"OnlinePcaBasis", "'learningRateMultiplier'"}));
+}
+
+TEST_CASE("Checkpoint: version-1 files (without basis settings) still load and resume", "[gradient][optim][checkpoint]") {
+  const std::string v1a(reinterpret_cast<const char*>(kAdamWRandomizedV1), sizeof(kAdamWRandomizedV1));
+  auto configure = [](ProjectedAdamW<RandomizedBasis<float>>& o) {
+    o.projector().setRank(2).setUpdateGap(2);
+    o.projector().basis().setSeed(7).setOversampling(3);
+    o.setLearningRate(0.01);
+  };
+  // The same run in this build: three steps, then compare the state and the next four steps.
+  ProjectedAdamW<RandomizedBasis<float>> fresh, loaded;
+  configure(fresh);
+  configure(loaded);
+  Mat<float> w = gaussian<float>(8, 5, 1);
+  for (int t = 0; t < 3; ++t) fresh.step(w, gaussian<float>(8, 5, 10 + std::uint64_t(t)));
+  std::stringstream in(v1a);
+  REQUIRE_NOTHROW(loaded.load(in));
+  CHECK(loaded.stepCount() == 3);
+  CHECK(loaded.projector().step() == 3);
+  CHECK(loaded.projector().refreshSchedule() == RefreshSchedule::FromLastRefresh);
+  CHECK((loaded.firstMoment() - fresh.firstMoment()).norm() <= 1e-4f * fresh.firstMoment().norm());
+  CHECK(overlap(loaded.projector().denseBasis(), fresh.projector().denseBasis()) == Approx(1.0).margin(1e-4));
+  Mat<float> w2 = w;
+  for (int t = 3; t < 7; ++t) {
+    const Mat<float> g = gaussian<float>(8, 5, 10 + std::uint64_t(t));
+    fresh.step(w, g);
+    loaded.step(w2, g);
+  }
+  CHECK((w2 - w).norm() <= 1e-4f * w.norm());
+
+  // A version-1 Adafactor + INT4 checkpoint: options without warmupInit, INT4 codes without an
+  // order field (column-major), no grouping; its stored group size is still checked.
+  const std::string v1b(reinterpret_cast<const char*>(kAdafactorQuantizedV1), sizeof(kAdafactorQuantizedV1));
+  auto configureQ = [](ProjectedAdafactor<QuantizedBasis<SvdBasis<float>>>& o, Index groupSize) {
+    o.projector().setRank(2).setUpdateGap(2).setAdaptiveGap(true, 2, 0.1);
+    o.projector().basis().setGroupSize(groupSize);
+  };
+  ProjectedAdafactor<QuantizedBasis<SvdBasis<float>>> q;
+  configureQ(q, 4);
+  std::stringstream in2(v1b);
+  REQUIRE_NOTHROW(q.load(in2));
+  CHECK(q.stepCount() == 3);
+  CHECK_FALSE(q.options().relativeStep);
+  CHECK_FALSE(q.options().warmupInit);
+  CHECK(q.options().learningRate == 0.01);
+  CHECK(q.projector().basis().quantized().order == Int4Order::ColumnMajor);
+  // The stored codes dequantise column-major to the basis the projector uses.
+  CHECK(q.projector().basis().quantized().dequantized() == q.projector().denseBasis());
+  CHECK(orthoError(q.projector().denseBasis()) < 0.2);
+  Mat<float> wq = gaussian<float>(5, 8, 2);
+  CHECK(q.step(wq, gaussian<float>(5, 8, 23)) == StepOutcome::Applied);
+  CHECK(wq.allFinite());
+  ProjectedAdafactor<QuantizedBasis<SvdBasis<float>>> q8;
+  configureQ(q8, 8);
+  std::stringstream in3(v1b);
+  CHECK_THROWS_AS(q8.load(in3), IoError);
 }

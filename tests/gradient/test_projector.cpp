@@ -213,7 +213,7 @@ TEST_CASE("projector: adaptive gap uses Q-GaLore's sliding window (not cleared a
           "[gradient][projector]") {
   const Mat<double> fixed = withSpectrum<double>(20, 12, geometricSpectrum(12, 100), 9);
   GradientProjector<SvdBasis<double>> p;
-  p.setRank(3).setUpdateGap(1).setAdaptiveGap(true).setMaxUpdateGap(8);
+  p.setRank(3).setUpdateGap(1).setAdaptiveGap(true).setMaxUpdateGap(8).setRefreshSchedule(RefreshSchedule::FromLastRefresh);
   std::vector<Index> at, gaps;
   for (Index s = 0; s < 40; ++s) {
     const Index before = p.stats().refreshes;
@@ -225,7 +225,8 @@ TEST_CASE("projector: adaptive gap uses Q-GaLore's sliding window (not cleared a
     p.endStep(fixed);
   }
   // Refreshes 0..5 fill the window (overlap 1); from then on every refresh sees a full window
-  // with mean 1 and doubles the gap again, until the cap: 2 after step 5, 4 after 7, 8 after 11.
+  // with mean 1 and doubles the gap again, until the cap: 2 after step 5, 4 after 7, 8 after 11
+  // (FromLastRefresh: the next refresh is the refresh step + the new gap).
   CHECK(at == std::vector<Index>{0, 1, 2, 3, 4, 5, 7, 11, 19, 27, 35});
   CHECK(gaps == std::vector<Index>{1, 1, 1, 1, 1, 2, 4, 8, 8, 8, 8});
   CHECK(p.stats().gapIncreases == 3);
@@ -258,4 +259,64 @@ TEST_CASE("projector: a failed refresh keeps the previous basis and is counted",
   opt.step(w, g1);  // step 4: refresh succeeds
   CHECK(opt.projector().stats().refreshes == 2);
   CHECK(opt.projector().denseBasis() != p0);
+}
+
+namespace {
+
+/// Steps on which a projector with an SVD basis refreshes over `steps` steps of one fixed
+/// gradient (every overlap is 1, so a full window always raises the gap), and the gap after each.
+std::pair<std::vector<Index>, std::vector<Index>> adaptiveSchedule(RefreshSchedule rule, Index gap, Index queue, Index maxGap,
+                                                                   Index steps) {
+  const Mat<double> fixed = withSpectrum<double>(20, 12, geometricSpectrum(12, 100), 9);
+  GradientProjector<SvdBasis<double>> p;
+  p.setRank(3).setUpdateGap(gap).setAdaptiveGap(true, queue).setMaxUpdateGap(maxGap);
+  p.setRefreshSchedule(rule);
+  std::vector<Index> at, gaps;
+  for (Index s = 0; s < steps; ++s) {
+    const Index before = p.stats().refreshes;
+    p.beginStep(fixed);
+    if (p.stats().refreshes > before) {
+      at.push_back(s);
+      gaps.push_back(p.updateGap());
+    }
+    p.endStep(fixed);
+  }
+  return {at, gaps};
+}
+
+}  // namespace
+
+TEST_CASE("projector: after an adaptive gap increase the next refresh is the next multiple of the new gap (Q-GaLore)",
+          "[gradient][projector]") {
+  CHECK(GradientProjector<SvdBasis<double>>().refreshSchedule() == RefreshSchedule::Multiples);
+  // Q-GaLore refreshes when step % T == 0 for the current T. T = 3, window of 3:
+  //   0 (first basis, no overlap), 3, 6 (window 2/3), 9 (window full, mean 1 → T = 6; next
+  //   multiple of 6 after 9: 12), 12 (→ T = 12; next multiple of 12 after 12: 24), 24 (→ 24; 48),
+  //   48 (→ 48; 96).
+  const auto up = adaptiveSchedule(RefreshSchedule::Multiples, 3, 3, 1 << 20, 60);
+  CHECK(up.first == std::vector<Index>{0, 3, 6, 9, 12, 24, 48});
+  CHECK(up.second == std::vector<Index>{3, 3, 3, 6, 12, 24, 48});
+  // wproj 0.1's rule: refresh step + new T: 9 → 15 → 27 → 51.
+  const auto last = adaptiveSchedule(RefreshSchedule::FromLastRefresh, 3, 3, 1 << 20, 60);
+  CHECK(last.first == std::vector<Index>{0, 3, 6, 9, 15, 27, 51});
+  CHECK(last.second == std::vector<Index>{3, 3, 3, 6, 12, 24, 48});
+  // T = 1, window 5, cap 8: 0..5 (→ 2 at 5; next even step 6), 6 (→ 4; 8), 8 (→ 8; 16), 16, 24, 32.
+  const auto capped = adaptiveSchedule(RefreshSchedule::Multiples, 1, 5, 8, 40);
+  CHECK(capped.first == std::vector<Index>{0, 1, 2, 3, 4, 5, 6, 8, 16, 24, 32});
+  CHECK(capped.second == std::vector<Index>{1, 1, 1, 1, 1, 2, 4, 8, 8, 8, 8});
+}
+
+TEST_CASE("projector: with an offset the schedule keeps its phase o + kT after a gap increase", "[gradient][projector]") {
+  const Mat<double> fixed = withSpectrum<double>(20, 12, geometricSpectrum(12, 100), 9);
+  GradientProjector<SvdBasis<double>> p;
+  p.setRank(3).setUpdateGap(4).setOffset(1).setAdaptiveGap(true, 1);
+  std::vector<Index> at;
+  for (Index s = 0; s < 40; ++s) {
+    const Index before = p.stats().refreshes;
+    p.beginStep(fixed);
+    if (p.stats().refreshes > before) at.push_back(s);
+    p.endStep(fixed);
+  }
+  // 0 (first basis), 1 (window of 1 full → T = 8; next 1 + 8k after 1: 9), 9 (→ 16; 17), 17 (→ 32; 33), 33.
+  CHECK(at == std::vector<Index>{0, 1, 9, 17, 33});
 }

@@ -17,23 +17,37 @@
 
 namespace wproj {
 
-/// Adafactor hyperparameters (defaults of the reference implementation used by GaLore).
+/// Adafactor hyperparameters. The defaults are those of Hugging Face transformers'
+/// `optimization.Adafactor` (which GaLore's Adafactor copies): lr = None (here 0) with
+/// relative_step = True, scale_parameter = True, warmup_init = False, β₁ = None (here 0),
+/// decay_rate = −0.8, clip_threshold = 1, eps = (1e-30, 1e-3), weight_decay = 0.
+///
+/// Learning rate of step t (1-based), with RMS(W) taken before the step:
+///   ρ_t = relativeStep ? min(warmupInit ? 1e-6·t : 1e-2, 1/√t) : learningRate
+///   lr_t = ρ_t · (scaleParameter ? max(ε₂, RMS(W)) : 1)
+/// — `scaleParameter` applies whether or not `relativeStep` is on. For a fixed external learning
+/// rate set relativeStep = false and scaleParameter = false (transformers' advice for T5).
 struct AdafactorOptions {
-  double learningRate = 1e-3;   ///< used when relativeStep is false
-  bool relativeStep = false;    ///< lr_t = min(1e-2, 1/√t) (× max(ε₂, RMS(W)) when scaleParameter)
-  bool scaleParameter = true;   ///< scale the relative step by RMS(W)
-  double beta1 = 0.0;           ///< first-moment decay; 0 = no first moment (Adafactor's default)
+  double learningRate = 0.0;    ///< external lr ρ (used when relativeStep is false; must be 0 = "None" when it is on)
+  bool relativeStep = true;     ///< ρ_t = min(1e-2, 1/√t) (min(1e-6·t, 1/√t) with warmupInit)
+  bool scaleParameter = true;   ///< multiply ρ_t by max(ε₂, RMS(W)), with or without relativeStep
+  bool warmupInit = false;      ///< linear warm-up 1e-6·t of the relative step (requires relativeStep)
+  double beta1 = 0.0;           ///< first-moment decay of lr_t·update; 0 = no first moment (None)
   double decayRate = -0.8;      ///< β₂ₜ = 1 − t^decayRate
   double clipThreshold = 1.0;   ///< d: the update is divided by max(1, RMS(update)/d)
   double epsilon1 = 1e-30;      ///< added to G² before averaging
-  double epsilon2 = 1e-3;       ///< floor of RMS(W) in the relative step
+  double epsilon2 = 1e-3;       ///< floor of RMS(W) in the parameter scale
   double weightDecay = 0.0;     ///< decoupled: W ← W − lr_t·wd·W
   /// What a NaN/Inf gradient does (default `Throw`).
   NonFinitePolicy nonFinite = NonFinitePolicy::Throw;
 
-  /// Throws `InvalidArgument`, naming `where`, when a hyperparameter is out of range.
+  /// Throws `InvalidArgument`, naming `where`, when a hyperparameter is out of range or the
+  /// combination is one transformers refuses (a manual lr with relativeStep; warmupInit without it).
   void validate(const char* where) const {
     requireArg(std::isfinite(learningRate) && learningRate >= 0, where, "learningRate", learningRate, "finite and >= 0");
+    requireArg(!relativeStep || learningRate == 0, where, "learningRate", learningRate,
+               "0 (none) while relativeStep is on; set relativeStep = false to use an external learning rate");
+    requireArg(!warmupInit || relativeStep, where, "warmupInit", warmupInit, "false while relativeStep is off (warm-up scales the relative step)");
     requireArg(beta1 >= 0 && beta1 < 1, where, "beta1", beta1, "in [0, 1)");
     requireArg(decayRate < 0 && decayRate >= -1, where, "decayRate", decayRate, "in [-1, 0)");
     requireArg(clipThreshold > 0, where, "clipThreshold", clipThreshold, "> 0");
@@ -46,6 +60,7 @@ struct AdafactorOptions {
     ckpt::writePod<std::uint8_t>(os, relativeStep ? 1 : 0);
     ckpt::writePod<std::uint8_t>(os, scaleParameter ? 1 : 0);
     ckpt::writePod<std::int32_t>(os, std::int32_t(nonFinite));
+    ckpt::writePod<std::uint8_t>(os, warmupInit ? 1 : 0);
   }
   /// Reads hyperparameters written by `save`; throws `IoError` when they are malformed or out of
   /// range (this object is unchanged then).
@@ -56,6 +71,12 @@ struct AdafactorOptions {
     o.relativeStep = ckpt::readBounded<std::uint8_t>(is, "relative step flag", 0, 1) != 0;
     o.scaleParameter = ckpt::readBounded<std::uint8_t>(is, "scale parameter flag", 0, 1) != 0;
     o.nonFinite = NonFinitePolicy(ckpt::readBounded<std::int32_t>(is, "non-finite policy", 0, 1));
+    if (ckpt::streamVersion(is) >= 2) {
+      o.warmupInit = ckpt::readBounded<std::uint8_t>(is, "warmup init flag", 0, 1) != 0;
+    } else {
+      o.warmupInit = false;
+      if (o.relativeStep) o.learningRate = 0;  // version 1 kept an unused lr next to the relative step
+    }
     try {
       o.validate("checkpoint");
     } catch (const InvalidArgument& e) {
@@ -93,9 +114,10 @@ struct FactoredState {
   }
   std::size_t bytes() const { return std::size_t(row.size() + col.size() + m.size()) * sizeof(Scalar); }
 
-  /// Turns g (p×q, in place) into the clipped Adafactor update for step t.
+  /// Turns g (p×q, in place) into the step lr·u of step t, transformers' order: u = g/√V̂, u ←
+  /// u / max(1, RMS(u)/d), u ← lr·u, and with β₁ > 0 the first moment m ← β₁m + (1−β₁)·u, u ← m.
   template <typename DG>
-  void update(Eigen::MatrixBase<DG>& g, Index t, const AdafactorOptions& o) {
+  void update(Eigen::MatrixBase<DG>& g, Index t, const AdafactorOptions& o, double lr) {
     using S = Scalar;
     const S beta2t = S(1.0 - std::pow(double(t), o.decayRate));
     const S e1 = S(o.epsilon1);
@@ -109,7 +131,7 @@ struct FactoredState {
     gd = rowFactor.asDiagonal() * gd * colFactor.asDiagonal();
     const double rms = std::sqrt(double(gd.squaredNorm()) / double(std::max<Index>(1, gd.size())));
     const double denom = std::max(1.0, rms / o.clipThreshold);
-    if (denom > 1.0) gd /= S(denom);
+    gd *= S(lr / denom);
     if (m.size() > 0) {
       const S b1 = S(o.beta1);
       m = b1 * m + (S(1) - b1) * gd;
@@ -135,11 +157,14 @@ struct FactoredState {
   }
 };
 
+/// lr_t of step t ≥ 1 (see `AdafactorOptions`): ρ_t · (scaleParameter ? max(ε₂, RMS(W)) : 1).
 inline double adafactorLearningRate(const AdafactorOptions& o, Index t, double rmsW) {
-  if (!o.relativeStep) return o.learningRate;
-  double lr = std::min(1e-2, 1.0 / std::sqrt(double(t)));
-  if (o.scaleParameter) lr *= std::max(o.epsilon2, rmsW);
-  return lr;
+  double rho = o.learningRate;
+  if (o.relativeStep) {
+    const double minStep = o.warmupInit ? 1e-6 * double(t) : 1e-2;
+    rho = std::min(minStep, 1.0 / std::sqrt(double(t)));
+  }
+  return o.scaleParameter ? rho * std::max(o.epsilon2, rmsW) : rho;
 }
 
 template <typename D>
@@ -149,9 +174,11 @@ double rmsOf(const Eigen::MatrixBase<D>& w) {
 
 }  // namespace detail
 
-/// Full-rank Adafactor, the baseline: factored second moment (row and column statistics,
-/// m + n scalars), update clipping by RMS (d = 1), β₂ₜ = 1 − t^{−0.8}, optional first moment,
-/// relative step size optional. Allocation-free after the first step.
+/// Full-rank Adafactor, the baseline, step for step transformers' `Adafactor`: factored second
+/// moment (row and column statistics, m + n scalars), update clipping by RMS (d = 1),
+/// β₂ₜ = 1 − t^{−0.8}, learning rate lr_t of `AdafactorOptions` (relative step and parameter
+/// scale on by default), optional first moment of lr_t·update, decoupled weight decay lr_t·wd.
+/// Allocation-free after the first step.
 template <typename Scalar_>
 class Adafactor {
  public:
@@ -169,10 +196,14 @@ class Adafactor {
     m_opt = o;
     return *this;
   }
-  /// Sets lr (finite, ≥ 0), used when relativeStep is off.
+  /// Sets an external lr ρ (finite, ≥ 0) and turns relativeStep and warmupInit off (transformers
+  /// refuses a manual lr together with relative_step). scaleParameter is kept: with it on (the
+  /// default) the step is ρ·max(ε₂, RMS(W)).
   Adafactor& setLearningRate(double lr) {
     AdafactorOptions o = m_opt;
     o.learningRate = lr;
+    o.relativeStep = false;
+    o.warmupInit = false;
     return setOptions(o);
   }
   /// The current hyperparameters.
@@ -196,17 +227,17 @@ class Adafactor {
     }
     checkShape(w, m_u.rows(), m_u.cols(), "Adafactor::step", "w");
     ++m_t;
+    const double lr = detail::adafactorLearningRate(m_opt, m_t, detail::rmsOf(w));
     m_u = g.derived().template cast<Scalar>();
-    m_state.update(m_u, m_t, m_opt);
+    m_state.update(m_u, m_t, m_opt, lr);
     if (!m_u.allFinite()) {
       m_state.reset();
       m_t = 0;
       ++m_skipped;
       return StepOutcome::Skipped;
     }
-    const double lr = detail::adafactorLearningRate(m_opt, m_t, detail::rmsOf(w));
     if (m_opt.weightDecay > 0) w.derived() *= Scalar(1.0 - lr * m_opt.weightDecay);
-    w.derived() -= Scalar(lr) * m_u;
+    w.derived() -= m_u;
     return StepOutcome::Applied;
   }
   /// Overload for a temporary weight expression, such as an Eigen block or `Map`.
@@ -238,6 +269,9 @@ class Adafactor {
     if (p * q > 0) {
       o.m_state.load(is, p, q, o.m_opt.beta1 > 0);
       o.m_u.resize(p, q);
+      // Version 1 averaged the update before the learning rate: its first moment is in other
+      // units and restarts from zero.
+      if (ckpt::streamVersion(is) < 2) o.m_state.m.setZero();
     }
     *this = std::move(o);
   }
@@ -251,8 +285,8 @@ class Adafactor {
 
 /// Adafactor in the projected space of a `GradientProjector<Basis>` (GaLore's Adafactor): the
 /// factored statistics live on the projected shape, RMS clipping happens in the subspace, the
-/// update is projected back (× α) and applied to the full weight; relative step sizes and
-/// weight decay use the full W. With `MomentPolicy::Rotate` the projected factor of the second
+/// update (lr_t·u, or the first moment of it) is projected back (× α) and applied to the full
+/// weight; the parameter scale RMS(W) and the weight decay use the full W, as GaLore's Adafactor. With `MomentPolicy::Rotate` the projected factor of the second
 /// moment and the optional first moment are carried to the new basis (see MomentPolicy).
 template <typename Basis>
 class ProjectedAdafactor {
@@ -277,11 +311,14 @@ class ProjectedAdafactor {
     m_opt = o;
     return *this;
   }
-  /// Sets lr (finite, ≥ 0), used when relativeStep is off; lr/lr₀ (lr₀: the lr of the first step)
-  /// also scales the learning rate of a tracking basis (online PCA).
+  /// Sets an external lr ρ (finite, ≥ 0) and turns relativeStep and warmupInit off (as
+  /// `Adafactor::setLearningRate`); ρ/ρ₀ (ρ₀: the external lr of the first step) also scales the
+  /// learning rate of a tracking basis (online PCA).
   ProjectedAdafactor& setLearningRate(double lr) {
     AdafactorOptions o = m_opt;
     o.learningRate = lr;
+    o.relativeStep = false;
+    o.warmupInit = false;
     return setOptions(o);
   }
   /// Sets what happens to the factored state when the basis changes (default `Keep`).
@@ -315,7 +352,8 @@ class ProjectedAdafactor {
     if (m_proj.beginStep(g)) applyMomentPolicy();
     m_proj.project(g, m_r);
     ++m_t;
-    m_state.update(m_r, m_t, m_opt);
+    const double lr = detail::adafactorLearningRate(m_opt, m_t, detail::rmsOf(w));
+    m_state.update(m_r, m_t, m_opt, lr);
     if (!m_r.allFinite()) {
       m_state.reset();
       m_t = 0;
@@ -323,9 +361,8 @@ class ProjectedAdafactor {
       m_proj.endStep(g, 1.0);
       return StepOutcome::Skipped;
     }
-    const double lr = detail::adafactorLearningRate(m_opt, m_t, detail::rmsOf(w));
     if (m_opt.weightDecay > 0) w.derived() *= Scalar(1.0 - lr * m_opt.weightDecay);
-    m_proj.addBack(m_r, Scalar(-lr), w);
+    m_proj.addBack(m_r, Scalar(-1), w);
     m_proj.endStep(g, m_lr0 > 0 ? m_opt.learningRate / m_lr0 : 1.0);
     return StepOutcome::Applied;
   }
@@ -363,6 +400,7 @@ class ProjectedAdafactor {
     if (started) {
       if (!o.m_proj.initialized()) throw IoError("checkpoint: optimizer started but projector is not initialised");
       o.m_state.load(is, o.m_proj.projectedRows(), o.m_proj.projectedCols(), o.m_opt.beta1 > 0);
+      if (ckpt::streamVersion(is) < 2) o.m_state.m.setZero();  // version 1: first moment without lr, restarts
       o.allocateBuffers();
     }
     *this = std::move(o);

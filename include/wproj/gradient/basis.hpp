@@ -28,6 +28,7 @@
 #include "../core/config.hpp"
 #include "../core/side.hpp"
 #include "checkpoint.hpp"
+#include "gemm.hpp"
 
 #include <Eigen/Core>
 
@@ -90,29 +91,29 @@ class DenseBasisStorage {
   void denseBasis(Matrix& p) const { p = m_p; }
   std::size_t stateBytes() const { return std::size_t(m_p.size()) * sizeof(Scalar); }
 
-  /// out = PᵀG (left) or G P (right).
+  /// out = PᵀG (left) or G P (right). No allocation once warmed up (`gemmInto`).
   template <typename DG, typename DO>
   void project(const Eigen::MatrixBase<DG>& g, Side side, Eigen::MatrixBase<DO>& out) const {
     if (side == Side::Left)
-      out.derived().noalias() = m_p.transpose() * g.derived();
+      gemmInto(m_p.transpose(), g.derived(), Scalar(1), false, out);
     else
-      out.derived().noalias() = g.derived() * m_p;
+      gemmInto(g.derived(), m_p, Scalar(1), false, out);
   }
   /// out = P N (left) or N Pᵀ (right).
   template <typename DN, typename DO>
   void backProject(const Eigen::MatrixBase<DN>& n, Side side, Eigen::MatrixBase<DO>& out) const {
     if (side == Side::Left)
-      out.derived().noalias() = m_p * n.derived();
+      gemmInto(m_p, n.derived(), Scalar(1), false, out);
     else
-      out.derived().noalias() = n.derived() * m_p.transpose();
+      gemmInto(n.derived(), m_p.transpose(), Scalar(1), false, out);
   }
   /// W += c·P N (left) or c·N Pᵀ (right), as one GEMM with β = 1.
   template <typename DN, typename DW>
   void addBack(const Eigen::MatrixBase<DN>& n, Side side, Scalar c, Eigen::MatrixBase<DW>& w) const {
     if (side == Side::Left)
-      w.derived().noalias() += (c * m_p) * n.derived();
+      gemmInto(m_p, n.derived(), c, true, w);
     else
-      w.derived().noalias() += (c * n.derived()) * m_p.transpose();
+      gemmInto(n.derived(), m_p.transpose(), c, true, w);
   }
 
  protected:

@@ -25,10 +25,27 @@
 namespace wproj {
 namespace ckpt {
 
-/// Current version of the gradient-layer checkpoint format.
-constexpr std::uint32_t kFormatVersion = 1;
+/// Current version of the gradient-layer checkpoint format. Version 2 added the basis settings
+/// (seed, oversampling, power iterations, SVD method, INT4 grouping, …), the refresh-schedule
+/// rule and Adafactor's `warmupInit`; version-1 files still load (see `streamVersion`).
+constexpr std::uint32_t kFormatVersion = 2;
+/// Oldest format version this build reads.
+constexpr std::uint32_t kOldestFormatVersion = 1;
 /// Upper bound on any stored extent (guards against reading garbage as a huge allocation).
 constexpr std::int64_t kMaxExtent = std::int64_t(1) << 31;
+
+/// The `std::ios_base::iword` slot in which `readHeader` records the version of the stream it read.
+inline int versionSlot() {
+  static const int slot = std::ios_base::xalloc();
+  return slot;
+}
+
+/// Format version of the checkpoint being read from `is`: the version `readHeader` found, or the
+/// current version when no header was read from this stream (a nested object loaded on its own).
+inline std::uint32_t streamVersion(std::istream& is) {
+  const long v = is.iword(versionSlot());
+  return v == 0 ? kFormatVersion : std::uint32_t(v);
+}
 
 /// Writes a trivially copyable value.
 template <typename T>
@@ -89,9 +106,10 @@ inline void readHeader(std::istream& is, const char* tag) {
   is.read(magic, 8);
   if (!is || std::memcmp(magic, "WPROJGRD", 8) != 0) throw IoError("checkpoint: not a wproj gradient checkpoint (bad magic)");
   const auto version = readPod<std::uint32_t>(is, "format version");
-  if (version != kFormatVersion)
+  if (version < kOldestFormatVersion || version > kFormatVersion)
     throw IoError("checkpoint: unsupported format version " + std::to_string(version) + " (this build reads " +
-                  std::to_string(kFormatVersion) + ")");
+                  std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion) + ")");
+  is.iword(versionSlot()) = long(version);
   expectTag(is, tag);
 }
 
@@ -103,6 +121,21 @@ T readBounded(std::istream& is, const char* what, T lo, T hi) {
     throw IoError(std::string("checkpoint: ") + what + " = " + detail::describe(v) + " is out of range [" +
                   detail::describe(lo) + ", " + detail::describe(hi) + "]");
   return v;
+}
+
+/// Refuses to resume with a setting that differs from the one stored in the checkpoint: throws
+/// `IoError` naming the owner, the setting, the stored and the current value. A run resumed with
+/// other basis settings (seed, oversampling, SVD method, …) would silently diverge from the saved
+/// run; configure the object as it was saved before loading.
+inline void expectSetting(const char* owner, const char* setting, const std::string& stored, const std::string& current) {
+  if (stored != current)
+    throw IoError(std::string("checkpoint: ") + owner + " setting '" + setting + "' is " + stored +
+                  " in the checkpoint but " + current + " in this object; configure it as saved before loading");
+}
+/// `expectSetting` for numbers and flags.
+template <typename T>
+void expectSetting(const char* owner, const char* setting, const T& stored, const T& current) {
+  expectSetting(owner, setting, detail::describe(stored), detail::describe(current));
 }
 
 /// Writes a dense matrix (any storage order; stored column-major).

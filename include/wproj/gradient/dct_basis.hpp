@@ -113,10 +113,11 @@ class DctBasis : public detail::DenseBasisStorage<Scalar_> {
     ckpt::writeVector(os, idx);
   }
   /// Restores a basis written by `save` and gathers P (ambient×rank) from the shared DCT basis;
-  /// throws `IoError` on malformed data or indices.
+  /// throws `IoError` on malformed data or indices, or when the score norm differs from this object's.
   void load(std::istream& is, Index ambient, Index rank) {
     ckpt::expectTag(is, kName);
-    m_score = ScoreNorm(ckpt::readBounded<std::int32_t>(is, "DCT score", 0, 1));
+    const auto score = ckpt::readBounded<std::int32_t>(is, "DCT score", 0, 1);
+    ckpt::expectSetting(kName, "score", std::string(score == 0 ? "L1" : "L2"), std::string(m_score == ScoreNorm::L1 ? "L1" : "L2"));
     const auto idx = ckpt::readVector<std::int32_t>(is, "DCT indices");
     if (!idx.empty() && Index(idx.size()) != rank)
       throw IoError("checkpoint: DCT basis has " + std::to_string(idx.size()) + " indices; expected " + std::to_string(rank));

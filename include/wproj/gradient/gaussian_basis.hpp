@@ -63,11 +63,12 @@ class GaussianBasis : public detail::DenseBasisStorage<Scalar_> {
     ckpt::writePod<std::uint64_t>(os, m_index);
     ckpt::writePod<std::uint8_t>(os, this->hasBasis() ? 1 : 0);
   }
-  /// Restores seed and refresh index written by `save` and regenerates P (ambient×rank) when one
-  /// was saved.
+  /// Restores the refresh index written by `save` and regenerates P (ambient×rank) when one was
+  /// saved; throws `IoError` when the stored seed differs from this object's.
   void load(std::istream& is, Index ambient, Index rank) {
     ckpt::expectTag(is, kName);
-    m_seed = ckpt::readPod<std::uint64_t>(is, "Gaussian seed");
+    const auto seed = ckpt::readPod<std::uint64_t>(is, "Gaussian seed");
+    ckpt::expectSetting(kName, "seed", seed, m_seed);
     m_index = ckpt::readPod<std::uint64_t>(is, "Gaussian refresh index");
     const bool has = ckpt::readBounded<std::uint8_t>(is, "basis present flag", 0, 1) != 0;
     if (has)

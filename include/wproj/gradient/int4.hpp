@@ -4,7 +4,7 @@
 /// \file
 /// INT4 group quantisation of a dense matrix, as Q-GaLore stores its projection matrices
 /// (Zhang et al. 2024): asymmetric min/max per group of `groupSize` consecutive coefficients
-/// (column-major order), scale = max(max − min, 1e-5)/15, zero = clamp(−round(min/scale), 0, 15),
+/// (in column-major or row-major coefficient order, `Int4Order`), scale = max(max − min, 1e-5)/15, zero = clamp(−round(min/scale), 0, 15),
 /// q = clamp(round(w/scale) + zero, 0, 15), dequantised as scale·(q − zero). Two 4-bit codes are
 /// packed per byte (low nibble first), so the codes take ⌈mn/2⌉ bytes.
 ///
@@ -25,6 +25,12 @@
 
 namespace wproj {
 
+/// Coefficient order in which an `Int4Matrix` forms its groups and stores its codes.
+enum class Int4Order {
+  ColumnMajor,  ///< k-th coefficient = (k mod rows, k div rows)
+  RowMajor      ///< k-th coefficient = (k div cols, k mod cols): PyTorch's `reshape(-1, group)` of a C-order tensor
+};
+
 /// A matrix quantised to 4 bits per coefficient in groups (see the file comment).
 template <typename Scalar_>
 struct Int4Matrix {
@@ -37,8 +43,10 @@ struct Int4Matrix {
   /// \var cols
   /// Columns of the quantised matrix.
   /// \var groupSize
-  /// Consecutive coefficients (column-major) per group (even; default 256).
+  /// Consecutive coefficients (in `order`) per group (even; default 256).
   Index rows = 0, cols = 0, groupSize = 256;
+  /// Coefficient order of the groups and codes (default column-major).
+  Int4Order order = Int4Order::ColumnMajor;
   std::vector<std::uint8_t> codes;  ///< ⌈rows·cols/2⌉ bytes, two codes per byte (low nibble = even index)
   std::vector<Scalar> scales;       ///< one per group
   std::vector<std::uint8_t> zeros;  ///< one zero point (0..15) per group
@@ -47,7 +55,7 @@ struct Int4Matrix {
   Index groups() const { return groupSize > 0 ? (rows * cols + groupSize - 1) / groupSize : 0; }
   /// Bytes held by codes, scales and zero points.
   std::size_t bytes() const { return codes.size() + scales.size() * sizeof(Scalar) + zeros.size(); }
-  /// The 4-bit code of the k-th coefficient (column-major).
+  /// The 4-bit code of the k-th coefficient (in `order`).
   std::uint8_t code(Index k) const {
     const std::uint8_t b = codes[std::size_t(k / 2)];
     return (k % 2 == 0) ? std::uint8_t(b & 0x0F) : std::uint8_t(b >> 4);
@@ -55,20 +63,23 @@ struct Int4Matrix {
   /// Scale of the group holding the k-th coefficient.
   Scalar scaleOf(Index k) const { return scales[std::size_t(k / groupSize)]; }
 
-  /// Quantises `w` (any storage order; column-major coefficient order) into this object.
-  /// Reuses its buffers, so requantising a matrix of the same shape does not allocate.
+  /// Quantises `w` (any storage order) into this object, forming groups of `groupSize_`
+  /// consecutive coefficients in the coefficient order `order_`. Reuses its buffers, so
+  /// requantising a matrix of the same shape does not allocate.
   template <typename Derived>
-  void quantize(const Eigen::MatrixBase<Derived>& w, Index groupSize_ = 256) {
+  void quantize(const Eigen::MatrixBase<Derived>& w, Index groupSize_ = 256, Int4Order order_ = Int4Order::ColumnMajor) {
     requireArg(groupSize_ >= 2 && groupSize_ % 2 == 0, "Int4Matrix::quantize", "groupSize", groupSize_, "an even number >= 2");
     checkFinite(w, "Int4Matrix::quantize", "w");
     rows = w.rows();
     cols = w.cols();
     groupSize = groupSize_;
+    order = order_;
     const Index total = rows * cols, ng = groups();
     codes.assign(std::size_t((total + 1) / 2), 0);
     scales.resize(std::size_t(ng));
     zeros.resize(std::size_t(ng));
-    auto at = [&](Index k) { return w.coeff(k % rows, k / rows); };
+    const bool rowMajor = order == Int4Order::RowMajor;
+    auto at = [&](Index k) { return rowMajor ? w.coeff(k / cols, k % cols) : w.coeff(k % rows, k / rows); };
     for (Index g = 0; g < ng; ++g) {
       const Index b = g * groupSize, e = std::min(total, b + groupSize);
       Scalar lo = at(b), hi = at(b);
@@ -94,9 +105,14 @@ struct Int4Matrix {
     out.resize(rows, cols);
     Scalar* d = out.data();
     const Index total = rows * cols;
+    const bool rowMajor = order == Int4Order::RowMajor;
     for (Index k = 0; k < total; ++k) {
       const std::size_t g = std::size_t(k / groupSize);
-      d[k] = scales[g] * (Scalar(code(k)) - Scalar(zeros[g]));
+      const Scalar v = scales[g] * (Scalar(code(k)) - Scalar(zeros[g]));
+      if (rowMajor)
+        d[(k % cols) * rows + k / cols] = v;
+      else
+        d[k] = v;
     }
   }
   /// The dequantised matrix, as a new object (allocates).
@@ -106,22 +122,26 @@ struct Int4Matrix {
     return out;
   }
 
-  /// Writes shape, group size, codes, scales and zero points to a checkpoint.
+  /// Writes shape, group size, coefficient order, codes, scales and zero points to a checkpoint.
   void save(std::ostream& os) const {
     ckpt::writeTag(os, "Int4Matrix");
     ckpt::writePod<std::int64_t>(os, rows);
     ckpt::writePod<std::int64_t>(os, cols);
     ckpt::writePod<std::int64_t>(os, groupSize);
+    ckpt::writePod<std::int32_t>(os, std::int32_t(order));
     ckpt::writeVector(os, codes);
     ckpt::writeVector(os, scales);
     ckpt::writeVector(os, zeros);
   }
-  /// Reads a matrix written by `save`; throws `IoError` on malformed data.
+  /// Reads a matrix written by `save`; throws `IoError` on malformed data. Version-1 checkpoints
+  /// hold no order field: their codes are column-major.
   void load(std::istream& is) {
     ckpt::expectTag(is, "Int4Matrix");
     rows = ckpt::readBounded<std::int64_t>(is, "Int4Matrix rows", 0, ckpt::kMaxExtent);
     cols = ckpt::readBounded<std::int64_t>(is, "Int4Matrix cols", 0, ckpt::kMaxExtent);
     groupSize = ckpt::readBounded<std::int64_t>(is, "Int4Matrix group size", 2, ckpt::kMaxExtent);
+    order = ckpt::streamVersion(is) >= 2 ? Int4Order(ckpt::readBounded<std::int32_t>(is, "Int4Matrix order", 0, 1))
+                                         : Int4Order::ColumnMajor;
     codes = ckpt::readVector<std::uint8_t>(is, "Int4Matrix codes", (rows * cols + 1) / 2);
     scales = ckpt::readVector<Scalar>(is, "Int4Matrix scales", groups());
     zeros = ckpt::readVector<std::uint8_t>(is, "Int4Matrix zero points", groups());

@@ -135,13 +135,17 @@ class OnlinePcaBasis : public detail::DenseBasisStorage<Scalar_> {
     ckpt::writeMatrix(os, m_m);
     ckpt::writeMatrix(os, m_v);
   }
-  /// Restores a basis written by `save` (P ambient×rank); throws `IoError` on malformed data.
+  /// Restores a basis written by `save` (P ambient×rank); throws `IoError` on malformed data or when
+  /// a knob (rule, multiplier, re-orthonormalisation) differs from this object's.
   void load(std::istream& is, Index ambient, Index rank) {
     ckpt::expectTag(is, kName);
-    m_rule = OnlinePcaRule(ckpt::readBounded<std::int32_t>(is, "online PCA rule", 0, 1));
-    m_mult = ckpt::readPod<double>(is, "online PCA lr multiplier");
-    if (!(m_mult > 0 && std::isfinite(m_mult))) throw IoError("checkpoint: online PCA lr multiplier must be > 0");
-    m_reortho = ckpt::readBounded<std::uint8_t>(is, "reorthonormalize flag", 0, 1) != 0;
+    const auto rule = ckpt::readBounded<std::int32_t>(is, "online PCA rule", 0, 1);
+    const double mult = ckpt::readPod<double>(is, "online PCA lr multiplier");
+    if (!(mult > 0 && std::isfinite(mult))) throw IoError("checkpoint: online PCA lr multiplier must be > 0");
+    const bool reortho = ckpt::readBounded<std::uint8_t>(is, "reorthonormalize flag", 0, 1) != 0;
+    ckpt::expectSetting(kName, "rule", std::string(rule == 0 ? "Adam" : "Sgd"), std::string(m_rule == OnlinePcaRule::Adam ? "Adam" : "Sgd"));
+    ckpt::expectSetting(kName, "learningRateMultiplier", mult, m_mult);
+    ckpt::expectSetting(kName, "reorthonormalize", reortho, m_reortho);
     m_t = ckpt::readBounded<std::int64_t>(is, "online PCA step", 0, std::numeric_limits<std::int64_t>::max());
     this->loadDense(is, ambient, rank);
     Matrix m = ckpt::readMatrix<Scalar>(is, "online PCA first moment");
@@ -169,13 +173,14 @@ class OnlinePcaBasis : public detail::DenseBasisStorage<Scalar_> {
         m_v.setZero(p.rows(), r);
       }
     }
-    m_a.noalias() = (s * x) * p;
-    m_k.noalias() = p.transpose() * p;
+    // Products into the preallocated buffers through gemmInto: no allocation once warmed up.
+    detail::gemmInto(x, p, s, false, m_a);
+    detail::gemmInto(p.transpose(), p, Scalar(1), false, m_k);
     m_k.diagonal().array() -= Scalar(2);
-    m_ata.noalias() = m_a.transpose() * m_a;
-    m_c.noalias() = m_a * m_k;
-    m_grad.noalias() = (Scalar(2) * p) * m_ata;
-    m_grad.noalias() += (Scalar(2) * s * x.transpose()) * m_c;
+    detail::gemmInto(m_a.transpose(), m_a, Scalar(1), false, m_ata);
+    detail::gemmInto(m_a, m_k, Scalar(1), false, m_c);
+    detail::gemmInto(p, m_ata, Scalar(2), false, m_grad);
+    detail::gemmInto(x.transpose(), m_c, Scalar(2) * s, true, m_grad);
   }
 
   OnlinePcaRule m_rule = OnlinePcaRule::Adam;

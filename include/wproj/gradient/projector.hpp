@@ -33,6 +33,17 @@ struct ProjectorStats {
   double meanOverlap() const { return overlapCount > 0 ? overlapSum / double(overlapCount) : std::numeric_limits<double>::quiet_NaN(); }
 };
 
+/// Where the next scheduled refresh falls once the update gap has changed (adaptive gap or
+/// `setUpdateGap`).
+enum class RefreshSchedule {
+  /// Steps o + kT of the current gap T (default): GaLore's and Q-GaLore's rule `step % T == 0`
+  /// (o = 0). After a gap increase at step s the next refresh is the first multiple of the new T
+  /// after s.
+  Multiples,
+  /// The refresh step plus the current gap T (wproj 0.1). Same as `Multiples` while T is fixed.
+  FromLastRefresh
+};
+
 /// Projects the gradient G (m×n) of one weight matrix into a rank-r subspace chosen by the basis
 /// policy `Basis` (SvdBasis, RandomizedBasis, DctBasis, OnlinePcaBasis, GaussianBasis,
 /// RowSelectionBasis, QuantizedBasis\<Inner\>) and maps low-rank updates back, as GaLore does.
@@ -46,7 +57,12 @@ struct ProjectorStats {
 ///   o = offset ∈ [0, T), so layers with different offsets refresh on different steps). With the
 ///   adaptive gap (Q-GaLore) the overlap of each new basis with the previous one enters a sliding
 ///   window (length 5); whenever the window is full and its mean is ≥ 0.4 the gap is multiplied
-///   by 2 (the window is not cleared, as in Q-GaLore's code), up to `setMaxUpdateGap`.
+///   by 2 (the window is not cleared, as in Q-GaLore's code), up to `setMaxUpdateGap`. After a
+///   gap change the next refresh is the next step o + kT of the new T (`RefreshSchedule::Multiples`,
+///   Q-GaLore's `step % T == 0`), or the refresh step + T (`RefreshSchedule::FromLastRefresh`).
+/// - A tracking basis (online PCA) takes its first step on P at step 1: the step that computed the
+///   first basis does not track (as Online Subspace Descent, whose first P update follows the
+///   first optimizer step).
 /// - A refresh that fails (non-finite or failed decomposition) keeps the previous basis and is
 ///   counted; only a failure with no previous basis throws `NumericalError`.
 /// - The back-projected update is multiplied by the scale α.
@@ -119,6 +135,13 @@ class GradientProjector {
     m_queue.reserve(std::size_t(queueLength));
     return *this;
   }
+  /// Rule for the next refresh after a gap change (default `RefreshSchedule::Multiples`, Q-GaLore's).
+  GradientProjector& setRefreshSchedule(RefreshSchedule s) {
+    m_schedule = s;
+    return *this;
+  }
+  /// The rule for the next refresh after a gap change.
+  RefreshSchedule refreshSchedule() const { return m_schedule; }
   /// Upper bound of the adaptive gap (default: unbounded).
   GradientProjector& setMaxUpdateGap(Index t) {
     requireArg(t >= 1, "GradientProjector::setMaxUpdateGap", "t", t, ">= 1");
@@ -250,7 +273,16 @@ class GradientProjector {
         if (m_adaptive) adapt(ov);
       }
     }
-    while (m_nextRefresh <= m_step) m_nextRefresh += m_gap;
+    if (m_nextRefresh <= m_step) {
+      if (m_schedule == RefreshSchedule::FromLastRefresh) {
+        while (m_nextRefresh <= m_step) m_nextRefresh += m_gap;
+      } else {
+        // The first step s > m_step with s = o + kT (k ≥ 0) for the current T.
+        const Index s = m_step + 1;
+        m_nextRefresh = s <= m_offset ? m_offset : m_offset + ((s - m_offset + m_gap - 1) / m_gap) * m_gap;
+      }
+    }
+    if (ok && !had) m_skipTrack = true;  // the initialising step does not track (Online Subspace Descent)
     return ok && had;
   }
 
@@ -353,6 +385,7 @@ class GradientProjector {
     ckpt::writePod<std::uint8_t>(os, m_adaptive ? 1 : 0);
     ckpt::writePod<double>(os, m_threshold);
     ckpt::writeVector(os, m_queue);
+    ckpt::writePod<std::int32_t>(os, std::int32_t(m_schedule));
     for (Index v : {m_stats.refreshes, m_stats.failedRefreshes, m_stats.gapIncreases, m_stats.overlapCount})
       ckpt::writePod<std::int64_t>(os, v);
     for (double v : {m_stats.refreshSeconds, m_stats.lastOverlap, m_stats.overlapSum}) ckpt::writePod<double>(os, v);
@@ -360,8 +393,10 @@ class GradientProjector {
     if (twoSided()) m_b.save(os);
   }
 
-  /// Restores a state written by `save`; throws `IoError` on malformed data or a checkpoint of
-  /// another basis policy (this object is unchanged then).
+  /// Restores a state written by `save`: the projector's settings (rank, gap, scale, type, adaptive
+  /// gap, refresh schedule) come from the checkpoint; the basis policy's settings must equal this
+  /// object's. Throws `IoError` on malformed data, a checkpoint of another basis policy, or other
+  /// basis settings (this object is unchanged then).
   void load(std::istream& is) {
     ckpt::expectTag(is, "GradientProjector");
     const std::string name = ckpt::readString(is, "basis name");
@@ -392,6 +427,10 @@ class GradientProjector {
     p.m_queue = ckpt::readVector<double>(is, "overlap queue");
     if (Index(p.m_queue.size()) > p.m_queueLength) throw IoError("checkpoint: overlap queue longer than its capacity");
     p.m_queue.reserve(std::size_t(p.m_queueLength));
+    // Version-1 checkpoints were written under the rule of their time, refresh + T.
+    p.m_schedule = ckpt::streamVersion(is) >= 2
+                       ? RefreshSchedule(ckpt::readBounded<std::int32_t>(is, "refresh schedule", 0, 1))
+                       : RefreshSchedule::FromLastRefresh;
     p.m_stats.refreshes = ckpt::readBounded<std::int64_t>(is, "refresh count", 0, std::numeric_limits<std::int64_t>::max());
     p.m_stats.failedRefreshes = ckpt::readBounded<std::int64_t>(is, "failed refresh count", 0, std::numeric_limits<std::int64_t>::max());
     p.m_stats.gapIncreases = ckpt::readBounded<std::int64_t>(is, "gap increases", 0, std::numeric_limits<std::int64_t>::max());
@@ -445,6 +484,11 @@ class GradientProjector {
   template <typename DG>
   void trackIf(const Eigen::MatrixBase<DG>& g, double lrRatio, std::true_type) {
     if (!hasBasis()) return;
+    if (m_skipTrack) {
+      // The basis was computed on this step: upstream's first P update is on the next step.
+      m_skipTrack = false;
+      return;
+    }
     // Online Subspace Descent: projection learning rate (1/T)·(lr/lr₀).
     const double lr = lrRatio / double(m_initialGap);
     if (twoSided()) {
@@ -472,6 +516,8 @@ class GradientProjector {
   Index m_maxGap = std::numeric_limits<std::int64_t>::max() / 4;
   std::vector<double> m_queue;
   bool m_initialized = false;
+  bool m_skipTrack = false;
+  RefreshSchedule m_schedule = RefreshSchedule::Multiples;
   Index m_step = 0;
   Index m_nextRefresh = 0;
   Matrix m_transA, m_transB, m_tmp;

@@ -9,13 +9,25 @@
 
 namespace wproj {
 
+/// Which coefficients of P (ambient×r) share an INT4 group.
+enum class Int4Grouping {
+  /// Q-GaLore's grouping (default): groups run along the rows of the basis as Q-GaLore stores it
+  /// in PyTorch (C order, `reshape(-1, group)`): the r×n matrix Vh[:r, :] on the right side, i.e.
+  /// along each basis vector (column-major order of P), and the m×r matrix U[:, :r] on the left
+  /// side, i.e. across the r basis vectors row by row (row-major order of P).
+  QGaLore,
+  /// Column-major order of P on both sides: each group runs along one basis vector (wproj 0.1).
+  ColumnMajor
+};
+
 /// Wraps a dense basis policy `Inner` (e.g. `SvdBasis<float>`): after each refresh the new P is
 /// quantised to INT4 (`Int4Matrix`, groups of 256, asymmetric min/max) and the projections use
 /// the dequantised matrix, so training sees exactly the precision Q-GaLore stores. The overlap
 /// and the moment transition are computed on the dequantised bases. Pair it with
 /// `GradientProjector::setAdaptiveGap` for Q-GaLore's lazy refreshes.
 ///
-/// Knobs: `setGroupSize` (default 256), `inner()` to configure the wrapped policy.
+/// Knobs: `setGroupSize` (default 256), `setGrouping` (default `Int4Grouping::QGaLore`), `inner()`
+/// to configure the wrapped policy.
 /// `stateBytes()` counts the INT4 codes, scales and zero points; the dequantised copy used by
 /// the GEMMs (and the inner policy's own matrix) are reported by `workspaceBytes()`.
 template <typename Inner>
@@ -40,6 +52,13 @@ class QuantizedBasis : public detail::DenseBasisStorage<typename Inner::Scalar> 
   }
   /// Coefficients per INT4 group.
   Index groupSize() const { return m_groupSize; }
+  /// Which coefficients share a group (default `Int4Grouping::QGaLore`).
+  QuantizedBasis& setGrouping(Int4Grouping g) {
+    m_grouping = g;
+    return *this;
+  }
+  /// Which coefficients share a group.
+  Int4Grouping grouping() const { return m_grouping; }
   /// The wrapped dense policy, to configure it.
   Inner& inner() { return m_inner; }
   /// The wrapped dense policy.
@@ -56,7 +75,8 @@ class QuantizedBasis : public detail::DenseBasisStorage<typename Inner::Scalar> 
     if (!inner.ok) return inner;
     Matrix p;
     m_inner.denseBasis(p);
-    m_q.quantize(p, m_groupSize);
+    const bool rowMajor = m_grouping == Int4Grouping::QGaLore && side == Side::Left;
+    m_q.quantize(p, m_groupSize, rowMajor ? Int4Order::RowMajor : Int4Order::ColumnMajor);
     Matrix cand;
     m_q.dequantize(cand);
     return this->commit(cand, transition);
@@ -67,19 +87,28 @@ class QuantizedBasis : public detail::DenseBasisStorage<typename Inner::Scalar> 
   /// The dequantised P plus the inner policy's own state.
   std::size_t workspaceBytes() const { return Base::stateBytes() + m_inner.stateBytes(); }
 
-  /// Writes the tag, the group size, the INT4 basis (when present) and the inner policy.
+  /// Writes the tag, the group size and grouping, the INT4 basis (when present) and the inner policy.
   void save(std::ostream& os) const {
     ckpt::writeTag(os, kName);
     ckpt::writePod<std::int64_t>(os, m_groupSize);
+    ckpt::writePod<std::int32_t>(os, std::int32_t(m_grouping));
     ckpt::writePod<std::uint8_t>(os, this->hasBasis() ? 1 : 0);
     if (this->hasBasis()) m_q.save(os);
     m_inner.save(os);
   }
   /// Restores a basis written by `save` (P ambient×rank) and the inner policy; throws `IoError` on
-  /// malformed data or a wrong shape.
+  /// malformed data, a wrong shape, or a group size or grouping that differs from this object's
+  /// (a version-1 checkpoint holds no grouping: its stored codes are column-major, and later
+  /// refreshes use this object's grouping).
   void load(std::istream& is, Index ambient, Index rank) {
     ckpt::expectTag(is, kName);
-    m_groupSize = ckpt::readBounded<std::int64_t>(is, "INT4 group size", 2, ckpt::kMaxExtent);
+    const auto gs = ckpt::readBounded<std::int64_t>(is, "INT4 group size", 2, ckpt::kMaxExtent);
+    ckpt::expectSetting(kName, "groupSize", std::int64_t(gs), std::int64_t(m_groupSize));
+    if (ckpt::streamVersion(is) >= 2) {
+      const auto grouping = ckpt::readBounded<std::int32_t>(is, "INT4 grouping", 0, 1);
+      auto name = [](std::int32_t g) { return std::string(g == 0 ? "QGaLore" : "ColumnMajor"); };
+      ckpt::expectSetting(kName, "grouping", name(grouping), name(std::int32_t(m_grouping)));
+    }
     const bool has = ckpt::readBounded<std::uint8_t>(is, "basis present flag", 0, 1) != 0;
     if (has) {
       m_q.load(is);
@@ -97,6 +126,7 @@ class QuantizedBasis : public detail::DenseBasisStorage<typename Inner::Scalar> 
   Inner m_inner;
   Int4Matrix<Scalar> m_q;
   Index m_groupSize = 256;
+  Int4Grouping m_grouping = Int4Grouping::QGaLore;
 };
 
 }  // namespace wproj

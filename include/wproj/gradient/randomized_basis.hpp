@@ -109,10 +109,32 @@ class RandomizedBasis : public detail::DenseBasisStorage<Scalar_> {
 
   /// No workspace beyond P (0).
   std::size_t workspaceBytes() const { return 0; }
-  /// Writes the tag and P (the knobs are not saved).
-  void save(std::ostream& os) const { this->saveTagged(os, kName); }
-  /// Restores P (ambient×rank) written by `save`; throws `IoError` on malformed data.
-  void load(std::istream& is, Index ambient, Index rank) { this->loadTagged(is, kName, ambient, rank); }
+  /// Writes the tag, the knobs (oversampling, power iterations, warm start, seed) and P.
+  void save(std::ostream& os) const {
+    ckpt::writeTag(os, kName);
+    ckpt::writePod<std::int64_t>(os, m_oversampling);
+    ckpt::writePod<std::int64_t>(os, m_power);
+    ckpt::writePod<std::uint8_t>(os, m_warm ? 1 : 0);
+    ckpt::writePod<std::uint64_t>(os, m_seed);
+    this->saveDenseWithFlag(os);
+  }
+  /// Restores P (ambient×rank) written by `save`; throws `IoError` on malformed data or when a
+  /// knob differs from the stored one (a version-1 checkpoint holds no knobs and loads with the
+  /// current ones).
+  void load(std::istream& is, Index ambient, Index rank) {
+    ckpt::expectTag(is, kName);
+    if (ckpt::streamVersion(is) >= 2) {
+      const auto p = ckpt::readBounded<std::int64_t>(is, "oversampling", 0, ckpt::kMaxExtent);
+      const auto q = ckpt::readBounded<std::int64_t>(is, "power iterations", -1, ckpt::kMaxExtent);
+      const bool warm = ckpt::readBounded<std::uint8_t>(is, "warm start flag", 0, 1) != 0;
+      const auto seed = ckpt::readPod<std::uint64_t>(is, "seed");
+      ckpt::expectSetting(kName, "oversampling", std::int64_t(p), std::int64_t(m_oversampling));
+      ckpt::expectSetting(kName, "powerIterations", std::int64_t(q), std::int64_t(m_power));
+      ckpt::expectSetting(kName, "warmStart", warm, m_warm);
+      ckpt::expectSetting(kName, "seed", seed, m_seed);
+    }
+    this->loadDense(is, ambient, rank);
+  }
 
  private:
   Index m_oversampling = 8;

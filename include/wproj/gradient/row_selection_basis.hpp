@@ -176,11 +176,13 @@ class RowSelectionBasis {
     ckpt::writeVector(os, m_rho);
   }
   /// Restores a selection written by `save` (r = rank indices in [0, ambient)); throws `IoError` on
-  /// malformed data.
+  /// malformed data or when the selection mode or seed differs from this object's.
   void load(std::istream& is, Index ambient, Index rank) {
     ckpt::expectTag(is, kName);
-    m_mode = RowSelection(ckpt::readBounded<std::int32_t>(is, "row selection mode", 0, 2));
-    m_seed = ckpt::readPod<std::uint64_t>(is, "row selection seed");
+    const auto mode = ckpt::readBounded<std::int32_t>(is, "row selection mode", 0, 2);
+    const auto seed = ckpt::readPod<std::uint64_t>(is, "row selection seed");
+    ckpt::expectSetting(kName, "selection", std::int32_t(mode), std::int32_t(m_mode));
+    ckpt::expectSetting(kName, "seed", seed, m_seed);
     const auto amb = ckpt::readPod<std::int64_t>(is, "row selection ambient dimension");
     const auto idx = ckpt::readVector<std::int64_t>(is, "row indices");
     const auto rho = ckpt::readVector<Scalar>(is, "row scales", std::int64_t(idx.size()));

@@ -52,10 +52,23 @@ class SvdBasis : public detail::DenseBasisStorage<Scalar_> {
 
   /// No workspace beyond P (0).
   std::size_t workspaceBytes() const { return 0; }
-  /// Writes the tag and P (the method is not saved).
-  void save(std::ostream& os) const { this->saveTagged(os, kName); }
-  /// Restores P (ambient×rank) written by `save`; throws `IoError` on malformed data.
-  void load(std::istream& is, Index ambient, Index rank) { this->loadTagged(is, kName, ambient, rank); }
+  /// Writes the tag, the method and P.
+  void save(std::ostream& os) const {
+    ckpt::writeTag(os, kName);
+    ckpt::writePod<std::int32_t>(os, std::int32_t(m_method));
+    this->saveDenseWithFlag(os);
+  }
+  /// Restores P (ambient×rank) written by `save`; throws `IoError` on malformed data or when the
+  /// checkpoint was saved with another method (a version-1 checkpoint holds no method and loads
+  /// with the current one).
+  void load(std::istream& is, Index ambient, Index rank) {
+    ckpt::expectTag(is, kName);
+    if (ckpt::streamVersion(is) >= 2) {
+      const auto m = SvdMethod(ckpt::readBounded<std::int32_t>(is, "SVD method", 0, 2));
+      ckpt::expectSetting(kName, "method", std::string(toString(m)), std::string(toString(m_method)));
+    }
+    this->loadDense(is, ambient, rank);
+  }
 
  private:
   SvdMethod m_method = SvdMethod::Auto;
