@@ -138,3 +138,47 @@ TEST_CASE("dtype: every f16 pattern decodes and re-encodes to itself; ties go to
   const double justAbove = 1.0 + std::ldexp(1.0, -8) + std::ldexp(1.0, -40);
   CHECK(wio::doubleToBf16(justAbove) == 0x3F81);
 }
+
+TEST_CASE("npy: NaN, infinities and out-of-range values are refused for integer dtypes, naming value and position", "[io][npy]") {
+  const std::string p = tempPath("int_range.npy");
+  Mat<double> m(2, 2);
+  m << 1.9, -2.9, 255.5, 0.0;
+  // In range: truncation toward zero, exactly as documented.
+  wio::writeNpy(p, m, wio::DType::I16);
+  const Mat<double> back = wio::readNpy<double>(p);
+  CHECK(back(0, 0) == 1.0);
+  CHECK(back(0, 1) == -2.0);
+  CHECK(back(1, 0) == 255.0);
+  CHECK_THROWS_WITH(wio::npyBytes(m, wio::DType::U8), Catch::Contains("(0, 1) = -2.8999") && Catch::Contains("U8"));
+  m(0, 1) = -0.5;  // truncates to 0: allowed for unsigned types
+  CHECK_NOTHROW(wio::npyBytes(m, wio::DType::U8));
+  struct Case {
+    double value;
+    wio::DType dtype;
+  };
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  for (const Case& c : {Case{nan, wio::DType::I32}, Case{inf, wio::DType::I64}, Case{-inf, wio::DType::I8},
+                        Case{128.0, wio::DType::I8}, Case{-129.0, wio::DType::I8}, Case{256.0, wio::DType::U8},
+                        Case{65536.0, wio::DType::U16}, Case{2147483648.0, wio::DType::I32},
+                        Case{-2147483649.0, wio::DType::I32}, Case{4294967296.0, wio::DType::U32},
+                        Case{9223372036854775808.0, wio::DType::I64}, Case{18446744073709551616.0, wio::DType::U64},
+                        Case{-1.0, wio::DType::U64}, Case{nan, wio::DType::Bool}}) {
+    Mat<double> x = Mat<double>::Zero(3, 2);
+    x(2, 1) = c.value;
+    INFO(c.value << " as " << wio::dtypeName(c.dtype));
+    CHECK_THROWS_AS(wio::npyBytes(x, c.dtype), wproj::InvalidArgument);
+    CHECK_THROWS_WITH(wio::writeNpy(p, x, c.dtype), Catch::Contains("(2, 1)") && Catch::Contains(wio::dtypeName(c.dtype)));
+  }
+  // The extremes of each range are stored exactly.
+  Mat<double> edges(1, 2);
+  edges << -9223372036854775808.0, 9223372036854774784.0;  // -2^63 and the largest double below 2^63
+  wio::writeNpy(p, edges, wio::DType::I64);
+  CHECK(wio::readNpy<double>(p) == edges);
+  edges << 0.0, 18446744073709549568.0;  // the largest double below 2^64
+  wio::writeNpy(p, edges, wio::DType::U64);
+  CHECK(wio::readNpy<double>(p) == edges);
+  edges << -128.0, 127.99;
+  wio::writeNpy(p, edges, wio::DType::I8);
+  CHECK(wio::readNpy<double>(p)(0, 1) == 127.0);
+  std::remove(p.c_str());
+}

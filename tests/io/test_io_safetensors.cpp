@@ -4,9 +4,12 @@
 #include <wproj/io.hpp>
 
 #include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -267,4 +270,283 @@ TEST_CASE("json: an object with 10^6 members parses, duplicate keys anywhere are
   const wio::JsonValue v = wio::JsonParser::parse(ok.data(), ok.size());
   const wio::JsonValue copy = v;
   CHECK(copy.find("b")->find("x")->items()[1].find("x")->text() == "2");
+}
+
+namespace {
+
+// One safetensors file from (name, dtype string, shape, bytes) entries laid out in order.
+struct RawTensor {
+  std::string name, dtype, shape;
+  std::string bytes;
+};
+std::string rawFile(const std::vector<RawTensor>& ts) {
+  std::string json = "{\"__metadata__\":{\"format\":\"pt\"}", data;
+  for (const auto& t : ts) {
+    json += ",\"" + t.name + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":" + t.shape + ",\"data_offsets\":[" +
+            std::to_string(data.size()) + "," + std::to_string(data.size() + t.bytes.size()) + "]}";
+    data += t.bytes;
+  }
+  json += "}";
+  return le64(json.size()) + json + data;
+}
+
+std::string bytesOf(std::initializer_list<int> v) {
+  std::string s;
+  for (int b : v) s += char(b);
+  return s;
+}
+
+// Independent decodings of the OCP 8-bit float formats, from the definitions (not the library's).
+double e4m3Reference(int b) {
+  const int s = b >> 7, e = (b >> 3) & 15, m = b & 7;
+  if (e == 15 && m == 7) return std::numeric_limits<double>::quiet_NaN();  // E4M3FN: only S.1111.111 is NaN, no Inf
+  const double mag = e == 0 ? (m / 8.0) * std::pow(2.0, -6) : (1.0 + m / 8.0) * std::pow(2.0, e - 7);
+  return s ? -mag : mag;
+}
+double e5m2Reference(int b) {
+  const int s = b >> 7, e = (b >> 2) & 31, m = b & 3;
+  double mag;
+  if (e == 31) mag = m == 0 ? std::numeric_limits<double>::infinity() : std::numeric_limits<double>::quiet_NaN();
+  else mag = e == 0 ? (m / 4.0) * std::pow(2.0, -14) : (1.0 + m / 4.0) * std::pow(2.0, e - 15);
+  return s ? -mag : mag;
+}
+
+long peakRssKb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+long currentRssKb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+// Resets the peak-RSS mark (Linux ≥ 4.0); false if not possible.
+bool resetPeakRss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+  f.flush();
+  return bool(f);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+
+}  // namespace
+
+TEST_CASE("F8_E4M3 and F8_E5M2: all 256 codes decode exactly (NaN/Inf rules of E4M3FN and E5M2)", "[io][dtype]") {
+  for (int b = 0; b < 256; ++b) {
+    INFO("code " << b);
+    const double r4 = e4m3Reference(b), r5 = e5m2Reference(b);
+    const float d4 = wio::f8e4m3ToFloat(std::uint8_t(b)), d5 = wio::f8e5m2ToFloat(std::uint8_t(b));
+    if (std::isnan(r4)) CHECK(std::isnan(d4));
+    else CHECK(double(d4) == r4);
+    if (std::isnan(r5)) CHECK(std::isnan(d5));
+    else CHECK(double(d5) == r5);
+    CHECK(std::signbit(d4) == bool(b & 0x80));
+    // E5M2 is the top byte of an IEEE half.
+    const double h = wio::halfToDouble(std::uint16_t(b << 8));
+    CHECK((std::isnan(h) ? std::isnan(d5) : double(d5) == h));
+  }
+  // Landmarks from the OCP FP8 specification.
+  CHECK(wio::f8e4m3ToFloat(0x7E) == 448.0f);
+  CHECK(wio::f8e4m3ToFloat(0x78) == 256.0f);  // exponent 15 is a normal binade in E4M3FN
+  CHECK(wio::f8e4m3ToFloat(0x01) == std::ldexp(1.0f, -9));
+  CHECK(std::isnan(wio::f8e4m3ToFloat(0xFF)));
+  CHECK(wio::f8e5m2ToFloat(0x7B) == 57344.0f);
+  CHECK(std::isinf(wio::f8e5m2ToFloat(0xFC)));
+  CHECK(wio::f8e5m2ToFloat(0xFC) < 0);
+  CHECK(std::isnan(wio::f8e5m2ToFloat(0x7D)));
+  CHECK(wio::f8e5m2ToFloat(0x01) == std::ldexp(1.0f, -16));
+}
+
+TEST_CASE("safetensors: newer and unknown dtypes are listed and kept as raw bytes; F8 tensors read as float", "[io][dtype]") {
+  const TempDir dir("dtypes");
+  const std::string& d = dir.path;
+  std::string all;
+  for (int b = 0; b < 256; ++b) all += char(b);
+  const std::string file = rawFile({
+      {"a.f8e4m3", "F8_E4M3", "[16,16]", all},
+      {"b.f8e5m2", "F8_E5M2", "[256]", all},
+      {"c.scale", "F8_E8M0", "[2]", bytesOf({127, 130})},
+      {"d.fp4", "F4", "[2,3]", bytesOf({0x12, 0x34, 0x56})},  // 6 x 4 bits = 3 bytes
+      {"e.fp6", "F6_E2M3", "[4]", bytesOf({1, 2, 3})},        // 4 x 6 bits = 3 bytes
+      {"f.complex", "C64", "[1]", std::string(8, '\x01')},
+      {"g.future", "F33", "[5]", bytesOf({9, 8, 7})},          // unknown name: size cannot be checked
+      {"h.weight", "F32", "[1]", std::string("\0\0\x80\x3f", 4)},
+  });
+  spit(d + "/m.safetensors", file);
+  const wio::SafetensorsReader r(d + "/m.safetensors");
+  REQUIRE(r.tensors().size() == 8);
+  CHECK(r.info("c.scale").dtype == wio::DType::F8E8M0);
+  CHECK(r.info("d.fp4").dtypeString() == "F4");
+  CHECK(r.info("d.fp4").bytes() == 3);
+  CHECK(r.info("e.fp6").dtype == wio::DType::F6E2M3);
+  CHECK(r.info("f.complex").dtypeString() == "C64");
+  CHECK(r.info("g.future").dtype == wio::DType::Unknown);
+  CHECK(r.info("g.future").dtypeString() == "F33");
+  CHECK(r.info("g.future").shapeString() == "[5]");
+  CHECK(r.info("g.future").bytes() == 3);
+  CHECK(r.read<float>("h.weight")(0, 0) == 1.0f);  // the rest of the file stays readable
+  // F8 read as numbers, element by element against the independent decoding.
+  const auto e4 = r.readRowMajor<double>("a.f8e4m3");
+  const auto e5 = r.read<double>("b.f8e5m2");
+  for (int b = 0; b < 256; ++b) {
+    const double x4 = e4.data()[b], x5 = e5(b, 0);
+    CHECK((std::isnan(e4m3Reference(b)) ? std::isnan(x4) : x4 == e4m3Reference(b)));
+    CHECK((std::isnan(e5m2Reference(b)) ? std::isnan(x5) : x5 == e5m2Reference(b)));
+  }
+  // No real-number reading: a clear error naming the tensor and dtype; raw bytes available.
+  for (const char* n : {"c.scale", "d.fp4", "e.fp6", "f.complex", "g.future"}) {
+    CHECK_THROWS_WITH(r.read<float>(n), Catch::Contains(std::string("'") + n + "'") && Catch::Contains("raw bytes"));
+    CHECK_FALSE(wio::isReadableAsReal(r.info(n).dtype));
+  }
+  CHECK(r.readRaw("g.future") == std::vector<unsigned char>{9, 8, 7});
+  // Copy everything through with the writer: same dtype names, shapes and bytes.
+  {
+    wio::SafetensorsWriter w(d + "/copy.safetensors");
+    for (const auto& t : r.tensors()) w.declare(t);
+    w.begin();
+    for (const auto& t : r.tensors()) w.writeRaw(t.name, r.rawData(t), std::size_t(t.bytes()));
+    w.commit();
+  }
+  const wio::SafetensorsReader c(d + "/copy.safetensors");
+  for (const auto& t : r.tensors()) {
+    const auto& u = c.info(t.name);
+    CHECK(u.dtypeString() == t.dtypeString());
+    CHECK(u.shape == t.shape);
+    CHECK(c.readRaw(t.name) == r.readRaw(t.name));
+  }
+  // The writer computes sub-byte sizes and refuses what it cannot lay out.
+  wio::SafetensorsWriter w(d + "/bad.safetensors");
+  CHECK_THROWS_WITH(w.declare("x", wio::DType::F4, {3}), Catch::Contains("whole number of bytes"));
+  CHECK_THROWS_WITH(w.declare("x", wio::DType::Unknown, {3}), Catch::Contains("UNKNOWN"));
+  CHECK_THROWS_WITH(w.declare(std::string("a\0b", 3), wio::DType::F32, {1}), Catch::Contains("NUL"));
+  CHECK_THROWS_WITH(w.declare("x", wio::DType::F32, std::vector<std::uint64_t>(17, 1)), Catch::Contains("at most 16"));
+  w.declare("x", wio::DType::F4, {4});
+  CHECK(w.dataBytes() == 2);
+}
+
+TEST_CASE("safetensors: rank is capped at 16 and header parsing needs less than 4x the header's size", "[io][safetensors]") {
+  // A 10 MB header whose one shape has 5 million extents: refused at the 17th, without building anything.
+  std::string shape = "[";
+  for (int i = 0; i < 5000000; ++i) shape += i ? ",1" : "1";
+  shape += "]";
+  const std::string huge = rawFile({{"w", "F32", shape, std::string(4, '\0')}});
+  REQUIRE(huge.size() > 10000000);
+  const auto* hp = reinterpret_cast<const unsigned char*>(huge.data());
+  CHECK_THROWS_WITH(wio::SafetensorsHeader::parse(hp, huge.size(), "huge"), Catch::Contains("more than 16 extents"));
+  // 16 extents are fine.
+  const std::string r16 = rawFile({{"w", "F32", "[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,2]", std::string(8, '\0')}});
+  CHECK(wio::SafetensorsHeader::parse(reinterpret_cast<const unsigned char*>(r16.data()), r16.size()).tensors()[0].count() == 2);
+
+  // Many small tensors: the densest valid header, ~12 MB.
+  std::vector<RawTensor> many;
+  for (int i = 0; i < 200000; ++i) many.push_back({"t" + std::to_string(i), "F32", "[1]", std::string(4, '\0')});
+  const std::string big = rawFile(many);
+  many.clear();
+  many.shrink_to_fit();
+  const std::size_t headerBytes = big.size() - 4 * 200000 - 8;
+  if (kSanitized || !resetPeakRss()) {
+    const auto h = wio::SafetensorsHeader::parse(reinterpret_cast<const unsigned char*>(big.data()), big.size());
+    CHECK(h.tensors().size() == 200000);
+    return;  // allocator overheads of a sanitizer (or no peak reset) make the measurement meaningless
+  }
+  long extraKb = 0;
+  {
+    const long before = currentRssKb();
+    const auto h = wio::SafetensorsHeader::parse(reinterpret_cast<const unsigned char*>(big.data()), big.size());
+    extraKb = peakRssKb() - before;
+    CHECK(h.tensors().size() == 200000);
+    CHECK(h.tensors()[0].name == "t0");
+  }
+  INFO("header " << headerBytes / 1024 << " KiB, peak extra RSS " << extraKb << " KiB");
+  CHECK(double(extraKb) * 1024 < 4.0 * double(headerBytes));
+  // The 5M-extent header costs next to nothing to refuse.
+  REQUIRE(resetPeakRss());
+  const long before = currentRssKb();
+  CHECK_THROWS(wio::SafetensorsHeader::parse(hp, huge.size(), "huge"));
+  CHECK(double(peakRssKb() - before) * 1024 < 4.0 * double(huge.size()));
+}
+
+TEST_CASE("files: a FIFO or other special file is refused at once, never waited on", "[io][file]") {
+  const TempDir dir("fifo");
+  const std::string fifo = dir.path + "/pipe.safetensors";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // Opened in a child so that a blocking open (no writer will ever come) fails this test instead of hanging it.
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int code = 3;
+    try {
+      wio::SafetensorsReader r(fifo);
+      code = 2;
+    } catch (const wproj::IoError& e) {
+      code = std::string(e.what()).find("not a regular file (it is a FIFO") != std::string::npos ? 0 : 1;
+    } catch (...) {
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  bool done = false;
+  for (int i = 0; i < 200 && !done; ++i) {  // up to 10 s
+    done = ::waitpid(pid, &status, WNOHANG) == pid;
+    if (!done) ::usleep(50000);
+  }
+  if (!done) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+  }
+  CHECK(done);
+  CHECK((done && WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  CHECK_THROWS_WITH(wio::MappedFile(dir.path), Catch::Contains("not a regular file (it is a folder)"));
+  CHECK_THROWS_WITH(wio::readNpy<float>("/dev/null"), Catch::Contains("not a regular file (it is a character device)"));
+}
+
+TEST_CASE("files: a mapped input that changes size is detected before its data is touched", "[io][file]") {
+  const TempDir dir("resize");
+  const std::string p = dir.path + "/m.safetensors";
+  wio::writeSafetensors(p, std::vector<std::pair<std::string, Mat<float>>>{{"w", gaussian<float>(64, 64, 3)}});
+  const wio::Checkpoint c(p);
+  const wio::SafetensorsReader& r = c.shard(0);
+  const std::size_t size = r.fileSize();
+  CHECK_NOTHROW(c.checkUnchanged());
+  const Mat<float> before = c.read<float>("w");
+  REQUIRE(::truncate(p.c_str(), off_t(size / 2)) == 0);  // another process truncates the input
+  CHECK_THROWS_WITH(r.checkUnchanged(), Catch::Contains(std::to_string(size) + " bytes when opened, " + std::to_string(size / 2) + " now"));
+  CHECK_THROWS_WITH(c.checkUnchanged(), Catch::Contains("changed size"));
+  CHECK_THROWS_WITH(c.read<float>("w"), Catch::Contains("changed size"));  // instead of SIGBUS
+  CHECK_THROWS_WITH(c.view<float>("w"), Catch::Contains("changed size"));
+  CHECK_THROWS_WITH(r.readRaw("w"), Catch::Contains("changed size"));
+  REQUIRE(::truncate(p.c_str(), off_t(size + 100)) == 0);  // grown: also reported
+  CHECK_THROWS_WITH(r.checkUnchanged(), Catch::Contains(std::to_string(size + 100) + " now"));
+  REQUIRE(::truncate(p.c_str(), off_t(size)) == 0);
+  CHECK_NOTHROW(r.checkUnchanged());
+  CHECK(before.rows() == 64);
+}
+
+TEST_CASE("checkpoint: NUL characters in index names are refused, not used to shorten paths", "[io][checkpoint]") {
+  const TempDir dir("nul");
+  const std::string& d = dir.path;
+  wio::writeSafetensors(d + "/a.safetensors", std::vector<std::pair<std::string, Mat<float>>>{{"w", Mat<float>::Ones(2, 2)}});
+  spit(d + "/ok.json", R"({"weight_map": {"w": "a.safetensors"}})");
+  CHECK(wio::Checkpoint(d + "/ok.json").read<float>("w")(1, 1) == 1.0f);
+  // "a.safetensors\u0000.evil" would open a.safetensors if the name were passed to open() as is.
+  spit(d + "/shard.json", R"({"weight_map": {"w": "a.safetensors\u0000.evil"}})");
+  CHECK_THROWS_WITH(wio::Checkpoint(d + "/shard.json"), Catch::Contains("NUL character") && Catch::Contains("'w'"));
+  spit(d + "/name.json", R"({"weight_map": {"w\u0000x": "a.safetensors"}})");
+  CHECK_THROWS_WITH(wio::Checkpoint(d + "/name.json"), Catch::Contains("NUL character"));
 }

@@ -120,6 +120,10 @@ class Checkpoint {
   }
   /// Lets the kernel drop the tensor's pages from the resident set.
   void release(const std::string& name) const { readerOf(name).release(name); }
+  /// Throws IoError if any shard file changed size since it was opened (see MappedFile::checkUnchanged).
+  void checkUnchanged() const {
+    for (const auto& s : m_shards) s->checkUnchanged();
+  }
 
   /// Total bytes of tensor data.
   std::uint64_t totalBytes() const {
@@ -145,8 +149,14 @@ class Checkpoint {
     const std::string dir = detail::dirName(indexPath);
     std::map<std::string, std::vector<std::string>> byShard;
     for (const auto& kv : wm->members()) {
+      if (kv.first.find('\0') != std::string::npos)
+        throw IoError(indexPath + ": weight_map tensor name '" + kv.first.substr(0, kv.first.find('\0')) +
+                      "\\u0000...' contains a NUL character, which no tensor name may hold");
       if (!kv.second.isString()) throw IoError(indexPath + ": weight_map entry '" + kv.first + "' is not a string");
       const std::string& shard = kv.second.text();
+      if (shard.find('\0') != std::string::npos)
+        throw IoError(indexPath + ": weight_map entry '" + kv.first + "' names shard '" + shard.substr(0, shard.find('\0')) +
+                      "\\u0000...', which contains a NUL character; expected a file name in the index's folder");
       if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..")
         throw IoError(indexPath + ": weight_map entry '" + kv.first + "' names shard '" + shard +
                       "', expected a file name in the index's folder");
@@ -208,13 +218,19 @@ class CheckpointWriter {
   }
   /// Declares a tensor (before begin()).
   CheckpointWriter& declare(const std::string& name, DType dtype, const std::vector<std::uint64_t>& shape) {
-    requireArg(!m_begun, "CheckpointWriter::declare", "name", name, "a call before begin()");
     TensorInfo t;
     t.name = name;
     t.dtype = dtype;
     t.shape = shape;
-    requireArg(m_decl.emplace(name, t).second, "CheckpointWriter::declare", "name", name, "a name not declared before");
-    return *this;
+    t.end = SafetensorsWriter::byteSize(t, "CheckpointWriter::declare");
+    return add(std::move(t));
+  }
+  /// Declares a tensor like `like` (any dtype, also an unknown one; see SafetensorsWriter::declare).
+  CheckpointWriter& declare(const TensorInfo& like) {
+    TensorInfo t = like;
+    t.end = like.bytes();
+    t.begin = 0;
+    return add(std::move(t));
   }
 
   /// Assigns tensors to shards and writes every shard's header.
@@ -234,7 +250,7 @@ class CheckpointWriter {
       std::uint64_t cur = 0;
       groups.emplace_back();
       for (const auto& kv : m_decl) {
-        const std::uint64_t b = kv.second.count() * dtypeSize(kv.second.dtype);
+        const std::uint64_t b = kv.second.bytes();
         if (m_maxShard > 0 && !groups.back().empty() && cur + b > m_maxShard) {
           groups.emplace_back();
           cur = 0;
@@ -257,7 +273,7 @@ class CheckpointWriter {
       auto w = std::make_unique<SafetensorsWriter>(files[g]);
       for (const auto& kv : m_metadata) w->addMetadata(kv.first, kv.second);
       for (const TensorInfo* t : groups[g]) {
-        w->declare(t->name, t->dtype, t->shape);
+        w->declare(*t);
         m_shardOf[t->name] = g;
       }
       w->begin();
@@ -280,7 +296,7 @@ class CheckpointWriter {
     std::string index;
     if (!m_indexPath.empty()) {
       std::uint64_t total = 0;
-      for (const auto& kv : m_decl) total += kv.second.count() * dtypeSize(kv.second.dtype);
+      for (const auto& kv : m_decl) total += kv.second.bytes();
       index = "{\n  \"metadata\": {\"total_size\": " + std::to_string(total) + "},\n  \"weight_map\": {\n";
       bool first = true;
       for (const auto& kv : m_shardOf) {
@@ -308,6 +324,12 @@ class CheckpointWriter {
   }
 
  private:
+  CheckpointWriter& add(TensorInfo&& t) {
+    requireArg(!m_begun, "CheckpointWriter::declare", "name", t.name, "a call before begin()");
+    const std::string name = t.name;
+    requireArg(m_decl.emplace(name, std::move(t)).second, "CheckpointWriter::declare", "name", name, "a name not declared before");
+    return *this;
+  }
   SafetensorsWriter& writerOf(const std::string& name) {
     if (!m_begun) begin();
     auto it = m_shardOf.find(name);

@@ -23,20 +23,40 @@ namespace wproj {
 namespace io {
 
 /// Element types of safetensors files (names as in the format) and .npy arrays.
-enum class DType { Bool, U8, I8, U16, I16, U32, I32, U64, I64, F16, BF16, F32, F64, F8E4M3, F8E5M2 };
+///
+/// Every dtype of the safetensors format is known by name and size. Those that wproj can read as
+/// real numbers (`isReadableAsReal`): the integers, BOOL, F16, BF16, F32, F64, F8_E4M3 and
+/// F8_E5M2. The others — F8_E8M0, F8_E4M3FNUZ, F8_E5M2FNUZ, the sub-byte F4, F6_E2M3, F6_E3M2,
+/// the complex C64 — and any dtype name the format may add later (`Unknown`, its name kept in
+/// `TensorInfo::dtypeText`) are listed and can be read and written as raw bytes.
+enum class DType {
+  Bool, U8, I8, U16, I16, U32, I32, U64, I64, F16, BF16, F32, F64, F8E4M3, F8E5M2,
+  F8E8M0, F8E4M3FNUZ, F8E5M2FNUZ, F4, F6E2M3, F6E3M2, C64,
+  Unknown  ///< a dtype name wproj does not know; its size is not known either
+};
 
-/// Bytes per element.
-inline std::size_t dtypeSize(DType t) {
+/// Bits per element (4 for F4, 6 for F6_*; 0 for `Unknown`).
+inline std::size_t dtypeBits(DType t) {
   switch (t) {
-    case DType::Bool: case DType::U8: case DType::I8: case DType::F8E4M3: case DType::F8E5M2: return 1;
-    case DType::U16: case DType::I16: case DType::F16: case DType::BF16: return 2;
-    case DType::U32: case DType::I32: case DType::F32: return 4;
-    case DType::U64: case DType::I64: case DType::F64: return 8;
+    case DType::F4: return 4;
+    case DType::F6E2M3: case DType::F6E3M2: return 6;
+    case DType::Bool: case DType::U8: case DType::I8: case DType::F8E4M3: case DType::F8E5M2:
+    case DType::F8E8M0: case DType::F8E4M3FNUZ: case DType::F8E5M2FNUZ: return 8;
+    case DType::U16: case DType::I16: case DType::F16: case DType::BF16: return 16;
+    case DType::U32: case DType::I32: case DType::F32: return 32;
+    case DType::U64: case DType::I64: case DType::F64: case DType::C64: return 64;
+    case DType::Unknown: return 0;
   }
   return 0;
 }
 
-/// The safetensors spelling of a dtype ("F32", "BF16", …).
+/// Bytes per element; 0 for the sub-byte dtypes (see `dtypeBits`) and for `Unknown`.
+inline std::size_t dtypeSize(DType t) {
+  const std::size_t bits = dtypeBits(t);
+  return bits % 8 == 0 ? bits / 8 : 0;
+}
+
+/// The safetensors spelling of a dtype ("F32", "BF16", …; "UNKNOWN" for `Unknown`).
 inline const char* dtypeName(DType t) {
   switch (t) {
     case DType::Bool: return "BOOL";
@@ -54,15 +74,25 @@ inline const char* dtypeName(DType t) {
     case DType::F64: return "F64";
     case DType::F8E4M3: return "F8_E4M3";
     case DType::F8E5M2: return "F8_E5M2";
+    case DType::F8E8M0: return "F8_E8M0";
+    case DType::F8E4M3FNUZ: return "F8_E4M3FNUZ";
+    case DType::F8E5M2FNUZ: return "F8_E5M2FNUZ";
+    case DType::F4: return "F4";
+    case DType::F6E2M3: return "F6_E2M3";
+    case DType::F6E3M2: return "F6_E3M2";
+    case DType::C64: return "C64";
+    case DType::Unknown: return "UNKNOWN";
   }
   return "?";
 }
 
-/// Parses a safetensors dtype name; returns false if unknown.
+/// Parses a safetensors dtype name; returns false if it is not one wproj knows.
 inline bool parseDtypeName(const std::string& s, DType& out) {
-  static const DType all[] = {DType::Bool, DType::U8,  DType::I8,  DType::U16, DType::I16,
-                              DType::U32,  DType::I32, DType::U64, DType::I64, DType::F16,
-                              DType::BF16, DType::F32, DType::F64, DType::F8E4M3, DType::F8E5M2};
+  static const DType all[] = {DType::Bool,   DType::U8,         DType::I8,         DType::U16,    DType::I16,
+                              DType::U32,    DType::I32,        DType::U64,        DType::I64,    DType::F16,
+                              DType::BF16,   DType::F32,        DType::F64,        DType::F8E4M3, DType::F8E5M2,
+                              DType::F8E8M0, DType::F8E4M3FNUZ, DType::F8E5M2FNUZ, DType::F4,     DType::F6E2M3,
+                              DType::F6E3M2, DType::C64};
   for (DType t : all)
     if (s == dtypeName(t)) { out = t; return true; }
   return false;
@@ -89,8 +119,16 @@ inline bool isConvertibleFloat(DType t) {
   return t == DType::F16 || t == DType::BF16 || t == DType::F32 || t == DType::F64;
 }
 
-/// True for dtypes that can be read as float/double (the float types and the integer types).
-inline bool isReadableAsReal(DType t) { return t != DType::F8E4M3 && t != DType::F8E5M2; }
+/// True for dtypes that can be read as float/double: the integers, BOOL, F16, BF16, F32, F64,
+/// F8_E4M3 and F8_E5M2 (see `decodeElements`). The others are read as raw bytes.
+inline bool isReadableAsReal(DType t) {
+  switch (t) {
+    case DType::Bool: case DType::U8: case DType::I8: case DType::U16: case DType::I16: case DType::U32:
+    case DType::I32: case DType::U64: case DType::I64: case DType::F16: case DType::BF16: case DType::F32:
+    case DType::F64: case DType::F8E4M3: case DType::F8E5M2: return true;
+    default: return false;
+  }
+}
 
 namespace detail {
 
@@ -186,8 +224,38 @@ inline double bf16ToDouble(std::uint16_t h) {
   return double(v);
 }
 
+/// Decodes an F8_E4M3 byte (OCP FP8 E4M3, "FN": bias 7, no infinities; S.1111.111 is NaN, so the
+/// largest finite value is ±448; subnormals m·2⁻⁹). Exact in float.
+inline float f8e4m3ToFloat(std::uint8_t b) {
+  const int e = (b >> 3) & 15, m = b & 7;
+  float v;
+  if (e == 15 && m == 7) v = std::numeric_limits<float>::quiet_NaN();
+  else if (e == 0) v = std::ldexp(float(m), -9);
+  else v = std::ldexp(float(8 + m), e - 10);
+  return (b & 0x80) ? -v : v;
+}
+
+/// Decodes an F8_E5M2 byte (OCP FP8 E5M2: IEEE layout, bias 15, exponent 31 is ±Inf (mantissa 0)
+/// or NaN; largest finite ±57344; subnormals m·2⁻¹⁶). Exact in float.
+inline float f8e5m2ToFloat(std::uint8_t b) { return float(detail::decodeSmallFloat(b, 5, 2)); }
+
+namespace detail {
+// 256-entry decoding table of an F8 dtype, built once.
+template <int Kind>
+inline const float* f8Table() {
+  struct Table {
+    float v[256];
+    Table() {
+      for (int i = 0; i < 256; ++i) v[i] = Kind == 0 ? f8e4m3ToFloat(std::uint8_t(i)) : f8e5m2ToFloat(std::uint8_t(i));
+    }
+  };
+  static const Table table;
+  return table.v;
+}
+}  // namespace detail
+
 /// Decodes `count` little-endian elements of type `t` at `src` into `dst` (converted to Scalar).
-/// Throws IoError for dtypes that have no real-number reading (F8 types).
+/// Throws IoError for dtypes that have no real-number reading (see `isReadableAsReal`).
 template <typename Scalar>
 void decodeElements(DType t, const void* src, std::size_t count, Scalar* dst) {
   const unsigned char* p = static_cast<const unsigned char*>(src);
@@ -231,8 +299,18 @@ void decodeElements(DType t, const void* src, std::size_t count, Scalar* dst) {
     case DType::I64:
       for (std::size_t i = 0; i < count; ++i) dst[i] = Scalar(detail::loadLE<std::int64_t>(p + 8 * i));
       return;
+    case DType::F8E4M3: {
+      const float* table = detail::f8Table<0>();
+      for (std::size_t i = 0; i < count; ++i) dst[i] = Scalar(table[p[i]]);
+      return;
+    }
+    case DType::F8E5M2: {
+      const float* table = detail::f8Table<1>();
+      for (std::size_t i = 0; i < count; ++i) dst[i] = Scalar(table[p[i]]);
+      return;
+    }
     default:
-      throw IoError(std::string("dtype ") + dtypeName(t) + " cannot be converted to a real matrix");
+      throw IoError(std::string("dtype ") + dtypeName(t) + " cannot be converted to a real matrix (read its raw bytes instead)");
   }
 }
 

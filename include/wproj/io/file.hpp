@@ -49,7 +49,8 @@ class MappedFile {
  public:
   /// A closed file (no mapping).
   MappedFile() = default;
-  /// Maps `path`; throws IoError if it cannot be opened, is not a regular file, or cannot be mapped.
+  /// Maps `path`; throws IoError if it cannot be opened, is not a regular file (a FIFO, device,
+  /// socket or folder is refused without blocking), or cannot be mapped.
   explicit MappedFile(const std::string& path) { open(path); }
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -69,7 +70,9 @@ class MappedFile {
   void open(const std::string& path) {
     close();
     m_path = path;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO without a writer (or some devices) would otherwise block
+    // forever; for a regular file it changes nothing.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) throw IoError(path + ": cannot open for reading: " + detail::errnoText(errno));
     struct stat st;
     if (::fstat(fd, &st) != 0) {
@@ -79,7 +82,13 @@ class MappedFile {
     }
     if (!S_ISREG(st.st_mode)) {
       ::close(fd);
-      throw IoError(path + ": not a regular file");
+      const char* kind = S_ISFIFO(st.st_mode)  ? "a FIFO (named pipe)"
+                         : S_ISDIR(st.st_mode) ? "a folder"
+                         : S_ISCHR(st.st_mode) ? "a character device"
+                         : S_ISBLK(st.st_mode) ? "a block device"
+                         : S_ISSOCK(st.st_mode) ? "a socket"
+                                                : "a special file";
+      throw IoError(path + ": not a regular file (it is " + kind + "); expected a regular file that can be mapped");
     }
     m_size = static_cast<std::size_t>(st.st_size);
     if (m_size > 0) {
@@ -92,14 +101,31 @@ class MappedFile {
       }
       m_data = static_cast<const unsigned char*>(p);
     }
-    ::close(fd);
+    m_fd = fd;  // kept open for checkUnchanged()
   }
 
   /// Unmaps the file.
   void close() {
     if (m_data) ::munmap(const_cast<unsigned char*>(m_data), m_size);
+    if (m_fd >= 0) ::close(m_fd);
+    m_fd = -1;
     m_data = nullptr;
     m_size = 0;
+  }
+
+  /// Throws IoError when the file's size differs from the size it was mapped with (another
+  /// process truncated, extended or rewrote it in place). Reading a page of the mapping beyond a
+  /// truncation kills the process with SIGBUS, so callers that read an input another process may
+  /// rewrite call this before (and after) using its data. One `fstat`, on the mapped file itself
+  /// (a file renamed over `path()` does not affect the mapping and is not reported).
+  void checkUnchanged() const {
+    if (m_fd < 0) return;
+    struct stat st;
+    if (::fstat(m_fd, &st) != 0) throw IoError(m_path + ": cannot stat: " + detail::errnoText(errno));
+    if (static_cast<std::uint64_t>(st.st_size) != static_cast<std::uint64_t>(m_size))
+      throw IoError(m_path + ": the file changed size while in use (" + std::to_string(m_size) + " bytes when opened, " +
+                    std::to_string(static_cast<std::uint64_t>(st.st_size)) +
+                    " now); another process is rewriting it - stop it or copy the file first");
   }
 
   /// First byte of the mapping (nullptr when closed or the file is empty).
@@ -130,11 +156,13 @@ class MappedFile {
     std::swap(m_data, o.m_data);
     std::swap(m_size, o.m_size);
     std::swap(m_path, o.m_path);
+    std::swap(m_fd, o.m_fd);
   }
 
   const unsigned char* m_data = nullptr;
   std::size_t m_size = 0;
   std::string m_path;
+  int m_fd = -1;
 };
 
 /// An output file that appears under its final name only when complete (see the file comment).

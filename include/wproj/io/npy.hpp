@@ -19,6 +19,7 @@
 
 #include <Eigen/Core>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -275,7 +276,9 @@ inline NpyHeader readNpyHeader(const std::string& path) {
 
 /// Serialises `m` as an in-memory `.npy` file (C order). With `asVector` the array is 1-D
 /// (`m` must then have one column or one row). `dtype` is F16, F32, F64 (or an integer type,
-/// which truncates toward zero).
+/// which truncates toward zero; a NaN, an infinity or a value whose truncation is outside the
+/// integer type's range throws InvalidArgument naming the value and its row and column — as does
+/// a NaN for `b1`).
 template <typename Derived>
 std::vector<unsigned char> npyBytes(const Eigen::MatrixBase<Derived>& m, DType dtype, bool asVector = false) {
   using Scalar = typename Derived::Scalar;
@@ -311,9 +314,32 @@ std::vector<unsigned char> npyBytes(const Eigen::MatrixBase<Derived>& m, DType d
   if (isConvertibleFloat(dtype)) {
     encodeElements<Scalar>(dtype, rm.data(), std::size_t(rm.size()), dst);
   } else {
+    // Range of the integer dtype, as doubles (exact: powers of two), for the truncated value.
+    double lo = 0, hiExclusive = 0;
+    switch (dtype) {
+      case DType::I8: lo = -128.0; hiExclusive = 128.0; break;
+      case DType::U8: hiExclusive = 256.0; break;
+      case DType::I16: lo = -32768.0; hiExclusive = 32768.0; break;
+      case DType::U16: hiExclusive = 65536.0; break;
+      case DType::I32: lo = -2147483648.0; hiExclusive = 2147483648.0; break;
+      case DType::U32: hiExclusive = 4294967296.0; break;
+      case DType::I64: lo = -9223372036854775808.0; hiExclusive = 9223372036854775808.0; break;
+      case DType::U64: hiExclusive = 18446744073709551616.0; break;
+      default: break;
+    }
     for (Index i = 0; i < rm.size(); ++i) {
       const double v = double(rm.data()[i]);
-      const std::int64_t iv = static_cast<std::int64_t>(v);
+      const double t = std::trunc(v);
+      if (std::isnan(v) || (dtype != DType::Bool && !(t >= lo && t < hiExclusive))) {
+        const Index r = m.cols() == 0 ? 0 : i / m.cols(), c = m.cols() == 0 ? 0 : i % m.cols();
+        throw InvalidArgument("npyBytes: argument 'm' has entry (" + std::to_string(r) + ", " + std::to_string(c) + ") = " + wproj::detail::describe(v) +
+                              " cannot be stored as " + dtypeName(dtype) + "; expected " +
+                              (dtype == DType::Bool ? std::string("a number that is not NaN")
+                                                    : "a finite value whose integer part lies in [" +
+                                                          wproj::detail::describe(lo) + ", " +
+                                                          wproj::detail::describe(hiExclusive - 1) + "]"));
+      }
+      const std::int64_t iv = dtype == DType::U64 || dtype == DType::Bool ? 0 : static_cast<std::int64_t>(t);
       switch (dtype) {
         case DType::I8: { const std::int8_t x = std::int8_t(iv); std::memcpy(dst + i, &x, 1); break; }
         case DType::U8: { const std::uint8_t x = std::uint8_t(iv); std::memcpy(dst + i, &x, 1); break; }
@@ -323,7 +349,7 @@ std::vector<unsigned char> npyBytes(const Eigen::MatrixBase<Derived>& m, DType d
         case DType::I32: { const std::int32_t x = std::int32_t(iv); std::memcpy(dst + 4 * i, &x, 4); break; }
         case DType::U32: { const std::uint32_t x = std::uint32_t(iv); std::memcpy(dst + 4 * i, &x, 4); break; }
         case DType::I64: { std::memcpy(dst + 8 * i, &iv, 8); break; }
-        case DType::U64: { const std::uint64_t x = std::uint64_t(iv); std::memcpy(dst + 8 * i, &x, 8); break; }
+        case DType::U64: { const std::uint64_t x = static_cast<std::uint64_t>(t); std::memcpy(dst + 8 * i, &x, 8); break; }
         default: break;
       }
     }

@@ -12,11 +12,17 @@
 /// The reader validates everything before any tensor is touched and throws `wproj::IoError`
 /// naming the file, the tensor and the rule broken: N ≤ 100 MB and 8 + N ≤ file size (checked
 /// arithmetic); strict JSON (see json.hpp: duplicate keys rejected) with an object at the root
-/// and nothing but whitespace after it; each entry exactly {dtype, shape, data_offsets} with a
-/// known dtype, integer extents whose product (times the element size) does not overflow,
-/// B ≤ E and E − B equal to the size the shape and dtype imply; the tensors, sorted by offset,
-/// cover the buffer contiguously from 0 with no gap or overlap, and the last E ends exactly at
-/// the end of the file (no trailing bytes); `__metadata__` maps strings to strings.
+/// and nothing but whitespace after it; tensor names without NUL characters; each entry exactly
+/// {dtype, shape, data_offsets} with a dtype name of upper-case letters, digits and '_',
+/// at most 16 integer extents whose product (times the element size) does not overflow,
+/// B ≤ E and E − B equal to the size the shape and dtype imply (for a dtype wproj does not know,
+/// `DType::Unknown`, the size cannot be checked; the tensor is kept as raw bytes); the tensors,
+/// sorted by offset, cover the buffer contiguously from 0 with no gap or overlap, and the last E
+/// ends exactly at the end of the file (no trailing bytes); `__metadata__` maps strings to strings.
+///
+/// The header is read with a pull parser straight into `TensorInfo`s (extents and offsets go
+/// directly to integers, no JSON tree is built): parsing a header of N bytes needs less than
+/// about 3·N bytes of memory besides the header itself, whatever its content.
 ///
 /// Matrix view of a tensor: shape [r, c] → r×c; [n] → n×1; [] → 1×1; [d0, d1, …] → d0×(d1·…).
 
@@ -32,6 +38,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -40,6 +47,8 @@ namespace io {
 
 /// Largest accepted JSON header, in bytes (as in the reference implementation).
 constexpr std::uint64_t kSafetensorsMaxHeader = 100000000;
+/// Largest accepted tensor rank (number of extents of a shape).
+constexpr std::size_t kSafetensorsMaxRank = 16;
 
 /// One tensor of a safetensors file.
 struct TensorInfo {
@@ -47,6 +56,8 @@ struct TensorInfo {
   std::string name;
   /// Element type.
   DType dtype = DType::F32;
+  /// The dtype name as written in the file when `dtype` is `DType::Unknown` (empty otherwise).
+  std::string dtypeText;
   /// Extents (empty for a scalar).
   std::vector<std::uint64_t> shape;
   std::uint64_t begin = 0;  ///< offset of the first byte in the data buffer
@@ -60,6 +71,8 @@ struct TensorInfo {
   }
   /// Bytes of data.
   std::uint64_t bytes() const { return end - begin; }
+  /// The dtype's name as in the file ("F32", "F8_E8M0", or an unknown name kept verbatim).
+  std::string dtypeString() const { return dtype == DType::Unknown ? dtypeText : std::string(dtypeName(dtype)); }
   /// Rows of the matrix view (see the file comment).
   Index rows() const { return shape.empty() ? 1 : Index(shape[0]); }
   /// Columns of the matrix view.
@@ -97,52 +110,60 @@ class SafetensorsHeader {
     if (n < 2 || data[8] != '{')
       throw IoError(what + ": header is not a JSON object (must start with '{', found " +
                     (n == 0 ? std::string("nothing") : "byte " + std::to_string(int(data[8]))) + ")");
-    const JsonValue root = JsonParser::parse(reinterpret_cast<const char*>(data + 8), std::size_t(n), what + " header");
-    if (!root.isObject()) throw IoError(what + ": header root is not a JSON object");
+    JsonReader r(reinterpret_cast<const char*>(data + 8), std::size_t(n), what + " header");
 
     SafetensorsHeader h;
     h.m_dataStart = std::size_t(8 + n);
     const std::uint64_t bufferSize = size - h.m_dataStart;
-    for (const auto& member : root.members()) {
-      const std::string& name = member.first;
-      const JsonValue& v = member.second;
-      if (name == "__metadata__") {
-        if (!v.isObject()) throw IoError(what + ": __metadata__ is not an object of strings");
-        for (const auto& kv : v.members()) {
-          if (!kv.second.isString())
-            throw IoError(what + ": __metadata__ entry '" + kv.first + "' is a " + JsonValue::typeName(kv.second.type()) +
-                          ", expected a string");
-          h.m_metadata.emplace_back(kv.first, kv.second.text());
-        }
+    r.beginObject();
+    // Size the tensor list once (an entry takes at least 48 bytes of JSON): no growth, no copies.
+    h.m_tensors.reserve(std::min<std::size_t>(r.remainingElementsBound(), std::size_t(n / 48 + 1)));
+    std::string key;
+    bool haveMetadata = false;
+    while (r.nextKey(key)) {
+      if (key == "__metadata__") {
+        if (haveMetadata) r.failAt(r.keyPosition(), "duplicate key \"__metadata__\"");
+        haveMetadata = true;
+        parseMetadata(r, h, what);
         continue;
       }
-      h.m_tensors.push_back(parseEntry(name, v, what));
+      h.m_tensors.emplace_back();
+      parseEntry(r, std::move(key), h.m_tensors.back(), what);
     }
+    r.finish();
+    std::sort(h.m_tensors.begin(), h.m_tensors.end(),
+              [](const TensorInfo& a, const TensorInfo& b) { return a.name < b.name; });
+    for (std::size_t i = 1; i < h.m_tensors.size(); ++i)
+      if (h.m_tensors[i].name == h.m_tensors[i - 1].name)
+        throw IoError(what + " header: duplicate key \"" + printableName(h.m_tensors[i].name) + "\" (tensor listed twice)");
+
     // Offsets: contiguous, from 0, no gaps/overlaps, ending at the end of the file.
-    std::vector<const TensorInfo*> byOffset;
-    for (const auto& t : h.m_tensors) byOffset.push_back(&t);
-    std::stable_sort(byOffset.begin(), byOffset.end(), [](const TensorInfo* a, const TensorInfo* b) {
-      return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+    std::vector<std::uint32_t> byOffset(h.m_tensors.size());
+    for (std::size_t i = 0; i < byOffset.size(); ++i) byOffset[i] = std::uint32_t(i);
+    const auto& ts = h.m_tensors;
+    std::sort(byOffset.begin(), byOffset.end(), [&](std::uint32_t a, std::uint32_t b) {
+      if (ts[a].begin != ts[b].begin) return ts[a].begin < ts[b].begin;
+      if (ts[a].end != ts[b].end) return ts[a].end < ts[b].end;
+      return a < b;
     });
     std::uint64_t expected = 0;
     const TensorInfo* prev = nullptr;
-    for (const TensorInfo* t : byOffset) {
+    for (std::uint32_t i : byOffset) {
+      const TensorInfo* t = &ts[i];
       if (t->begin > expected)
-        throw IoError(what + ": tensor '" + t->name + "': gap in the data buffer before offset " + std::to_string(t->begin) +
-                      " (previous data ends at " + std::to_string(expected) + ")");
+        throw IoError(what + ": tensor '" + printableName(t->name) + "': gap in the data buffer before offset " +
+                      std::to_string(t->begin) + " (previous data ends at " + std::to_string(expected) + ")");
       if (t->begin < expected)
-        throw IoError(what + ": tensor '" + t->name + "': data_offsets [" + std::to_string(t->begin) + ", " +
-                      std::to_string(t->end) + ") overlap tensor '" + (prev ? prev->name : std::string("?")) + "'");
+        throw IoError(what + ": tensor '" + printableName(t->name) + "': data_offsets [" + std::to_string(t->begin) + ", " +
+                      std::to_string(t->end) + ") overlap tensor '" + (prev ? printableName(prev->name) : std::string("?")) + "'");
       if (t->end > bufferSize)
-        throw IoError(what + ": tensor '" + t->name + "': data_offsets end " + std::to_string(t->end) +
+        throw IoError(what + ": tensor '" + printableName(t->name) + "': data_offsets end " + std::to_string(t->end) +
                       " runs past the end of the file (data buffer holds " + std::to_string(bufferSize) + " bytes)");
       expected = t->end;
       prev = t;
     }
     if (expected != bufferSize)
       throw IoError(what + ": " + std::to_string(bufferSize - expected) + " trailing bytes after the last tensor's data");
-    std::sort(h.m_tensors.begin(), h.m_tensors.end(),
-              [](const TensorInfo& a, const TensorInfo& b) { return a.name < b.name; });
     return h;
   }
 
@@ -161,58 +182,139 @@ class SafetensorsHeader {
   }
 
  private:
-  static TensorInfo parseEntry(const std::string& name, const JsonValue& v, const std::string& what) {
-    const std::string where = what + ": tensor '" + name + "': ";
-    if (!v.isObject()) throw IoError(where + "entry is a " + JsonValue::typeName(v.type()) + ", expected an object");
-    TensorInfo t;
-    t.name = name;
-    const JsonValue *dtype = nullptr, *shape = nullptr, *offsets = nullptr;
-    for (const auto& kv : v.members()) {
-      if (kv.first == "dtype") dtype = &kv.second;
-      else if (kv.first == "shape") shape = &kv.second;
-      else if (kv.first == "data_offsets") offsets = &kv.second;
-      else throw IoError(where + "unexpected field '" + kv.first + "' (expected dtype, shape, data_offsets)");
+  // A tensor name for messages: NUL and other control characters shown as \xNN.
+  static std::string printableName(const std::string& name) {
+    std::string out;
+    for (char c : name) out += static_cast<unsigned char>(c) < 0x20 ? JsonReader::printable(c) : std::string(1, c);
+    return out;
+  }
+
+  // A number token for messages (long ones cut).
+  static std::string shortText(std::string_view t) {
+    return t.size() <= 40 ? std::string(t) : std::string(t.substr(0, 40)) + "... (" + std::to_string(t.size()) + " characters)";
+  }
+
+  static void parseMetadata(JsonReader& r, SafetensorsHeader& h, const std::string& what) {
+    if (r.peek() != JsonValue::Type::Object) throw IoError(what + ": __metadata__ is not an object of strings");
+    r.beginObject();
+    std::string key;
+    const std::size_t first = h.m_metadata.size();
+    while (r.nextKey(key)) {
+      const JsonValue::Type t = r.peek();
+      if (t != JsonValue::Type::String)
+        throw IoError(what + ": __metadata__ entry '" + printableName(key) + "' is a " + JsonValue::typeName(t) + ", expected a string");
+      h.m_metadata.emplace_back(std::move(key), r.readString());
     }
-    if (!dtype) throw IoError(where + "missing field 'dtype'");
-    if (!shape) throw IoError(where + "missing field 'shape'");
-    if (!offsets) throw IoError(where + "missing field 'data_offsets'");
-    if (!dtype->isString() || !parseDtypeName(dtype->text(), t.dtype))
-      throw IoError(where + "unknown dtype " + (dtype->isString() ? "'" + dtype->text() + "'" : std::string("(not a string)")));
-    if (!shape->isArray()) throw IoError(where + "shape is not an array");
+    const std::size_t dup = findDuplicateKey(h.m_metadata.size() - first,
+                                             [&](std::size_t i) -> const std::string& { return h.m_metadata[first + i].first; });
+    if (dup != h.m_metadata.size() - first)
+      throw IoError(what + " header: duplicate key \"" + printableName(h.m_metadata[first + dup].first) + "\" in __metadata__");
+  }
+
+  static bool validDtypeText(const std::string& s) {
+    if (s.empty() || s.size() > 32) return false;
+    for (char c : s)
+      if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return false;
+    return true;
+  }
+
+  static void parseEntry(JsonReader& r, std::string&& name, TensorInfo& t, const std::string& what) {
+    t.name = std::move(name);
+    const std::string where = what + ": tensor '" + printableName(t.name) + "': ";
+    if (t.name.find('\0') != std::string::npos)
+      throw IoError(where + "the name contains a NUL character (\\u0000), which no file or tensor name may hold");
+    {
+      const JsonValue::Type type = r.peek();
+      if (type != JsonValue::Type::Object) throw IoError(where + "entry is a " + JsonValue::typeName(type) + ", expected an object");
+    }
+    r.beginObject();
+    bool haveDtype = false, haveShape = false, haveOffsets = false;
+    std::string key;
+    while (r.nextKey(key)) {
+      const std::size_t keyPos = r.keyPosition();
+      if (key == "dtype") {
+        if (haveDtype) r.failAt(keyPos, "duplicate key \"dtype\"");
+        haveDtype = true;
+        if (r.peek() != JsonValue::Type::String) throw IoError(where + "dtype is not a string");
+        std::string text = r.readString();
+        if (!parseDtypeName(text, t.dtype)) {
+          if (!validDtypeText(text))
+            throw IoError(where + "invalid dtype '" + printableName(text) +
+                          "' (expected a dtype name of upper-case letters, digits and '_', such as F32 or BF16)");
+          t.dtype = DType::Unknown;
+          t.dtypeText = std::move(text);
+        }
+      } else if (key == "shape") {
+        if (haveShape) r.failAt(keyPos, "duplicate key \"shape\"");
+        haveShape = true;
+        if (r.peek() != JsonValue::Type::Array) throw IoError(where + "shape is not an array");
+        r.beginArray();
+        std::uint64_t dims[kSafetensorsMaxRank];
+        std::size_t rank = 0;
+        while (r.nextItem()) {
+          if (rank == kSafetensorsMaxRank)
+            throw IoError(where + "shape has more than " + std::to_string(kSafetensorsMaxRank) + " extents (rank limit)");
+          const JsonValue::Type type = r.peek();
+          if (type != JsonValue::Type::Number)
+            throw IoError(where + "shape entry is a " + JsonValue::typeName(type) + ", expected a non-negative integer");
+          const std::string_view text = r.readNumber();
+          if (!JsonReader::toUint64(text, dims[rank]))
+            throw IoError(where + "shape entry '" + shortText(text) + "' is not a non-negative integer");
+          if (dims[rank] > std::uint64_t(Eigen::NumTraits<Index>::highest()))
+            throw IoError(where + "shape entry " + std::to_string(dims[rank]) + " is too large");
+          ++rank;
+        }
+        t.shape.assign(dims, dims + rank);
+      } else if (key == "data_offsets") {
+        if (haveOffsets) r.failAt(keyPos, "duplicate key \"data_offsets\"");
+        haveOffsets = true;
+        if (r.peek() != JsonValue::Type::Array) throw IoError(where + "data_offsets is not an array of two integers");
+        r.beginArray();
+        std::uint64_t* targets[2] = {&t.begin, &t.end};
+        std::size_t k = 0;
+        while (r.nextItem()) {
+          if (k == 2) throw IoError(where + "data_offsets is not an array of two integers");
+          if (r.peek() != JsonValue::Type::Number || !JsonReader::toUint64(r.readNumber(), *targets[k]))
+            throw IoError(where + "data_offsets are not non-negative 64-bit integers");
+          ++k;
+        }
+        if (k != 2) throw IoError(where + "data_offsets is not an array of two integers");
+      } else {
+        throw IoError(where + "unexpected field '" + printableName(key) + "' (expected dtype, shape, data_offsets)");
+      }
+    }
+    if (!haveDtype) throw IoError(where + "missing field 'dtype'");
+    if (!haveShape) throw IoError(where + "missing field 'shape'");
+    if (!haveOffsets) throw IoError(where + "missing field 'data_offsets'");
+
+    const std::uint64_t maxIndex = std::uint64_t(Eigen::NumTraits<Index>::highest());
     std::uint64_t count = 1;
-    for (const auto& d : shape->items()) {
-      std::uint64_t e;
-      if (!d.asUint64(e)) throw IoError(where + "shape entry '" + d.text() + "' is not a non-negative integer");
-      if (e > std::uint64_t(Eigen::NumTraits<Index>::highest()))
-        throw IoError(where + "shape entry " + std::to_string(e) + " is too large");
-      t.shape.push_back(e);
-      if (e != 0 && count > std::uint64_t(Eigen::NumTraits<Index>::highest()) / e)
-        throw IoError(where + "shape product " + t.shapeString() + " overflows");
+    for (std::uint64_t e : t.shape) {
+      if (e != 0 && count > maxIndex / e) throw IoError(where + "shape product " + t.shapeString() + " overflows");
       count *= e;
     }
-    // Check the product of the trailing extents used by the matrix view too (it cannot exceed count unless a 0 hides it).
+    // The product of the trailing extents used by the matrix view too (a 0 extent can hide it above).
     {
       std::uint64_t c = 1;
       for (std::size_t i = 1; i < t.shape.size(); ++i) {
         const std::uint64_t e = t.shape[i];
-        if (e != 0 && c > std::uint64_t(Eigen::NumTraits<Index>::highest()) / e)
-          throw IoError(where + "shape product " + t.shapeString() + " overflows");
+        if (e != 0 && c > maxIndex / e) throw IoError(where + "shape product " + t.shapeString() + " overflows");
         c *= e;
       }
     }
-    if (!offsets->isArray() || offsets->items().size() != 2)
-      throw IoError(where + "data_offsets is not an array of two integers");
-    if (!offsets->items()[0].asUint64(t.begin) || !offsets->items()[1].asUint64(t.end))
-      throw IoError(where + "data_offsets are not non-negative 64-bit integers");
     if (t.end < t.begin)
       throw IoError(where + "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + ") end before they begin");
-    const std::uint64_t item = dtypeSize(t.dtype);
-    if (count > std::uint64_t(-1) / item) throw IoError(where + "byte size of shape " + t.shapeString() + " overflows");
-    if (t.end - t.begin != count * item)
+    if (t.dtype == DType::Unknown) return;  // size unknown: kept as raw bytes
+    const std::uint64_t bits = dtypeBits(t.dtype);
+    if (count > std::uint64_t(-1) / bits) throw IoError(where + "byte size of shape " + t.shapeString() + " overflows");
+    if ((count * bits) % 8 != 0)
+      throw IoError(where + "shape " + t.shapeString() + " x " + dtypeName(t.dtype) + " is " + std::to_string(count * bits) +
+                    " bits, not a whole number of bytes");
+    const std::uint64_t need = count * bits / 8;
+    if (t.end - t.begin != need)
       throw IoError(where + "data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + ") hold " +
                     std::to_string(t.end - t.begin) + " bytes but shape " + t.shapeString() + " x " + dtypeName(t.dtype) +
-                    " needs " + std::to_string(count * item));
-    return t;
+                    " needs " + std::to_string(need));
   }
 
   std::vector<TensorInfo> m_tensors;
@@ -291,14 +393,29 @@ class SafetensorsReader {
     return *t;
   }
 
-  /// Pointer to the first byte of a tensor's data inside the mapping.
+  /// Pointer to the first byte of a tensor's data inside the mapping (`t.bytes()` bytes, any dtype).
   const unsigned char* rawData(const TensorInfo& t) const { return m_file.data() + m_header.dataStart() + t.begin; }
+
+  /// A copy of the tensor's bytes as stored (any dtype, including those with no real-number
+  /// reading), e.g. to copy it through with `SafetensorsWriter::declare(info)` + `writeRaw`.
+  std::vector<unsigned char> readRaw(const std::string& name) const {
+    const TensorInfo& t = info(name);
+    checkUnchanged();
+    const unsigned char* p = rawData(t);
+    return std::vector<unsigned char>(p, p + t.bytes());
+  }
+
+  /// Throws IoError if the file's size is no longer the size it was mapped with (another process
+  /// truncated or extended it): touching the mapping past a truncation would kill the process
+  /// with SIGBUS. The reading methods call it before touching tensor data; one `fstat`.
+  void checkUnchanged() const { m_file.checkUnchanged(); }
 
   /// The tensor converted to `Scalar` as a row-major matrix (a copy).
   template <typename Scalar>
   Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> readRowMajor(const std::string& name) const {
     const TensorInfo& t = info(name);
     requireReal(t);
+    checkUnchanged();
     Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> out(t.rows(), t.cols());
     decodeElements<Scalar>(t.dtype, rawData(t), std::size_t(t.count()), out.data());
     return out;
@@ -315,6 +432,7 @@ class SafetensorsReader {
   TensorView<Scalar> view(const std::string& name) const {
     const TensorInfo& t = info(name);
     requireReal(t);
+    checkUnchanged();
     const unsigned char* p = rawData(t);
     if (t.dtype == defaultDtypeOf<Scalar>() && reinterpret_cast<std::uintptr_t>(p) % alignof(Scalar) == 0)
       return TensorView<Scalar>(reinterpret_cast<const Scalar*>(p), t.rows(), t.cols());
@@ -336,7 +454,8 @@ class SafetensorsReader {
   }
   void requireReal(const TensorInfo& t) const {
     if (!isReadableAsReal(t.dtype))
-      throw IoError(path() + ": tensor '" + t.name + "' has dtype " + dtypeName(t.dtype) + ", which cannot be read as real numbers");
+      throw IoError(path() + ": tensor '" + t.name + "' has dtype " + t.dtypeString() + " " + t.shapeString() +
+                    ", which cannot be read as real numbers (copy its raw bytes, rawData()/readRaw(), or skip it)");
   }
 
   MappedFile m_file;
@@ -360,25 +479,59 @@ class SafetensorsWriter {
     return *this;
   }
 
-  /// Declares a tensor that will be written later.
+  /// Declares a tensor that will be written later (any known dtype; its byte size follows from
+  /// the shape — sub-byte dtypes need a whole number of bytes).
   SafetensorsWriter& declare(const std::string& name, DType dtype, const std::vector<std::uint64_t>& shape) {
-    requireNotBegun("declare");
-    requireArg(!name.empty() && name != "__metadata__", "SafetensorsWriter::declare", "name", name,
-               "a non-empty tensor name other than __metadata__");
-    requireArg(m_index.find(name) == m_index.end(), "SafetensorsWriter::declare", "name", name, "a name not declared before");
-    Slot s;
-    s.info.name = name;
-    s.info.dtype = dtype;
-    s.info.shape = shape;
-    m_index[name] = m_slots.size();
-    m_slots.push_back(std::move(s));
-    return *this;
+    TensorInfo t;
+    t.name = name;
+    t.dtype = dtype;
+    t.shape = shape;
+    t.end = byteSize(t, "SafetensorsWriter::declare");
+    return add(std::move(t));
+  }
+
+  /// Declares a tensor like `like` (name, dtype — also an unknown one, by its name —, shape and
+  /// byte size), e.g. to copy a tensor of any dtype through with `writeRaw`.
+  SafetensorsWriter& declare(const TensorInfo& like) {
+    TensorInfo t;
+    t.name = like.name;
+    t.dtype = like.dtype;
+    t.dtypeText = like.dtype == DType::Unknown ? like.dtypeText : std::string();
+    t.shape = like.shape;
+    if (t.dtype == DType::Unknown) {
+      requireArg(!t.dtypeText.empty(), "SafetensorsWriter::declare", "dtypeText", "(empty)", "the name of the unknown dtype");
+      t.end = like.bytes();
+    } else {
+      t.end = byteSize(t, "SafetensorsWriter::declare");
+      requireArg(t.end == like.bytes(), "SafetensorsWriter::declare", "bytes", std::to_string(like.bytes()),
+                 std::to_string(t.end) + " bytes for " + t.shapeString() + " x " + dtypeName(t.dtype));
+    }
+    return add(std::move(t));
+  }
+
+  /// Bytes that a tensor of `t.dtype` and `t.shape` takes; throws InvalidArgument for `Unknown`,
+  /// shapes of more than 16 extents, overflow, or a sub-byte tensor that is not a whole number of bytes.
+  static std::uint64_t byteSize(const TensorInfo& t, const char* fn = "byteSize") {
+    requireArg(t.dtype != DType::Unknown, fn, "dtype", "UNKNOWN",
+               "a known dtype (declare a tensor of an unknown dtype from its TensorInfo)");
+    requireArg(t.shape.size() <= kSafetensorsMaxRank, fn, "shape", t.shapeString(),
+               "at most " + std::to_string(kSafetensorsMaxRank) + " extents");
+    std::uint64_t count = 1;
+    for (std::uint64_t e : t.shape) {
+      requireArg(e == 0 || count <= std::uint64_t(Eigen::NumTraits<Index>::highest()) / e, fn, "shape", t.shapeString(),
+                 "an element count that fits in an Index");
+      count *= e;
+    }
+    const std::uint64_t bits = dtypeBits(t.dtype);
+    requireArg(count <= std::uint64_t(-1) / bits && (count * bits) % 8 == 0, fn, "shape", t.shapeString(),
+               std::string("a whole number of bytes of ") + dtypeName(t.dtype));
+    return count * bits / 8;
   }
 
   /// Total bytes of tensor data declared so far.
   std::uint64_t dataBytes() const {
     std::uint64_t n = 0;
-    for (const auto& s : m_slots) n += s.info.count() * dtypeSize(s.info.dtype);
+    for (const auto& s : m_slots) n += s.info.end - s.info.begin;
     return n;
   }
 
@@ -406,14 +559,15 @@ class SafetensorsWriter {
     }
     for (std::size_t i : order) {
       TensorInfo& t = m_slots[i].info;
+      const std::uint64_t bytes = t.end - t.begin;
       t.begin = off;
-      t.end = off + t.count() * dtypeSize(t.dtype);
+      t.end = off + bytes;
       off = t.end;
       if (!first) json += ',';
       first = false;
       appendJsonString(json, t.name);
       json += ":{\"dtype\":\"";
-      json += dtypeName(t.dtype);
+      json += t.dtypeString();
       json += "\",\"shape\":[";
       for (std::size_t d = 0; d < t.shape.size(); ++d) json += (d ? "," : "") + std::to_string(t.shape[d]);
       json += "],\"data_offsets\":[" + std::to_string(t.begin) + "," + std::to_string(t.end) + "]}";
@@ -506,6 +660,20 @@ class SafetensorsWriter {
     if (it == m_index.end())
       throw InvalidArgument(std::string("SafetensorsWriter::") + what + ": tensor '" + name + "' was not declared");
     return it->second;
+  }
+  SafetensorsWriter& add(TensorInfo&& t) {
+    requireNotBegun("declare");
+    requireArg(!t.name.empty() && t.name != "__metadata__", "SafetensorsWriter::declare", "name", t.name,
+               "a non-empty tensor name other than __metadata__");
+    requireArg(t.name.find('\0') == std::string::npos, "SafetensorsWriter::declare", "name",
+               t.name.substr(0, t.name.find('\0')) + "\\u0000...", "a name without NUL characters");
+    requireArg(m_index.find(t.name) == m_index.end(), "SafetensorsWriter::declare", "name", t.name, "a name not declared before");
+    Slot s;
+    s.info = std::move(t);
+    s.info.begin = 0;  // [0, bytes) until begin() lays the file out
+    m_index[s.info.name] = m_slots.size();
+    m_slots.push_back(std::move(s));
+    return *this;
   }
   Slot& beginSlot(const std::string& name, const char* what) {
     if (!m_begun) begin();

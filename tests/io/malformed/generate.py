@@ -37,7 +37,8 @@ put("st_bad_json.safetensors", st('{"w": {"dtype": "F32", '), "invalid JSON")
 put("st_duplicate_key.safetensors",
     st('{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"w":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}', ok16),
     "duplicate key")
-put("st_unknown_dtype.safetensors", st(json.dumps({"w": entry("F33", [4], 0, 16)}), ok16), "unknown dtype 'F33'")
+# A dtype name wproj does not know ("F33") is accepted and kept as raw bytes; a malformed one is not.
+put("st_invalid_dtype.safetensors", st(json.dumps({"w": entry("float32", [4], 0, 16)}), ok16), "invalid dtype 'float32'")
 put("st_shape_overflow.safetensors", st(json.dumps({"w": entry("F32", [2**40, 2**40], 0, 16)}), ok16), "overflows")
 put("st_shape_wraps_to_zero.safetensors", st(json.dumps({"w": entry("F32", [2**32, 2**32, 4], 0, 0)})), "overflows")
 put("st_size_mismatch.safetensors", st(json.dumps({"w": entry("F32", [2, 2], 0, 12)}), b"\0" * 12), "needs 16")
@@ -61,7 +62,15 @@ put("st_trailing_json.safetensors", st('{} x'), "unexpected trailing characters"
 put("st_bad_utf8.safetensors", st(b'{"w\xff":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}', ok16), "invalid UTF-8")
 put("st_float_offsets.safetensors", st('{"w":{"dtype":"F32","shape":[4],"data_offsets":[0.0,16]}}', ok16),
     "not non-negative 64-bit integers")
-put("st_deep_nesting.safetensors", st("{\"__metadata__\":" + "[" * 100 + "]" * 100 + "}"), "nesting deeper")
+# Deep nesting where an object of strings belongs: refused at the first '[' without descending.
+put("st_deep_nesting.safetensors", st("{\"__metadata__\":" + "[" * 100 + "]" * 100 + "}"), "__metadata__ is not an object")
+put("st_rank_17.safetensors", st(json.dumps({"w": entry("F32", [1] * 17, 0, 4)}), b"\0" * 4), "more than 16 extents")
+put("st_nul_name.safetensors", st('{"w\\u0000.x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', b"\0" * 4),
+    "NUL character")
+put("st_subbyte_partial.safetensors", st(json.dumps({"w": entry("F4", [3], 0, 2)}), b"\0" * 2),
+    "not a whole number of bytes")
+put("st_metadata_duplicate.safetensors", st('{"__metadata__":{"a":"1","a":"2"}}'), "duplicate key \"a\" in __metadata__")
+put("st_shape_string.safetensors", st(json.dumps({"w": entry("F32", ["4"], 0, 16)}), ok16), "shape entry is a string")
 put("st_not_json_start.safetensors", st("  {}"), "must start with '{'")
 
 
