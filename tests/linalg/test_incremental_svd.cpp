@@ -2,6 +2,8 @@
 
 #include <wproj/linalg/incremental_svd.hpp>
 
+#include <vector>
+
 using namespace wproj_test;
 using wproj::IncrementalSVD;
 
@@ -110,6 +112,118 @@ TEMPLATE_TEST_CASE("IncrementalSVD appending rows, truncation and tolerance", "[
   zero.appendColumns(Mat<T>::Zero(6, 1));
   CHECK(zero.cols() == 5);
   CHECK(zero.rank() == 0);
+}
+
+namespace {
+
+/// Compares the tracker with the exact SVD (BDCSVD in double) of the matrix it should hold.
+template <typename T>
+void checkAgainstExact(const IncrementalSVD<Mat<T>>& inc, const Mat<double>& x) {
+  const double tol = std::is_same<T, float>::value ? 2e-5 : 1e-12;
+  const Vec<double> s = exactValues(x);
+  REQUIRE(inc.rows() == x.rows());
+  REQUIRE(inc.cols() == x.cols());
+  const double s0 = s(0);
+  // Reconstruction: nothing of the appended data may be lost.
+  CHECK((inc.reconstruct().template cast<double>() - x).norm() <= tol * s0);
+  // Singular values: the kept ones match, the dropped ones are negligible.
+  Vec<double> tracked = Vec<double>::Zero(s.size());
+  tracked.head(inc.rank()) = inc.singularValues().template cast<double>();
+  CHECK((tracked - s).norm() <= tol * s0);
+  // Numerical rank (double only: in float the in-span and 1e-8 columns are rounding).
+  if (std::is_same<T, double>::value) CHECK(inc.rank() == (s.array() > 1e-12 * s0).count());
+  CHECK(inc.orthogonalityError() < 1e3 * eps<T>());
+}
+
+/// Columns of the given kinds (0 zero, 1 inside span(basis), 2 inside span(basis) plus a 1e-8
+/// relative component outside it, 3 generic, 4 a copy of the previous column), built in double.
+Mat<double> mixedColumns(const Mat<double>& basis, const std::vector<int>& kinds, std::uint64_t seed) {
+  const Index m = basis.rows();
+  Mat<double> c(m, Index(kinds.size()));
+  for (Index j = 0; j < c.cols(); ++j) {
+    const std::uint64_t sj = seed + 7 * std::uint64_t(j);
+    const Mat<double> inSpan = basis * gaussian<double>(basis.cols(), 1, sj);
+    switch (kinds[std::size_t(j)]) {
+      case 0: c.col(j).setZero(); break;
+      case 1: c.col(j) = inSpan; break;
+      case 2: {
+        Mat<double> out = gaussian<double>(m, 1, sj + 1);
+        out -= basis * (basis.transpose() * out);
+        c.col(j) = inSpan + 1e-8 * inSpan.norm() / out.norm() * out;
+        break;
+      }
+      case 3: c.col(j) = 2.0 * gaussian<double>(m, 1, sj + 2); break;
+      default: c.col(j) = c.col(j - 1); break;
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("IncrementalSVD keeps every column of batches mixing zero, in-span and new columns",
+                   "[incremental_svd]", float, double) {
+  using T = TestType;
+  const Index m = 30, n0 = 12, r0 = 5;
+  const Mat<double> basis = randomOrthonormal<double>(m, r0, 21);
+  const Mat<double> x0 = withSpectrum<double>(m, n0, Vec<double>::LinSpaced(r0, 4.0, 1.0), 22);
+  // span(X0) is a different 5-dimensional space; in-span columns use the tracked one.
+  Eigen::BDCSVD<Mat<double>> x0svd(x0, Eigen::ComputeThinU);
+  const Mat<double> span0 = x0svd.matrixU().leftCols(r0);
+  const std::vector<std::vector<int>> batches = {
+      {0, 3}, {1, 3}, {2, 3, 0, 1}, {3, 0, 3}, {3, 4}, {0, 0}, {2, 2, 3}, {1, 2, 0, 3, 4}};
+
+  SECTION("appendColumns after initialize(X0)") {
+    IncrementalSVD<Mat<T>> inc;
+    inc.setReorthonormalizationPeriod(3).initialize(x0.cast<T>());
+    Mat<double> x = x0.cast<T>().template cast<double>();
+    std::uint64_t seed = 100;
+    for (const auto& kinds : batches) {
+      // In-span relative to the current column space of X (changes as new columns arrive).
+      Eigen::BDCSVD<Mat<double>> cur(x, Eigen::ComputeThinU);
+      const Index r = (cur.singularValues().array() > 1e-6 * cur.singularValues()(0)).count();
+      const Mat<T> c = mixedColumns(cur.matrixU().leftCols(r), kinds, seed += 50).template cast<T>();
+      CAPTURE(kinds);
+      inc.appendColumns(c);
+      x.conservativeResize(Eigen::NoChange, x.cols() + c.cols());
+      x.rightCols(c.cols()) = c.template cast<double>();
+      checkAgainstExact(inc, x);
+    }
+  }
+  SECTION("appendColumns from an empty start, and appendRows") {
+    IncrementalSVD<Mat<T>> inc;
+    inc.initialize(m, 0);
+    const Mat<T> first = mixedColumns(span0, {0, 3}, 7).cast<T>();  // [0, x] into rank 0
+    inc.appendColumns(first);
+    checkAgainstExact(inc, first.template cast<double>());
+    // Rows: the transposed problem goes through the same deflation.
+    IncrementalSVD<Mat<T>> rows;
+    rows.initialize(x0.transpose().cast<T>());
+    Mat<double> xt = x0.transpose().cast<T>().template cast<double>();
+    const Mat<T> r = mixedColumns(span0, {1, 3, 0, 2}, 9).transpose().cast<T>();  // 4×m; rows in row space
+    rows.appendRows(r);
+    xt.conservativeResize(xt.rows() + 4, Eigen::NoChange);
+    xt.bottomRows(4) = r.template cast<double>();
+    checkAgainstExact(rows, xt);
+  }
+  SECTION("update(A, B) with dependent columns in A and in B") {
+    IncrementalSVD<Mat<T>> inc;
+    inc.setReorthonormalizationPeriod(0).initialize(x0.cast<T>());
+    Mat<double> x = x0.cast<T>().template cast<double>();
+    const std::vector<std::pair<std::vector<int>, std::vector<int>>> ups = {
+        {{1, 3}, {3, 3}}, {{3, 3}, {1, 3}}, {{0, 3, 2}, {3, 0, 3}}, {{3, 4, 1}, {2, 3, 3}}};
+    std::uint64_t seed = 300;
+    for (const auto& [ka, kb] : ups) {
+      Eigen::BDCSVD<Mat<double>> cur(x, Eigen::ComputeThinU | Eigen::ComputeThinV);
+      const Index r = (cur.singularValues().array() > 1e-6 * cur.singularValues()(0)).count();
+      const Mat<T> a = mixedColumns(cur.matrixU().leftCols(r), ka, seed += 50).template cast<T>();
+      const Mat<T> b = (0.5 * mixedColumns(cur.matrixV().leftCols(r), kb, seed += 50)).template cast<T>();
+      CAPTURE(ka, kb);
+      inc.update(a, b);
+      x += a.template cast<double>() * b.template cast<double>().transpose();
+      checkAgainstExact(inc, x);
+    }
+  }
 }
 
 TEST_CASE("IncrementalSVD rejects invalid arguments", "[incremental_svd][errors]") {

@@ -24,8 +24,10 @@ namespace wproj {
 /// X ← [X; R].
 ///
 /// One update with c new columns: M = UᵀA, P_A = orth((I − UUᵀ)A) with P_A R_A = (I − UUᵀ)A
-/// (Householder QR of the m×c residual, re-orthogonalised once), likewise N, P_B, R_B for B;
-/// the small (r+c)×(r+c) matrix K = [Σ 0; 0 0] + [M; R_A][N; R_B]ᵀ is diagonalised,
+/// (column-pivoted Householder QR of the m×c residual, which deflates zero, in-span and
+/// mutually dependent columns: P_A has as many columns ρ_A ≤ c as the residual has numerical
+/// rank, and R_A (ρ_A×c) keeps every column's entries), likewise N, P_B, R_B for B; the small
+/// (r+ρ_A)×(r+ρ_B) matrix K = [Σ 0; 0 0] + [M; R_A][N; R_B]ᵀ is diagonalised,
 /// K = U_K Σ' V_Kᵀ, and U ← [U P_A]U_K, V ← [V P_B]V_K (GEMMs), then truncated to the maximal
 /// rank and the tolerance. No inverse is ever formed.
 ///
@@ -117,11 +119,12 @@ class IncrementalSVD {
     if (a.cols() == 0) return *this;
     const Index r = m_s.size(), c = a.cols();
     Matrix ra, rb, pa, pb;
-    Matrix ma = residualBasis(m_u, Matrix(a), pa, ra);  // r×c, pa m×c, ra c×c
-    Matrix nb = residualBasis(m_v, Matrix(b), pb, rb);
-    Matrix k = Matrix::Zero(r + c, r + c);
+    Matrix ma = residualBasis(m_u, Matrix(a), pa, ra);  // r×c, pa m×ρa, ra ρa×c
+    Matrix nb = residualBasis(m_v, Matrix(b), pb, rb);  // r×c, pb n×ρb, rb ρb×c
+    const Index rhoA = pa.cols(), rhoB = pb.cols();
+    Matrix k = Matrix::Zero(r + rhoA, r + rhoB);
     k.topLeftCorner(r, r).diagonal() = m_s.template cast<Scalar>();
-    Matrix left(r + c, c), right(r + c, c);
+    Matrix left(r + rhoA, c), right(r + rhoB, c);
     left << ma, ra;
     right << nb, rb;
     k.noalias() += left * right.transpose();
@@ -200,27 +203,53 @@ class IncrementalSVD {
   }
 
  private:
-  /// Splits a (m×c) against the orthonormal basis u: returns M = uᵀa and sets p, ra with
-  /// p·ra = a − u·M (p m×c orthonormal, ra c×c upper triangular); two Gram–Schmidt passes.
+  /// Splits a (m×c) against the orthonormal basis u: returns M = uᵀa and sets p (m×ρ, orthonormal,
+  /// orthogonal to u) and ra (ρ×c) with a = u·M + p·ra up to rounding; ρ ≤ c is the numerical
+  /// rank of the residual (I − uuᵀ)a.
+  ///
+  /// Dependent columns (zero, inside span(u), or combinations of other new columns) are deflated
+  /// by a column-pivoted Householder QR of the residual, (I − uuᵀ)a·Π = Q R: its diagonal is
+  /// non-increasing and |R(j, j)| bounds the norm of what is left of every column after step j,
+  /// so dropping the trailing rows whose diagonal is at rounding level (≤ 16·u·√m·max‖a_j‖)
+  /// discards at most rounding. The kept rows keep every column's entries (a later column's
+  /// component along an earlier direction included). A last block Gram–Schmidt pass against u
+  /// (folded into M and ra, so the factorisation stays exact) removes the components along u that
+  /// a nearly dependent column's direction picks up from rounding amplified by 1/R(j, j).
   static Matrix residualBasis(const Matrix& u, Matrix a, Matrix& p, Matrix& ra) {
-    const Index c = a.cols();
+    const Index m = a.rows(), c = a.cols();
     const double scale = c > 0 ? double(a.colwise().norm().maxCoeff()) : 0.0;
-    Matrix m = Matrix::Zero(u.cols(), c);
+    Matrix mc = Matrix::Zero(u.cols(), c);
     if (u.cols() > 0) {
       for (int pass = 0; pass < 2; ++pass) {
         const Matrix coeff = u.transpose() * a;
         a.noalias() -= u * coeff;
-        m += coeff;
+        mc += coeff;
       }
     }
-    householderFactor(a, ra);
-    // Directions already in span(u) leave only rounding behind: drop them (zero rows of R) so
-    // that the arbitrary directions Householder returns for them never enter the factors.
-    const double negligible = 16.0 * double(unitRoundoff<RealScalar>()) * std::sqrt(double(u.rows())) * scale;
-    for (Index j = 0; j < std::min(ra.rows(), ra.cols()); ++j)
-      if (!(double(std::abs(ra(j, j))) > negligible)) ra.row(j).setZero();
-    p.swap(a);
-    return m;
+    const double negligible = 16.0 * double(unitRoundoff<RealScalar>()) * std::sqrt(double(m)) * scale;
+    Eigen::ColPivHouseholderQR<Matrix> qr(a);
+    const Index kc = std::min(m, c);
+    Index rho = 0;
+    while (rho < kc && double(std::abs(qr.matrixQR()(rho, rho))) > negligible) ++rho;
+    p.resize(m, rho);
+    ra.resize(rho, c);
+    if (rho == 0) return mc;
+    // ra = R(0:ρ, :)·Πᵀ, i.e. column Π(j) of a gets column j of R.
+    const Matrix r = qr.matrixQR().topRows(rho).template triangularView<Eigen::Upper>();
+    const auto& perm = qr.colsPermutation().indices();
+    for (Index j = 0; j < c; ++j) ra.col(perm(j)) = r.col(j);
+    p.setIdentity();
+    p.applyOnTheLeft(qr.householderQ());
+    if (u.cols() > 0) {
+      // p ← p − u(uᵀp) = p₂ R₂: a = u(M + (uᵀp)ra) + p₂(R₂ ra).
+      const Matrix coeff = u.transpose() * p;
+      p.noalias() -= u * coeff;
+      mc.noalias() += coeff * ra;
+      Matrix r2;
+      householderFactor(p, r2);
+      ra = (r2 * ra).eval();
+    }
+    return mc;
   }
 
   /// In place: x ← Q (thin, diag(R) ≥ 0) and r ← R with x_in = Q R (Householder).
@@ -259,10 +288,11 @@ class IncrementalSVD {
     const Index r = m_s.size(), cc = c.cols();
     Matrix pa, ra;
     const Matrix ma = residualBasis(u, c, pa, ra);
-    Matrix k = Matrix::Zero(r + cc, r + cc);
+    const Index rho = pa.cols();
+    Matrix k = Matrix::Zero(r + rho, r + cc);  // [X C] = [U pa] K [V 0; 0 I]ᵀ
     k.topLeftCorner(r, r).diagonal() = m_s.template cast<Scalar>();
     k.topRightCorner(r, cc) = ma;
-    k.bottomRightCorner(cc, cc) = ra;
+    k.bottomRightCorner(rho, cc) = ra;
     // v grows by cc rows: V' = [V 0; 0 I] V_K.
     const Index n = v.rows();
     Matrix vx = Matrix::Zero(n + cc, r + cc);
@@ -281,11 +311,21 @@ class IncrementalSVD {
   /// U, Σ, V by the truncated SVD of the modified matrix.
   void rotate(const Matrix& k, const Matrix& pa, const Matrix& pb, const Matrix* vExt = nullptr,
               const Matrix* uExt = nullptr) {
+    Matrix newU, newV;
+    if (k.rows() == 0 || k.cols() == 0) {  // nothing in either basis (e.g. zero columns into rank 0)
+      newU.resize(uExt ? uExt->rows() : m_u.rows(), 0);
+      newV.resize(vExt ? vExt->rows() : m_v.rows(), 0);
+      m_u.swap(newU);
+      m_v.swap(newV);
+      m_s.resize(0);
+      ++m_updates;
+      ++m_sinceReortho;
+      return;
+    }
     Eigen::BDCSVD<Matrix> svd(k, Eigen::ComputeFullU | Eigen::ComputeFullV);
     if (svd.info() != Eigen::Success) m_info = Eigen::NoConvergence;
     const Vector& s = svd.singularValues();
     const Index keep = keptRank(s);
-    Matrix newU, newV;
     if (uExt) {
       newU.noalias() = *uExt * svd.matrixU().leftCols(keep);
     } else {
