@@ -69,6 +69,103 @@ TEMPLATE_TEST_CASE("Iso-C flattens the spectrum of the summed task vectors", "[m
   CHECK(zrep.warnings.size() == 1);
 }
 
+namespace {
+
+/// Iso-CTS computed independently in double from the published rule: k₀ = ⌊f·s⌋,
+/// d = round((s − k₀)/T) with Python's round (half to even), k = s − d·T; the top k of svd(Σ τ),
+/// the top d of each svd(τ_i − U_cU_cᵀτ_i); stacked, replaced by polar factors; level = mean of
+/// the s kept σ. Returns Δ/α, and the stacked U* (before its polar factor), k, d and the level.
+struct IsoCtsOracle {
+  Mat<double> delta, stackedU;
+  Index k = 0, d = 0;
+  double level = 0;
+};
+
+template <typename T>
+IsoCtsOracle isoCtsOracle(const std::vector<Mat<T>>& taus, double f) {
+  const Index m = taus[0].rows(), n = taus[0].cols(), s = std::min(m, n), t = Index(taus.size());
+  IsoCtsOracle o;
+  const Index k0 = Index(double(s) * f);
+  o.d = Index(std::nearbyint(double(s - k0) / double(t)));  // FE_TONEAREST: ties to even
+  o.k = s - o.d * t;
+  Mat<double> sum = Mat<double>::Zero(m, n);
+  for (const auto& tau : taus) sum += tau.template cast<double>();
+  Eigen::BDCSVD<Mat<double>> sumSvd(sum, Eigen::ComputeThinU | Eigen::ComputeThinV);
+  Mat<double> us(m, s), vs(n, s);
+  Vec<double> sig(s);
+  const Mat<double> uc = sumSvd.matrixU().leftCols(o.k);
+  for (Index i = 0; i < t; ++i) {
+    const Mat<double> tau = taus[std::size_t(i)].template cast<double>();
+    const Mat<double> res = tau - uc * (uc.transpose() * tau);
+    Eigen::BDCSVD<Mat<double>> r(res, Eigen::ComputeThinU | Eigen::ComputeThinV);
+    us.middleCols(i * o.d, o.d) = r.matrixU().leftCols(o.d);
+    vs.middleCols(i * o.d, o.d) = r.matrixV().leftCols(o.d);
+    sig.segment(i * o.d, o.d) = r.singularValues().head(o.d);
+  }
+  us.rightCols(o.k) = uc;
+  vs.rightCols(o.k) = sumSvd.matrixV().leftCols(o.k);
+  sig.tail(o.k) = sumSvd.singularValues().head(o.k);
+  Eigen::BDCSVD<Mat<double>> pu(us, Eigen::ComputeThinU | Eigen::ComputeThinV), pv(vs, Eigen::ComputeThinU | Eigen::ComputeThinV);
+  o.level = sig.mean();
+  o.delta = o.level * (pu.matrixU() * pu.matrixV().transpose()) * (pv.matrixU() * pv.matrixV().transpose()).transpose();
+  o.stackedU = us;
+  return o;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("Iso-CTS: the reference split of directions, checked against an independent computation",
+                   "[merging][iso]", float, double) {
+  using T = TestType;
+  const double tol = std::is_same<T, float>::value ? 1e-4 : 1e-10;
+  struct Case {
+    Index m, n, tasks;
+    double f;
+    Index k, d;  // expected split of s = min(m, n)
+  };
+  // s = 20: (20 − 16)/4 = 1; 4/3 → 1, k = 17; 4/6 → 1, k = 14; 4/8 = 1/2 → 0 (ties to even),
+  // k = 20; f = 0.5: 10/3 → 3, k = 11; 10/4 = 2.5 → 2, k = 12; 12×9 (s = 9): 2/3 → 1, k = 6.
+  const std::vector<Case> cases = {{24, 20, 4, 0.8, 16, 1}, {24, 20, 3, 0.8, 17, 1}, {24, 20, 6, 0.8, 14, 1},
+                                   {24, 20, 8, 0.8, 20, 0}, {24, 20, 3, 0.5, 11, 3}, {20, 24, 4, 0.5, 12, 2},
+                                   {12, 9, 3, 0.8, 6, 1}};
+  for (const auto& c : cases) {
+    CAPTURE(c.m, c.n, c.tasks, c.f);
+    const Index s = std::min(c.m, c.n);
+    std::vector<Mat<T>> taus;
+    for (Index i = 0; i < c.tasks; ++i) taus.push_back(gaussian<T>(c.m, c.n, 10 + std::uint64_t(i)));
+    const IsoCtsOracle o = isoCtsOracle(taus, c.f);
+    REQUIRE(o.k == c.k);
+    REQUIRE(o.d == c.d);
+    CHECK(wproj::IsoCtsMerging<T>::split(c.m, c.n, c.tasks, c.f) == std::make_pair(c.k, c.d));
+    wproj::IsoCtsMerging<T> cts;
+    cts.setCommonFraction(c.f).setScale(1.5);
+    wproj::TensorReport rep;
+    const Mat<T> delta = cts.mergeDelta(taus, &rep);
+    // Every direction is used: s orthonormal columns spanning exactly the chosen directions.
+    REQUIRE(cts.lastU().cols() == s);
+    REQUIRE(cts.lastV().cols() == s);
+    CHECK(orthoError(cts.lastU()) <= tol);
+    CHECK(orthoError(cts.lastV()) <= tol);
+    const Mat<double> q = cts.lastU().template cast<double>();
+    CHECK((o.stackedU - q * (q.transpose() * o.stackedU)).norm() <= tol * 10 * o.stackedU.norm());
+    CHECK(rep.rank == c.k);
+    // The output: level = mean of the s kept σ, flat spectrum, same factors.
+    const Vec<double> sv = singularValues(delta);
+    CHECK((sv.array() - 1.5 * o.level).abs().maxCoeff() <= tol * 10 * o.level);
+    const double rel = (delta.template cast<double>() - 1.5 * o.delta).norm() / (1.5 * o.delta.norm());
+    CAPTURE(rel);
+    CHECK(rel <= tol * 10);
+    CHECK(rep.warnings.size() == (c.d == 0 ? 1u : 0u));
+    if (c.d == 0) CHECK_THAT(rep.warnings[0], Contains("common subspace only"));
+  }
+  // A task vector whose residual has rank < d (here zero): zero columns, no uninitialised data.
+  std::vector<Mat<T>> withZero{gaussian<T>(24, 20, 1), Mat<T>::Zero(24, 20)};
+  wproj::IsoCtsMerging<T> cts;
+  const Mat<T> dz = cts.mergeDelta(withZero);
+  CHECK(dz.allFinite());
+  CHECK(cts.lastU().allFinite());
+}
+
 TEMPLATE_TEST_CASE("Iso-CTS: orthonormal stacked factors, flat spectrum on common + task directions", "[merging][iso]",
                    float, double) {
   using T = TestType;
@@ -86,27 +183,24 @@ TEMPLATE_TEST_CASE("Iso-CTS: orthonormal stacked factors, flat spectrum on commo
   const Vec<double> s = singularValues(d);
   CHECK((s.array() - s(0)).abs().maxCoeff() <= tol * 10 * s(0));  // all 20 equal
   CHECK(rep.warnings.empty());
-  // The common directions are the top of svd(Σ τ): they stay inside the merged column space.
-  Eigen::BDCSVD<Mat<double>> sumSvd((taus[0] + taus[1] + taus[2] + taus[3]).template cast<double>(), Eigen::ComputeThinU);
-  const Mat<double> uc = sumSvd.matrixU().leftCols(4);
-  const Mat<double> qd = cts.lastU().template cast<double>();
-  CHECK((uc - qd * (qd.transpose() * uc)).norm() <= 0.35);  // polar factor moves them only slightly
-  // Common fraction 0.5, 2 tasks: 10 common + 2 x 5 task directions; kept sigma mean sets the level.
+  // Common fraction 0.5, 2 tasks: 10 common + 2 x 5 task directions.
   wproj::IsoCtsMerging<T> half;
   half.setCommonFraction(0.5);
   const Mat<T> d2 = half.mergeDelta({taus[0], taus[1]});
   CHECK(half.lastU().cols() == 20);
   CHECK(orthoError(half.lastV()) <= tol);
-  // More tasks than task-specific directions: common subspace only, with a warning.
+  CHECK(d2.allFinite());
+  // Many more tasks than the 4 task-specific directions: d = round(4/12) = 0, every direction
+  // common, with a warning.
   std::vector<Mat<T>> many;
-  for (int i = 0; i < 6; ++i) many.push_back(gaussian<T>(m, n, 40 + i));
+  for (int i = 0; i < 12; ++i) many.push_back(gaussian<T>(m, n, 40 + i));
   wproj::TensorReport mrep;
   const Mat<T> d3 = cts.mergeDelta(many, &mrep);
   CHECK(d3.allFinite());
   REQUIRE(mrep.warnings.size() == 1);
   CHECK_THAT(mrep.warnings[0], Contains("common subspace only"));
-  CHECK(cts.lastU().cols() == 16);
-  CHECK(d2.allFinite());
+  CHECK(cts.lastU().cols() == 20);
+  CHECK(mrep.rank == 20);
 }
 
 TEMPLATE_TEST_CASE("TSV-M: exact on tasks with disjoint singular subspaces, orthonormal factors", "[merging][tsv]", float,

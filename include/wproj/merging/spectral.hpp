@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace wproj {
@@ -113,11 +114,13 @@ class IsoCMerging {
   double m_scale = 1.0;
 };
 
-/// Iso-CTS: with s = min(m, n), k = ⌊f·s⌋ common directions (top of svd(Σ τ_t), f = 0.8 by
-/// default) and d = ⌊(s − k)/T⌋ task-specific directions per task (the top of
-/// svd(τ_i − U_cU_cᵀτ_i)). The stacked U* = [U_1 … U_T | U_c] and V* are orthogonalised by their
-/// polar factors, and Δ = α·mean(kept σ)·polar(U*)·polar(V*)ᵀ. When d = 0 (T > s − k) only the
-/// common subspace is kept (reported).
+/// Iso-CTS: with s = min(m, n) and T tasks, k₀ = ⌊f·s⌋ (f = 0.8 by default); each task gets
+/// d = round((s − k₀)/T) directions (rounded half to even, as the reference code's Python
+/// `round`; capped at ⌊s/T⌋) from the top of svd(τ_i − U_cU_cᵀτ_i), and the common subspace
+/// gets the remainder k = s − d·T (top of svd(Σ τ_t)), so all s directions are used. The
+/// stacked U* = [U_1 … U_T | U_c] and V* are orthogonalised by their polar factors, and
+/// Δ = α·mean(kept σ)·polar(U*)·polar(V*)ᵀ, the mean taken over the s kept σ. When d = 0
+/// ((s − k₀)/T ≤ 1/2) every direction is common (reported).
 template <typename Scalar_>
 class IsoCtsMerging {
  public:
@@ -158,17 +161,30 @@ class IsoCtsMerging {
                               [this](Accumulator& acc) { acc.takeFactors(m_u, m_v); });
   }
 
+  /// The split of s = min(rows, cols) directions among `tasks` tasks for common fraction f:
+  /// {k, d} with d = round((s − ⌊f·s⌋)/T) (half to even, at most ⌊s/T⌋) and k = s − d·T.
+  static std::pair<Index, Index> split(Index rows, Index cols, Index tasks, double f) {
+    const Index s = std::min(rows, cols);
+    if (tasks < 1 || s < 1) return {std::max<Index>(s, 0), 0};
+    const Index k0 = std::min<Index>(s, Index(std::floor(f * double(s))));
+    const Index x = s - k0, q = x / tasks, r = x % tasks;
+    Index d = q;
+    if (2 * r > tasks || (2 * r == tasks && q % 2 == 1)) ++d;
+    d = std::min(d, s / tasks);
+    return {s - d * tasks, d};
+  }
+
   /// Streaming form, two passes. Pass 0: running sum of the task vectors; its SVD gives the k
   /// common directions. Pass 1: each task's d residual directions go into the stacked factors
-  /// (m×w and n×w with w = T·d + k ≤ min(m, n), whatever T). `finish()` orthogonalises them.
+  /// (m×s and n×s with s = T·d + k = min(m, n)). `finish()` orthogonalises them.
   class Accumulator {
    public:
     /// An accumulator for `count` task vectors of a rows×cols tensor (what `begin()` returns); fixes k and d.
     Accumulator(const IsoCtsMerging& m, Index rows, Index cols, Index count, TensorReport* report)
         : m_scale(m.m_scale), m_describe(m.describe()), m_in("IsoCtsMerging", rows, cols, count, 2, report) {
-      const Index s = std::min(rows, cols);
-      m_k = std::min<Index>(s, Index(std::floor(m.m_common * double(s))));
-      m_d = count >= 1 ? (s - m_k) / count : 0;
+      const auto kd = split(rows, cols, count, m.m_common);
+      m_k = kd.first;
+      m_d = kd.second;
     }
     /// Number of passes (2).
     Index passes() const { return 2; }
@@ -214,8 +230,8 @@ class IsoCtsMerging {
         return Matrix::Zero(rows, cols);
       }
       if (m_d == 0 && report)
-        report->warnings.push_back(std::to_string(t) + " tasks but only " + std::to_string(std::min(rows, cols) - m_k) +
-                                   " task-specific directions: no task-specific subspace, common subspace only");
+        report->warnings.push_back(std::to_string(t) + " tasks for " + std::to_string(std::min(rows, cols)) +
+                                   " directions: no task-specific subspace, common subspace only");
       m_u = polarFactor(m_u);
       m_v = polarFactor(m_v);
       if (report) report->rank = m_k;
@@ -237,9 +253,10 @@ class IsoCtsMerging {
       if (!m_zero && w > 0) svd = detail::fullThinSvd<Matrix>(m_sum, "IsoCtsMerging::mergeDelta");
       m_sum.resize(0, 0);
       if (m_zero || w == 0) return;
-      m_u.resize(m_in.rows(), w);
-      m_v.resize(m_in.cols(), w);
-      m_sigma.resize(w);
+      // Zero-filled: a task whose residual has rank < d leaves zero columns and zero σ behind.
+      m_u.setZero(m_in.rows(), w);
+      m_v.setZero(m_in.cols(), w);
+      m_sigma.setZero(w);
       m_u.rightCols(m_k) = svd.matrixU().leftCols(m_k);
       m_v.rightCols(m_k) = svd.matrixV().leftCols(m_k);
       m_sigma.tail(m_k) = svd.singularValues().head(m_k).template cast<double>();
