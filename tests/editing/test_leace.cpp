@@ -127,6 +127,87 @@ TEMPLATE_TEST_CASE("LEACE: streaming equals one-shot; variants; trace never grow
   CHECK((mapped.eraser().projector() - ew.projector()).norm() < tol * T(d));
 }
 
+namespace {
+
+/// LEACE in closed form, computed in double from the raw samples without any wproj statistic:
+/// Σxx (Bessel, or the shrunk MLE covariance S* = αS + (1 − α)(tr S/p)I with
+/// α = 1 − (tr(S)²/n)/(‖S‖²_F − tr(S)²/p)), Σxz with one-hot z, W = Σxx^{-1/2} and W⁺ = Σxx^{1/2}
+/// from Σxx's own eigendecomposition, the orthogonal projector onto the column space of WΣxz as
+/// M(MᵀM)⁻¹Mᵀ (M = WΣxz without its last, dependent, column) and P = I − W⁺P_M W.
+struct LeaceOracle {
+  Mat<double> p, orthogonal;
+  Vec<double> mean;
+};
+
+template <typename T>
+LeaceOracle leaceOracle(const Mat<T>& xt, const wproj::Labels& z, int classes, bool shrink) {
+  const Mat<double> x = xt.template cast<double>();
+  const Index n = x.rows(), d = x.cols();
+  Mat<double> onehot = Mat<double>::Zero(n, classes);
+  for (Index i = 0; i < n; ++i) onehot(i, z(i)) = 1.0;
+  LeaceOracle o;
+  o.mean = x.colwise().mean().transpose();
+  const Mat<double> xc = x.rowwise() - o.mean.transpose();
+  const Mat<double> zc = onehot.rowwise() - onehot.colwise().mean();
+  Mat<double> sxx;
+  if (shrink) {
+    const Mat<double> s = xc.transpose() * xc / double(n);
+    const double tr = s.trace(), alpha = std::clamp(1.0 - (tr * tr / double(n)) / (s.squaredNorm() - tr * tr / double(d)), 0.0, 1.0);
+    sxx = alpha * s + (1.0 - alpha) * tr / double(d) * Mat<double>::Identity(d, d);
+  } else {
+    sxx = xc.transpose() * xc / double(n - 1);
+  }
+  const Mat<double> sxz = xc.transpose() * zc / double(n - 1);
+  Eigen::SelfAdjointEigenSolver<Mat<double>> eig(sxx);
+  const Mat<double>& v = eig.eigenvectors();
+  const Vec<double> l = eig.eigenvalues();
+  const Mat<double> w = v * l.cwiseSqrt().cwiseInverse().asDiagonal() * v.transpose();
+  const Mat<double> wPlus = v * l.cwiseSqrt().asDiagonal() * v.transpose();
+  const Mat<double> m = w * sxz.leftCols(classes - 1);
+  const Mat<double> pm = m * (m.transpose() * m).ldlt().solve(m.transpose());
+  o.p = Mat<double>::Identity(d, d) - wPlus * pm * w;
+  const Mat<double> mo = sxz.leftCols(classes - 1);
+  o.orthogonal = Mat<double>::Identity(d, d) - mo * (mo.transpose() * mo).ldlt().solve(mo.transpose());
+  return o;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("LEACE equals the closed form I − W⁺P_{WΣxz}W, with and without shrinkage", "[leace]", float, double) {
+  using T = TestType;
+  const Index d = 12;
+  const int classes = 3;
+  const Planted<T> data(500, d, classes, 1.5, 81);
+  const Mat<T> x = anisotropic(data, 82);
+  const double tol = std::is_same<T, float>::value ? 1e-3 : 1e-9;
+  for (const bool shrink : {false, true}) {
+    CAPTURE(shrink);
+    const LeaceOracle o = leaceOracle(x, data.z, classes, shrink);
+    // The data is anisotropic enough that the oblique and the orthogonal erasers differ.
+    REQUIRE((o.p - o.orthogonal).norm() > 0.1);
+    wproj::LeaceFitter<T> fitter(d, classes);
+    fitter.setShrinkage(shrink).setTraceConstraint(false).update(x, data.z);
+    const wproj::LeaceEraser<T> e = fitter.eraser();
+    CHECK(e.rank() == classes - 1);
+    const Mat<double> p = e.projector().template cast<double>();
+    CHECK((p - o.p).norm() <= tol * o.p.norm());
+    // Eraser: x ↦ x − W⁺P_M W(x − μ), on the fitted samples and on fresh ones.
+    const Mat<T> fresh = gaussian<T>(40, d, 83) * T(3);
+    for (const Mat<T>* pts : {&x, &fresh}) {
+      const Mat<double> xd = pts->template cast<double>();
+      const Mat<double> expect =
+          xd - (xd.rowwise() - o.mean.transpose()) * (Mat<double>::Identity(d, d) - o.p).transpose();
+      CHECK((e.erase(*pts).template cast<double>() - expect).norm() <= tol * xd.norm());
+    }
+    // The orthogonal eraser is the other closed form, and does not pass for LEACE's.
+    wproj::LeaceFitter<T> orth(d, classes);
+    orth.setMethod(wproj::LeaceMethod::Orthogonal).setShrinkage(shrink).setTraceConstraint(false).update(x, data.z);
+    const Mat<double> po = orth.eraser().projector().template cast<double>();
+    CHECK((po - o.orthogonal).norm() <= tol * o.orthogonal.norm());
+    CHECK((po - o.p).norm() > 100 * tol * o.p.norm());
+  }
+}
+
 TEST_CASE("LEACE: bad input", "[leace]") {
   const Index d = 5;
   const Mat<double> x = gaussian<double>(20, d, 71);
