@@ -1,0 +1,218 @@
+// wproj — Python bindings: truncated, randomized and incremental SVD; orthonormalisation. MIT licence.
+#include "common.hpp"
+
+#include <wproj/linalg/incremental_svd.hpp>
+#include <wproj/linalg/orthonormalize.hpp>
+#include <wproj/linalg/randomized_svd.hpp>
+#include <wproj/linalg/truncated_svd.hpp>
+
+namespace wproj_py {
+namespace {
+
+/// Keeps wproj's sign convention (largest-magnitude entry of each u_i positive) after the
+/// factors of Aᵀ were swapped into those of A.
+template <typename S>
+void fixSigns(Mat<S>& u, Mat<S>& v) {
+  for (Index j = 0; j < u.cols(); ++j) {
+    Index i = 0;
+    u.col(j).cwiseAbs().maxCoeff(&i);
+    if (u(i, j) < S(0)) {
+      u.col(j) = -u.col(j);
+      v.col(j) = -v.col(j);
+    }
+  }
+}
+
+/// A C-ordered A is decomposed as Aᵀ (a column-major view of the same memory): check it in its
+/// own layout first, so that an error names the entry of A, not of Aᵀ.
+template <typename S>
+void checkFiniteAsGiven(const py::array& a, bool transposed, const char* where) {
+  if (!transposed) return;
+  const S* p = static_cast<const S*>(a.data());
+  wproj::checkFinite(MapR<S>(p, a.shape(0), a.shape(1)), where, "a");
+}
+
+/// (U, S, Vt) in NumPy's orientation from the factors of A (or of Aᵀ when `transposed`).
+template <typename S>
+py::tuple svdResult(Mat<S>&& u, Vec<S>&& s, Mat<S>&& v, bool transposed) {
+  if (transposed) {
+    std::swap(u, v);
+    fixSigns(u, v);
+  }
+  py::array U = toNumpy<S>(std::move(u));
+  py::array Sv = toNumpy<S>(std::move(s));
+  py::array Vt = toNumpyTransposed<S>(std::move(v));
+  return py::make_tuple(U, Sv, Vt);
+}
+
+struct RsvdOptions {
+  Index rank, oversampling, powerIterations;
+  std::uint64_t seed;
+  std::string method, normalization;
+  double tol;
+  Index krylovBlock;
+};
+
+template <typename S>
+py::tuple randomizedSvdT(const py::array& a, const RsvdOptions& o, double* errorEstimate) {
+  bool transposed = false;
+  MapC<S> view = columnMajorView<S>(a, transposed);
+  wproj::RandomizedSVD<Mat<S>> svd;
+  svd.setRank(o.rank).setOversampling(o.oversampling).setPowerIterations(o.powerIterations).setSeed(o.seed);
+  if (o.method == "krylov") {
+    svd.setBlockKrylov(true).setKrylovBlockSize(o.krylovBlock);
+  } else if (o.method != "power") {
+    throw py::value_error("argument 'method' = '" + o.method + "'; expected 'power' or 'krylov'");
+  }
+  using PN = wproj::PowerNormalization;
+  const std::string& n = o.normalization;
+  if (n == "auto") svd.setNormalization(PN::Auto);
+  else if (n == "lu") svd.setNormalization(PN::LU);
+  else if (n == "none") svd.setNormalization(PN::None);
+  else if (n == "orthonormalize") svd.setNormalization(PN::Orthonormalize);
+  else throw py::value_error("argument 'normalization' = '" + n + "'; expected 'auto', 'lu', 'none' or 'orthonormalize'");
+  if (o.tol > 0) svd.setTolerance(o.tol);
+  Mat<S> u, v;
+  Vec<S> s;
+  {
+    py::gil_scoped_release release;
+    checkFiniteAsGiven<S>(a, transposed, "RandomizedSVD::compute");
+    svd.compute(view);
+    if (svd.info() != Eigen::Success) throw wproj::NumericalError("randomized_svd: the small SVD did not converge");
+    u = svd.matrixU();
+    v = svd.matrixV();
+    s = svd.singularValues().template cast<S>();
+  }
+  *errorEstimate = svd.errorEstimate();
+  return svdResult<S>(std::move(u), std::move(s), std::move(v), transposed);
+}
+
+template <typename S>
+py::tuple truncatedSvdT(const py::array& a, Index rank, const std::string& method) {
+  bool transposed = false;
+  MapC<S> view = columnMajorView<S>(a, transposed);
+  wproj::TruncatedSVD<Mat<S>> svd;
+  if (rank >= 1) svd.setRank(rank);
+  else if (rank != -1) throw py::value_error("argument 'rank' = " + std::to_string(rank) + "; expected >= 1, or None for all");
+  if (method == "auto") svd.setMethod(wproj::SvdMethod::Auto);
+  else if (method == "bdc") svd.setMethod(wproj::SvdMethod::Bdc);
+  else if (method == "gram") svd.setMethod(wproj::SvdMethod::Gram);
+  else throw py::value_error("argument 'method' = '" + method + "'; expected 'auto', 'bdc' or 'gram'");
+  Mat<S> u, v;
+  Vec<S> s;
+  {
+    py::gil_scoped_release release;
+    checkFiniteAsGiven<S>(a, transposed, "TruncatedSVD::compute");
+    svd.compute(view);
+    if (svd.info() != Eigen::Success) throw wproj::NumericalError("truncated_svd: the SVD did not converge");
+    u = svd.matrixU();
+    v = svd.matrixV();
+    s = svd.singularValues().template cast<S>();
+  }
+  return svdResult<S>(std::move(u), std::move(s), std::move(v), transposed);
+}
+
+template <typename S>
+py::array orthonormalizeT(const py::array& x, const std::string& method) {
+  wproj::OrthoMethod om;
+  if (method == "auto") om = wproj::OrthoMethod::Auto;
+  else if (method == "householder") om = wproj::OrthoMethod::Householder;
+  else if (method == "cholesky-qr2") om = wproj::OrthoMethod::CholeskyQR2;
+  else if (method == "shifted-cholesky-qr3") om = wproj::OrthoMethod::ShiftedCholeskyQR3;
+  else throw py::value_error("argument 'method' = '" + method +
+                             "'; expected 'auto', 'householder', 'cholesky-qr2' or 'shifted-cholesky-qr3'");
+  if (x.shape(0) < x.shape(1))
+    throw py::value_error("orthonormalize: argument 'X' has shape " + std::to_string(x.shape(0)) + "x" +
+                          std::to_string(x.shape(1)) + "; expected at least as many rows as columns");
+  Mat<S> q;
+  {
+    py::gil_scoped_release release;
+    q = withView<S>(x, [](const auto& v) { return Mat<S>(v); });
+    wproj::checkFinite(q, "orthonormalize", "X");
+    wproj::orthonormalizeInPlace(q, om);
+  }
+  return toNumpy<S>(std::move(q));
+}
+
+/// IncrementalSVD over one scalar type; the Python class picks the instance.
+template <typename S>
+void bindIncremental(py::module_& m, const char* name) {
+  using T = wproj::IncrementalSVD<Mat<S>>;
+  auto F = [](const py::array& a) {  // an F-ordered copy only when the input is C ordered
+    return Mat<S>(withView<S>(a, [](const auto& v) { return Mat<S>(v); }));
+  };
+  py::class_<T>(m, name)
+      .def(py::init<>())
+      .def("set_max_rank", [](T& t, Index k) { t.setMaxRank(k); })
+      .def("set_tolerance", [](T& t, double tol) { t.setTolerance(tol); })
+      .def("set_period", [](T& t, Index p) { t.setReorthonormalizationPeriod(p); })
+      .def("initialize_zero", [](T& t, Index r, Index c) { t.initialize(r, c); })
+      .def("initialize", [F](T& t, const py::array& a) {
+        Mat<S> x = F(a);
+        py::gil_scoped_release release;
+        t.initialize(x);
+      })
+      .def("update", [F](T& t, const py::array& a, const py::array& b) {
+        Mat<S> x = F(a), y = F(b);
+        py::gil_scoped_release release;
+        t.update(x, y);
+      })
+      .def("append_columns", [F](T& t, const py::array& a) {
+        Mat<S> x = F(a);
+        py::gil_scoped_release release;
+        t.appendColumns(x);
+      })
+      .def("append_rows", [F](T& t, const py::array& a) {
+        Mat<S> x = F(a);
+        py::gil_scoped_release release;
+        t.appendRows(x);
+      })
+      .def("reorthonormalize", [](T& t) {
+        py::gil_scoped_release release;
+        t.reorthonormalize();
+      })
+      .def("U", [](const T& t) { return toNumpy<S>(t.matrixU()); })
+      .def("S", [](const T& t) { return toNumpy<S>(Vec<S>(t.singularValues().template cast<S>())); })
+      .def("V", [](const T& t) { return toNumpy<S>(t.matrixV()); })
+      .def("rank", &T::rank)
+      .def("rows", &T::rows)
+      .def("cols", &T::cols)
+      .def("updates", &T::updates)
+      .def("orthogonality_error", &T::orthogonalityError)
+      .def("ok", [](const T& t) { return t.info() == Eigen::Success; });
+}
+
+}  // namespace
+
+void initDecompositions(py::module_& m) {
+  m.def(
+      "randomized_svd",
+      [](py::handle A, Index rank, Index oversampling, Index powerIterations, std::uint64_t seed, std::string method,
+         std::string normalization, double tol, Index krylovBlock) {
+        py::array a = asMatrixArray(A, "A");
+        RsvdOptions o{rank, oversampling, powerIterations, seed, method, normalization, tol, krylovBlock};
+        double err = 0;
+        py::tuple r = kindOf(a) == Kind::F32 ? randomizedSvdT<float>(a, o, &err) : randomizedSvdT<double>(a, o, &err);
+        return py::make_tuple(r[0], r[1], r[2], err);
+      },
+      py::arg("A"), py::arg("rank"), py::arg("oversampling"), py::arg("power_iterations"), py::arg("seed"),
+      py::arg("method"), py::arg("normalization"), py::arg("tol"), py::arg("krylov_block_size"));
+  m.def(
+      "truncated_svd",
+      [](py::handle A, Index rank, std::string method) {
+        py::array a = asMatrixArray(A, "A");
+        return kindOf(a) == Kind::F32 ? truncatedSvdT<float>(a, rank, method) : truncatedSvdT<double>(a, rank, method);
+      },
+      py::arg("A"), py::arg("rank"), py::arg("method"));
+  m.def(
+      "orthonormalize",
+      [](py::handle X, std::string method) {
+        py::array x = asMatrixArray(X, "X");
+        return kindOf(x) == Kind::F32 ? orthonormalizeT<float>(x, method) : orthonormalizeT<double>(x, method);
+      },
+      py::arg("X"), py::arg("method"));
+  bindIncremental<float>(m, "IncrementalSVD32");
+  bindIncremental<double>(m, "IncrementalSVD64");
+}
+
+}  // namespace wproj_py
