@@ -120,6 +120,106 @@ int genLarge(const std::string& dir, int count, int n, int tensors) {
   return 0;
 }
 
+// A .npy file written by hand: `fortran` stores the data column-major (Fortran order).
+void writeNpyOrdered(const std::string& path, const Mat& a, wio::DType dt, bool fortran) {
+  std::vector<unsigned char> bytes = wio::npyBytes(fortran ? Mat(a.transpose()) : a, dt);
+  // npyBytes writes C order: C-order data of Aᵀ is Fortran-order data of A; fix the header.
+  std::string text(bytes.begin(), bytes.end());
+  if (fortran) {
+    const std::string from = "'fortran_order': False, 'shape': (" + std::to_string(a.cols()) + ", " + std::to_string(a.rows()) + ")";
+    const std::string to = "'fortran_order': True,  'shape': (" + std::to_string(a.rows()) + ", " + std::to_string(a.cols()) + ")";
+    const auto at = text.find(from);
+    if (at == std::string::npos) fail("writeNpyOrdered: unexpected header");
+    text.replace(at, from.size(), to);
+    // The header keeps its length when the two extents have the same number of digits.
+    if (text.size() != bytes.size()) fail("writeNpyOrdered: header length changed");
+  }
+  wio::AtomicFile f(path);
+  f.write(text.data(), text.size());
+  f.commit();
+}
+
+// Inputs for the svd/read-path tests: 300×400 (C order f4, Fortran order f4, C order f2, C
+// order f8) with σ_i = 1/i (i ≤ 200) plus small noise, and 130×70 arrays for the tiled reader.
+int genArrays(const std::string& dir) {
+  const wproj::Index m = 300, n = 400, r = 200;
+  Eigen::VectorXd sig(r);
+  for (wproj::Index i = 0; i < r; ++i) sig(i) = 1.0 / double(i + 1);
+  const Mat u = wproj::orthonormalized(gaussian(m, r, 21)), v = wproj::orthonormalized(gaussian(n, r, 22));
+  const Mat a = u * sig.asDiagonal() * v.transpose() + 1e-4 / std::sqrt(double(n)) * gaussian(m, n, 23);
+  writeNpyOrdered(dir + "/L_c.npy", a, wio::DType::F32, false);
+  writeNpyOrdered(dir + "/L_f.npy", a, wio::DType::F32, true);
+  writeNpyOrdered(dir + "/L_h.npy", a, wio::DType::F16, false);
+  writeNpyOrdered(dir + "/L_d.npy", a, wio::DType::F64, false);
+  const Mat t = gaussian(130, 70, 24);
+  for (auto dt : {wio::DType::F32, wio::DType::F64, wio::DType::F16, wio::DType::I32}) {
+    const std::string name = dir + "/T_" + wio::dtypeName(dt) + ".npy";
+    writeNpyOrdered(name, dt == wio::DType::I32 ? Mat((100 * t).array().round().matrix()) : t, dt, false);
+  }
+  return 0;
+}
+
+// readNpy (tiled reordering) and NpyMatrixView against the values written, for every dtype.
+int checkRead(const std::string& dir) {
+  const Mat t = gaussian(130, 70, 24);
+  for (auto dt : {wio::DType::F32, wio::DType::F64, wio::DType::F16, wio::DType::I32}) {
+    const std::string name = dir + "/T_" + wio::dtypeName(dt) + ".npy";
+    const Mat want = stored(dt == wio::DType::I32 ? Mat((100 * t).array().round().matrix()) : t, dt);
+    expectClose(wio::readNpy<double>(name), want, 0.0, "readNpy<double> " + name);
+    expectClose(wio::readNpy<float>(name).cast<double>(), want.cast<float>().cast<double>(), 0.0, "readNpy<float> " + name);
+    const wio::NpyMatrixView<double> view(name);
+    if (!view.isRowMajor()) fail("NpyMatrixView: C-order data should be row-major: " + name);
+    if (view.isZeroCopy() != (dt == wio::DType::F64)) fail("NpyMatrixView: zero-copy exactly for f8 data: " + name);
+    expectClose(Mat(view.rowMajorMap()), want, 0.0, "NpyMatrixView " + name);
+    expectClose(Mat(view.transposedMap().transpose()), want, 0.0, "NpyMatrixView transposed " + name);
+  }
+  return 0;
+}
+
+// ‖A − USVᵀ‖_F/‖A‖_F ≤ ratio × the optimal rank-k error, with orthonormal U and V.
+int checkSvdError(const std::string& in, const std::string& dir, wproj::Index k, double ratio) {
+  const Mat a = wio::readNpy<double>(in);
+  const Mat u = wio::readNpy<double>(dir + "/U.npy"), s = wio::readNpy<double>(dir + "/S.npy"), v = wio::readNpy<double>(dir + "/V.npy");
+  if (u.cols() > k || s.size() != u.cols() || v.cols() != u.cols() || u.rows() != a.rows() || v.rows() != a.cols())
+    fail("svd-error: factor shapes");
+  const double ortho = std::max((u.transpose() * u - Mat::Identity(u.cols(), u.cols())).norm(),
+                                (v.transpose() * v - Mat::Identity(v.cols(), v.cols())).norm());
+  if (ortho > 1e-4) fail("svd-error: factors not orthonormal (" + std::to_string(ortho) + ")");
+  Eigen::BDCSVD<Mat> ref(a);
+  const Eigen::VectorXd sv = ref.singularValues();
+  const double total = sv.squaredNorm();
+  const double opt = std::sqrt(sv.tail(sv.size() - u.cols()).squaredNorm() / total);
+  const double err = (a - u * s.col(0).asDiagonal() * v.transpose()).norm() / std::sqrt(total);
+  if (!(err <= ratio * opt)) fail("svd-error: error " + std::to_string(err) + " > " + std::to_string(ratio) + " x optimal " + std::to_string(opt));
+  std::cout << "svd-error: rank " << u.cols() << ", error/optimal " << err / opt << "\n";
+  return 0;
+}
+
+// Checkpoints for the merge shape checks: a 3-D tensor and an empty one.
+int genShapes(const std::string& dir) {
+  auto model = [&](const std::string& path, std::uint64_t seed, bool flat) {
+    wio::SafetensorsWriter w(path);
+    w.declare("w", wio::DType::F32, {4, 4});
+    w.declare("w3d", wio::DType::F32, flat ? std::vector<std::uint64_t>{2, 12} : std::vector<std::uint64_t>{2, 3, 4});
+    w.declare("empty", wio::DType::F32, {0, 16});
+    w.begin();
+    w.write("w", Mat(gaussian(4, 4, seed)));
+    w.write("w3d", Mat(gaussian(2, 12, seed + 1)));
+    w.writeRaw("empty", nullptr, 0);
+    w.commit();
+  };
+  model(dir + "/s_base.safetensors", 1, false);
+  model(dir + "/s_m1.safetensors", 2, false);
+  model(dir + "/s_flat.safetensors", 3, true);
+  // A rank-3 float32 matrix: 13 of its 16 singular values are rounding noise.
+  wio::SafetensorsWriter w(dir + "/lowrank.safetensors");
+  w.declare("lowrank", wio::DType::F32, {16, 24});
+  w.begin();
+  w.write("lowrank", Mat(gaussian(16, 3, 31) * gaussian(3, 24, 32)));
+  w.commit();
+  return 0;
+}
+
 int checkSvd(const std::string& in, const std::string& dir, wproj::Index k, const std::string& method, std::uint64_t seed) {
   const Mat a = wio::readNpy<double>(in);
   const Mat u = wio::readNpy<double>(dir + "/U.npy"), s = wio::readNpy<double>(dir + "/S.npy"), v = wio::readNpy<double>(dir + "/V.npy");
@@ -327,6 +427,10 @@ int main(int argc, char** argv) {
     if (a[0] == "gen") return gen(a.at(1));
     if (a[0] == "gen-large")  // gen-large DIR COUNT N [TENSORS (4)]
       return genLarge(a.at(1), std::stoi(a.at(2)), std::stoi(a.at(3)), a.size() > 4 ? std::stoi(a.at(4)) : 4);
+    if (a[0] == "gen-arrays") return genArrays(a.at(1));
+    if (a[0] == "gen-shapes") return genShapes(a.at(1));
+    if (a[0] == "read") return checkRead(a.at(1));
+    if (a[0] == "svd-error") return checkSvdError(a.at(1), a.at(2), std::stol(a.at(3)), std::stod(a.at(4)));
     if (a[0] == "svd") return checkSvd(a.at(1), a.at(2), std::stol(a.at(3)), a.at(4), std::stoull(a.at(5)));
     if (a[0] == "spectrum") return checkSpectrum(a.at(1), a.at(2));
     if (a[0] == "subspace") return checkSubspace(a.at(1), a.at(2), {a.begin() + 3, a.end()});

@@ -29,7 +29,21 @@ expect_fail() {
   grep -q -- "$pattern" err.txt || { cat err.txt; die "expected '$pattern' in stderr: $*"; }
 }
 
+# Runs a command that must fail with exit status $1 and one line on stderr matching $2.
+expect_status() {
+  local code="$1" pattern="$2"; shift 2
+  set +e
+  "$@" > out.txt 2> err.txt
+  local rc=$?
+  set -e
+  [ $rc -eq "$code" ] || { cat err.txt; die "expected exit status $code, got $rc: $*"; }
+  [ "$(wc -l < err.txt)" -eq 1 ] || { cat err.txt; die "expected one line on stderr: $*"; }
+  grep -q -- "$pattern" err.txt || { cat err.txt; die "expected '$pattern' in stderr: $*"; }
+}
+
 "$CHECK" gen .
+"$CHECK" gen-arrays .
+"$CHECK" gen-shapes .
 md5sum ./*.safetensors ./*.npy > inputs.md5
 
 step "help of every subcommand has an example"
@@ -52,10 +66,40 @@ step "svd exact and randomized"
 expect_fail "rank" "$WPROJ" svd W.npy --rank 31 --out svd_bad
 [ ! -e svd_bad/U.npy ] || die "svd failure left output"
 
+step "svd: input read in place, every order and dtype; krylov, power, --tol"
+"$CHECK" read .
+"$WPROJ" svd L_c.npy --rank 20 --out svd_c > svd_c.txt
+grep -q "read in place" svd_c.txt || { cat svd_c.txt; die "a C-order f4 input should be used in place"; }
+grep -q "svd (krylov, b=30, q=2)" svd_c.txt || { cat svd_c.txt; die "default method on 300x400"; }
+"$CHECK" svd-error L_c.npy svd_c 20 1.01
+"$WPROJ" svd L_f.npy --rank 20 --out svd_f > svd_f.txt
+grep -q "read in place" svd_f.txt || { cat svd_f.txt; die "a Fortran-order f4 input should be used in place"; }
+"$CHECK" svd-error L_f.npy svd_f 20 1.01
+"$WPROJ" svd L_h.npy --rank 20 --out svd_h > svd_h.txt
+grep -q "converted from F16" svd_h.txt || { cat svd_h.txt; die "f2 input conversion"; }
+"$CHECK" svd-error L_h.npy svd_h 20 1.01
+"$WPROJ" svd L_d.npy --rank 40 --method krylov --block-size 16 --out svd_k > /dev/null
+"$CHECK" svd-error L_d.npy svd_k 40 1.01
+"$WPROJ" svd L_d.npy --rank 40 --method power --power-iters 3 --out svd_p > /dev/null
+"$CHECK" svd-error L_d.npy svd_p 40 1.05
+"$WPROJ" svd L_d.npy --rank 150 --tol 0.2 --out svd_t > svd_t.txt
+rank_t=$(sed -n 's/.*), rank \([0-9]*\):.*/\1/p' svd_t.txt)
+[ -n "$rank_t" ] && [ "$rank_t" -lt 150 ] || { cat svd_t.txt; die "--tol should choose a rank below the cap"; }
+"$CHECK" svd-error L_d.npy svd_t "$rank_t" 1.5
+expect_status 2 "block-size" "$WPROJ" svd L_d.npy --rank 4 --block-size 0 --out svd_x
+expect_status 2 "tol" "$WPROJ" svd L_d.npy --rank 4 --tol 1.5 --out svd_x
+[ ! -e svd_x ] || die "refused svd created its output folder"
+
 step "spectrum (csv and json)"
 "$WPROJ" spectrum base.safetensors --min-tail 4 > spectrum.csv
 "$CHECK" spectrum base.safetensors spectrum.csv
 "$WPROJ" spectrum base.safetensors --tensors 'down_proj' --format json --min-tail 4 | grep -q '"effective_rank"' || die "spectrum json"
+# A rank-3 matrix: the 13 numerically zero singular values stay out of the power-law fit.
+"$WPROJ" spectrum lowrank.safetensors --min-tail 2 --format json > lowrank.json
+grep -q '"alpha_zero": 13' lowrank.json || { cat lowrank.json; die "spectrum: numerically zero eigenvalues in the fit"; }
+grep -q '"alpha_tail": [23],' lowrank.json || { cat lowrank.json; die "spectrum: tail of the rank-3 fit"; }
+expect_status 2 "min-tail 1" "$WPROJ" spectrum base.safetensors --min-tail 1
+expect_status 2 "min-tail 0" "$WPROJ" spectrum base.safetensors --min-tail 0
 
 step "subspace estimators"
 "$WPROJ" subspace detox --pos P.npy --neg N.npy --rank 2 -o detox.npy > /dev/null
@@ -137,6 +181,70 @@ printf 'merge_method: ties\nbase_model: base.safetensors\nmodels: [m1.safetensor
 expect_fail "parameter 'densty'" "$WPROJ" merge typo.yaml -o typo.safetensors
 expect_fail "is the input" "$WPROJ" merge ties.yaml -o m1.safetensors
 expect_fail "no tensor\|no 2-D" "$WPROJ" edit base.safetensors --basis md.npy --tensors nomatch -o x.safetensors
+
+step "exit status: 2 and one line for a malformed command line, 1 for a failure"
+"$WPROJ" --help > /dev/null || die "--help"
+"$WPROJ" svd --help > /dev/null || die "svd --help"
+expect_status 2 "rank" "$WPROJ" svd W.npy --out svd_u
+expect_status 2 "frobnicate" "$WPROJ" frobnicate
+expect_status 2 "subcommand" "$WPROJ"
+expect_status 2 "method" "$WPROJ" svd W.npy --rank 2 --method nope --out svd_u
+expect_status 2 "rank" "$WPROJ" svd W.npy --rank x --out svd_u
+expect_status 2 "extra" "$WPROJ" info base.safetensors extra
+expect_status 2 "strength" "$WPROJ" edit base.safetensors --basis md.npy --tensors o_proj --strength 2 -o s.safetensors
+expect_status 2 "exactly one of" "$WPROJ" edit base.safetensors --tensors o_proj -o s.safetensors
+expect_status 1 "rank" "$WPROJ" svd W.npy --rank 31 --out svd_u
+expect_status 1 "no tensor\|cannot open" "$WPROJ" info missing.safetensors
+[ ! -e svd_u ] && [ ! -e s.safetensors ] || die "a refused command wrote output"
+
+step "a folder output is replaced as a whole: no stale shard or index survives"
+"$WPROJ" merge bf16.yaml -o reuse --report /dev/null 2> /dev/null
+[ -f reuse/model.safetensors.index.json ] || die "reuse: expected a sharded folder first"
+grep -v max_shard bf16.yaml > bf16_single.yaml
+"$WPROJ" merge bf16_single.yaml -o reuse --report /dev/null 2> /dev/null
+[ "$(ls -A reuse)" = "model.safetensors" ] || { ls -A reuse; die "stale files in a reused output folder"; }
+"$WPROJ" info reuse | grep -q ": 1 file(s)" || die "info on the reused folder"
+"$CHECK" merge task_arithmetic 0.5 reuse bfloat16 - base.safetensors m1.safetensors m_bf16.safetensors
+"$WPROJ" edit reuse --basis md.npy --tensors o_proj --strength 0 -o reuse2 --max-shard-size 1500 > /dev/null
+"$WPROJ" edit reuse --basis md.npy --tensors o_proj --strength 0 -o reuse2 > /dev/null
+[ "$(ls -A reuse2)" = "model.safetensors" ] || { ls -A reuse2; die "edit: stale files in a reused output folder"; }
+ls -A | grep -q '^\.reuse' && die "a staging folder was left behind"
+mkdir -p keep && echo '{}' > keep/config.json
+expect_fail "config.json" "$WPROJ" merge bf16.yaml -o keep --report /dev/null
+[ -f keep/config.json ] && [ "$(ls -A keep)" = "config.json" ] || die "a refused folder output was changed"
+
+step "an output that is, contains or lies inside an input is refused"
+mkdir -p h2 && cp m1.safetensors h2/model.safetensors
+expect_fail "contains the input" "$WPROJ" edit h2/model.safetensors --basis md.npy --tensors o_proj -o h2
+cmp -s h2/model.safetensors m1.safetensors || die "the input was replaced"
+expect_fail "lies inside the input folder" "$WPROJ" edit h2 --basis md.npy --tensors o_proj -o h2/edited.safetensors
+ln -sf m2.safetensors link.safetensors
+expect_fail "is the input" "$WPROJ" merge ties.yaml -o link.safetensors
+expect_fail "is the input" "$WPROJ" merge ties.yaml -o ./h2/../m3.safetensors
+expect_fail "is the input" "$WPROJ" merge ties.yaml -o t.safetensors --report m2.safetensors
+expect_fail "is the input" "$WPROJ" subspace mean-diff --a A.npy --b B.npy -o B.npy
+[ "$(ls h2)" = "model.safetensors" ] && [ ! -e t.safetensors ] || die "a refused command wrote output"
+
+step "every output location is checked before any work"
+mkdir -p isdir.safetensors
+expect_fail "is an existing folder" "$WPROJ" edit base.safetensors --basis md.npy --tensors o_proj -o isdir.safetensors
+expect_fail "does not exist" "$WPROJ" merge ties.yaml -o late.safetensors --report missing_dir/r.json
+[ ! -e late.safetensors ] || die "the merge wrote its output before failing on --report"
+expect_fail "does not exist" "$WPROJ" edit base.safetensors --basis md.npy --tensors o_proj -o late.safetensors --report missing_dir/r.json
+[ ! -e late.safetensors ] || die "the edit wrote its output before failing on --report"
+expect_fail "does not exist" "$WPROJ" merge ties.yaml -o missing_dir/out.safetensors
+expect_fail "does not exist" "$WPROJ" subspace mean-diff --a A.npy --b B.npy -o missing_dir/md.npy
+expect_fail "does not exist" "$WPROJ" svd W.npy --rank 2 --out missing_dir/svd
+expect_fail "is an existing folder" "$WPROJ" subspace mean-diff --a A.npy --b B.npy -o isdir.safetensors
+expect_fail "not a folder" "$WPROJ" svd W.npy --rank 2 --out W.npy
+
+step "merge: full shapes compared; empty tensors copied through"
+printf 'merge_method: task_arithmetic\nbase_model: s_base.safetensors\nmodels: [s_m1.safetensors, s_flat.safetensors]\n' > shapes_bad.yaml
+expect_fail "shape mismatch for tensor 'w3d': \[2, 3, 4\]" "$WPROJ" merge shapes_bad.yaml -o shapes_bad.safetensors
+printf 'merge_method: task_arithmetic\nbase_model: s_base.safetensors\nmodels: [s_m1.safetensors]\n' > shapes.yaml
+"$WPROJ" merge shapes.yaml -o shapes.safetensors --report shapes.json 2> /dev/null
+"$WPROJ" info shapes.safetensors | grep -q "empty *F32 *\[0, 16\]" || die "the empty tensor was not copied"
+"$WPROJ" info shapes.safetensors | grep -q "w3d *F32 *\[2, 3, 4\]" || die "the 3-D tensor"
 
 step "every malformed file is rejected with one line and a non-zero status"
 n=0

@@ -7,6 +7,7 @@
 
 #include <iomanip>
 #include <map>
+#include <memory>
 #include <set>
 
 namespace wcli {
@@ -42,6 +43,12 @@ struct SubspaceOptions {
   bool noCentering = false;
 };
 
+/// Checks the output file before any work: its location, and that it is none of the inputs.
+void checkSubspaceOutput(const SubspaceOptions& o, const std::vector<std::string>& inputs) {
+  checkOutputFile(o.out, "-o");
+  checkNotAnInput(o.out, inputs, false, "-o");
+}
+
 void writeBasis(const SubspaceOptions& o, const wproj::Subspace<double>& s, const std::string& what) {
   if (s.dim() == 0) throw CliError(what + ": the estimated subspace is empty (nothing to remove)");
   wproj::io::writeNpy(o.out, s.basis());
@@ -49,6 +56,7 @@ void writeBasis(const SubspaceOptions& o, const wproj::Subspace<double>& s, cons
 }
 
 void runDetox(const SubspaceOptions& o) {
+  checkSubspaceOutput(o, {o.pos, o.neg});
   const Mat p = loadMatrix(o.pos, "--pos"), n = loadMatrix(o.neg, "--neg");
   wproj::DetoxEstimator<double> est;
   est.setRank(o.rank).setCentering(!o.noCentering).fit(p, n);
@@ -57,6 +65,7 @@ void runDetox(const SubspaceOptions& o) {
 }
 
 void runDama(const SubspaceOptions& o) {
+  checkSubspaceOutput(o, {o.inputs, o.targets});
   const Mat h = loadMatrix(o.inputs, "--inputs"), v = loadMatrix(o.targets, "--targets");
   wproj::DamaEstimator<double> est;
   est.setRank(o.rank).fit(h, v);
@@ -65,6 +74,7 @@ void runDama(const SubspaceOptions& o) {
 }
 
 void runInlp(const SubspaceOptions& o) {
+  checkSubspaceOutput(o, {o.x, o.labels});
   const Mat x = loadMatrix(o.x, "--x");
   const wproj::Labels z = loadLabels(o.labels, x.rows());
   wproj::InlpEstimator<double> est;
@@ -75,6 +85,7 @@ void runInlp(const SubspaceOptions& o) {
 }
 
 void runMeanDiff(const SubspaceOptions& o) {
+  checkSubspaceOutput(o, {o.a, o.b});
   const Mat a = loadMatrix(o.a, "--a"), b = loadMatrix(o.b, "--b");
   wproj::MeanDifferenceEstimator<double> est;
   est.fit(a, b);
@@ -83,6 +94,7 @@ void runMeanDiff(const SubspaceOptions& o) {
 }
 
 void runLeace(const SubspaceOptions& o) {
+  checkSubspaceOutput(o, {o.x, o.labels});
   const Mat x = loadMatrix(o.x, "--x");
   const wproj::Labels z = loadLabels(o.labels, x.rows());
   const wproj::Index classes = z.size() ? z.maxCoeff() + 1 : 0;
@@ -135,10 +147,25 @@ std::string biasNameFor(const std::string& weight) {
 }
 
 void runEdit(const EditOptions& o) {
-  if (o.basis.empty() == o.leace.empty()) throw CliError("give exactly one of --basis B.npy or --leace ERASER.safetensors");
-  if (!(o.strength >= 0 && o.strength <= 1)) throw CliError("--strength must be in [0, 1]");
+  if (o.basis.empty() == o.leace.empty()) throw UsageError("give exactly one of --basis B.npy or --leace ERASER.safetensors");
+  if (!(o.strength >= 0 && o.strength <= 1))
+    throw UsageError("--strength " + std::to_string(o.strength) + ": expected a value in [0, 1]");
+  // Every output location is checked before any work.
+  const bool fileOut = isFileOutput(o.out);
+  if (fileOut) checkOutputFile(o.out, "-o");
+  else checkOutputFolder(o.out, "-o");
+  if (!o.report.empty()) {
+    checkOutputFile(o.report, "--report", true);
+    checkNotAnInput(o.report, {o.out}, false, "--report");
+    if (!fileOut && isInside(canonicalPath(o.report), canonicalPath(o.out)))
+      throw CliError("--report '" + o.report + "' lies inside the output folder '" + o.out +
+                     "', which is replaced as a whole; write the report elsewhere");
+  }
   const wproj::io::Checkpoint c(o.model);
-  checkNotAnInput(o.out, filesOf(c));
+  std::vector<std::string> inputs = filesOf(c);
+  inputs.push_back(o.basis.empty() ? o.leace : o.basis);
+  checkNotAnInput(o.out, inputs, !fileOut, "-o");
+  if (!o.report.empty()) checkNotAnInput(o.report, inputs, false, "--report");
   const std::regex re = compileRegex(o.tensors, "--tensors");
   const bool output = o.side == "output";
   // The removal direction(s).
@@ -183,7 +210,9 @@ void runEdit(const EditOptions& o) {
   wproj::WeightEditor<double> editor(output ? wproj::WeightSide::Output : wproj::WeightSide::Input);
   editor.setTransposed(o.transposed).setStrength(o.strength);
 
-  wproj::io::CheckpointWriter w(o.out, o.maxShard);
+  std::unique_ptr<wproj::io::AtomicFolder> folder;
+  if (!fileOut) folder = std::make_unique<wproj::io::AtomicFolder>(o.out);
+  wproj::io::CheckpointWriter w(fileOut ? o.out : folder->stagingPath(), o.maxShard);
   for (const auto& kv : c.metadata()) w.addMetadata(kv.first, kv.second);
   for (const auto& n : c.names()) w.declare(n, c.info(n).dtype, c.info(n).shape);
   w.begin();
@@ -201,7 +230,11 @@ void runEdit(const EditOptions& o) {
       progress.advance(double(t.bytes()), n);
       continue;
     }
-    Mat wt = c.read<double>(n);
+    Mat wt;
+    {
+      const auto v = c.view<double>(n);
+      copyTiled(wt, v.map());
+    }
     wproj::EditReport r;
     nlohmann::json entry = {{"name", n}, {"shape", t.shape}, {"dtype", wproj::io::dtypeName(t.dtype)}};
     if (!o.leace.empty()) {
@@ -234,14 +267,13 @@ void runEdit(const EditOptions& o) {
               << after << "\n";
   }
   w.commit();
+  if (folder) folder->commit();
   progress.finish();
   std::cout << "edited " << edited.size() << " of " << c.names().size() << " tensors (" << o.side << " side, strength "
             << o.strength << "); wrote " << o.out << "\n";
   if (!o.report.empty()) {
     const std::string s = nlohmann::json({{"model", o.model}, {"side", o.side}, {"strength", o.strength}, {"tensors", rep}}).dump(2) + "\n";
-    wproj::io::AtomicFile f(o.report);
-    f.write(s.data(), s.size());
-    f.commit();
+    writeReport(o.report, s);
   }
 }
 

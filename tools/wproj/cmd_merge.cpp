@@ -233,6 +233,7 @@ struct Inputs {
 struct Plan {
   std::vector<std::string> merged;   // float tensors that go through the merger (rules may still skip them)
   std::vector<std::string> copied;   // non-float tensors: copied from the base
+  std::vector<std::string> empty;    // float tensors with no elements: copied from the base
   std::map<std::string, wproj::RuleDecision> decision;
   std::uint64_t maxElements = 0;
   std::vector<std::string> warnings;
@@ -259,8 +260,13 @@ Plan makePlan(const MergeConfig& c, const Inputs& in) {
       continue;
     }
     const wproj::RuleDecision d = rules.decide(n, t.rows(), t.cols(), c.method == "opcm" ? false : elementwise);
-    p.decision[n] = d;
-    p.merged.push_back(n);
+    if (t.count() == 0) {
+      // No values to merge: copied from the base (its shape is still checked against the models).
+      p.empty.push_back(n);
+    } else {
+      p.decision[n] = d;
+      p.merged.push_back(n);
+    }
     if (d.action == wproj::TensorAction::Skip) continue;
     p.maxElements = std::max<std::uint64_t>(p.maxElements, t.count());
     for (std::size_t i = 0; i < in.models.size(); ++i) {
@@ -269,11 +275,11 @@ Plan makePlan(const MergeConfig& c, const Inputs& in) {
         throw CliError("tensor '" + n + "' is missing from model " + std::to_string(i + 1) + " (" + m.path() +
                        "); add a rule {pattern: '" + n + "', action: skip} to keep the base tensor");
       const auto& mt = m.info(n);
-      if (mt.count() != t.count() || mt.rows() != t.rows() || mt.cols() != t.cols())
+      if (mt.shape != t.shape)
         throw CliError("shape mismatch for tensor '" + n + "': " + t.shapeString() + " in the base model but " +
                        mt.shapeString() + " in model " + std::to_string(i + 1) + " (" + m.path() +
                        ") - a different vocabulary? add a rule {pattern: '" + n + "', action: skip} to keep the base tensor");
-      if (!wproj::io::isReadableAsReal(mt.dtype))
+      if (t.count() > 0 && !wproj::io::isReadableAsReal(mt.dtype))
         throw CliError("tensor '" + n + "' of model " + m.path() + " has dtype " + wproj::io::dtypeName(mt.dtype));
     }
   }
@@ -353,7 +359,14 @@ class MergeRun {
     if (wgt != 1.0) {  // θ₀ + w (θ − θ₀), with θ₀ read in place from the mapped file
       {
         const auto b = m_in.base->view<Scalar>(n);
-        theta = b.map() + Scalar(wgt) * (theta - b.map());
+        const auto bm = b.map();
+        constexpr wproj::Index tile = 64;
+        for (wproj::Index j = 0; j < theta.cols(); j += tile)
+          for (wproj::Index i = 0; i < theta.rows(); i += tile) {
+            const wproj::Index h = std::min(tile, theta.rows() - i), w = std::min(tile, theta.cols() - j);
+            auto blk = theta.block(i, j, h, w);
+            blk = bm.block(i, j, h, w) + Scalar(wgt) * (blk - bm.block(i, j, h, w));
+          }
       }
       m_in.base->release(n);
     }
@@ -364,7 +377,7 @@ class MergeRun {
     Matrix t;
     {
       const auto v = c.view<Scalar>(n);
-      t = v.map();
+      copyTiled(t, v.map());
     }
     c.release(n);
     return t;
@@ -516,6 +529,19 @@ nlohmann::json mergeWith(const MergeConfig& c, const Inputs& in, const Plan& p, 
 }
 
 void runMerge(const MergeOptions& o) {
+  // Every output location is checked before any work.
+  const bool fileOut = isFileOutput(o.out);
+  if (!o.dryRun) {
+    if (fileOut) checkOutputFile(o.out, "-o");
+    else checkOutputFolder(o.out, "-o");
+    if (!o.report.empty()) {
+      checkOutputFile(o.report, "--report", true);
+      checkNotAnInput(o.report, {o.out}, false, "--report");
+      if (!fileOut && isInside(canonicalPath(o.report), canonicalPath(o.out)))
+        throw CliError("--report '" + o.report + "' lies inside the output folder '" + o.out +
+                       "', which is replaced as a whole; write the report elsewhere");
+    }
+  }
   const MergeConfig c = parseConfig(o.config);
   Inputs in;
   in.base = std::make_unique<wproj::io::Checkpoint>(c.base);
@@ -528,7 +554,11 @@ void runMerge(const MergeOptions& o) {
     auto f = filesOf(*m);
     inputs.insert(inputs.end(), f.begin(), f.end());
   }
-  if (!o.dryRun) checkNotAnInput(o.out, inputs);
+  inputs.push_back(o.config);
+  if (!o.dryRun) {
+    checkNotAnInput(o.out, inputs, !fileOut, "-o");
+    if (!o.report.empty()) checkNotAnInput(o.report, inputs, false, "--report");
+  }
   std::ostringstream os;  // the plan: printed by --dry-run only
   os << "merge plan: " << c.method << " (";
   bool first = true;
@@ -545,7 +575,8 @@ void runMerge(const MergeOptions& o) {
   std::size_t counts[3] = {0, 0, 0};
   for (const auto& n : p.merged) ++counts[int(p.decision.at(n).action)];
   os << "  tensors:  " << counts[0] << " merged, " << counts[1] << " averaged, " << counts[2] << " kept from base, "
-     << p.copied.size() << " non-float copied\n";
+     << p.copied.size() << " non-float copied" << (p.empty.empty() ? "" : ", " + std::to_string(p.empty.size()) + " empty copied")
+     << "\n";
   for (const auto& wmsg : p.warnings) os << "  warning: " << wmsg << "\n";
   os << "  estimated peak memory: " << humanBytes(double(peak)) << " (largest merged tensor: " << p.maxElements
      << " elements)\n";
@@ -557,40 +588,48 @@ void runMerge(const MergeOptions& o) {
                 << wproj::toString(p.decision.at(n).action) << p.decision.at(n).rule << "\n";
     }
     for (const auto& n : p.copied) std::cout << "    " << std::left << std::setw(48) << n << "copied (non-float)\n";
+    for (const auto& n : p.empty) std::cout << "    " << std::left << std::setw(48) << n << "copied (no elements)\n";
     return;
   }
 
-  wproj::io::CheckpointWriter w(o.out, c.maxShard);
+  // A folder output is written into a staging folder next to it and swapped in as a whole.
+  std::unique_ptr<wproj::io::AtomicFolder> folder;
+  if (!fileOut) folder = std::make_unique<wproj::io::AtomicFolder>(o.out);
+  const std::string target = fileOut ? o.out : folder->stagingPath();
+  wproj::io::CheckpointWriter w(target, c.maxShard);
   w.addMetadata("format", "pt").addMetadata("merged_by", "wproj " WPROJ_VERSION_STRING).addMetadata("merge_method", c.method);
   for (const auto& n : in.base->names()) w.declare(n, outDtypeOf(c, in.base->info(n)), in.base->info(n).shape);
   w.begin();
-  for (const auto& n : p.copied) {
+  std::vector<std::string> raw = p.copied;
+  raw.insert(raw.end(), p.empty.begin(), p.empty.end());
+  for (const auto& n : raw) {
     const auto& t = in.base->info(n);
     w.writeRaw(n, in.base->readerOf(n).rawData(t), std::size_t(t.bytes()));
     in.base->release(n);
   }
   Progress progress(double(in.base->totalBytes()) * (c.method == "opcm" ? 1.5 : 1.0), "merge");
-  const std::string spillDir = wproj::io::detail::endsWith(o.out, ".safetensors") ? wproj::io::detail::dirName(o.out) : o.out;
+  const std::string spillDir = fileOut ? parentOf(o.out) : target;
   nlohmann::json j = c.dtype == "float64" ? mergeWith<double>(c, in, p, w, progress, spillDir)
                                           : mergeWith<float>(c, in, p, w, progress, spillDir);
   w.commit();
+  std::vector<std::string> outputs = w.files();
+  if (folder) {
+    for (auto& f : outputs) f = o.out + "/" + wproj::io::detail::baseName(f);
+    folder->commit();
+  }
   progress.finish();
   j["config"] = o.config;
-  j["output"] = w.files();
+  j["output"] = outputs;
   j["base_model"] = c.base;
   j["models"] = nlohmann::json::array();
   for (const auto& m : c.models) j["models"].push_back({{"model", m.path}, {"weight", m.weight}});
   j["copied_non_float"] = p.copied;
+  j["copied_empty"] = p.empty;
   j["estimated_peak_bytes"] = peak;
   j["seconds"] = progress.seconds();
   const std::string text = j.dump(2) + "\n";
-  if (o.report.empty()) {
-    std::cout << text;
-  } else {
-    wproj::io::AtomicFile f(o.report);
-    f.write(text.data(), text.size());
-    f.commit();
-  }
+  if (o.report.empty()) std::cout << text;
+  else writeReport(o.report, text);
   std::cerr << "merged " << p.merged.size() << " tensors into " << o.out << " in " << std::fixed << std::setprecision(1)
             << progress.seconds() << " s\n";
 }
@@ -625,7 +664,7 @@ void addMergeCommand(CLI::App& app) {
       "    - {pattern: 'embed_tokens|lm_head', action: skip}\n"
       "Example:\n  wproj merge ties.yaml -o merged.safetensors\n");
   m->callback([]() {
-    if (!mo.dryRun && mo.out.empty()) throw CliError("merge: -o OUT is required (or use --dry-run)");
+    if (!mo.dryRun && mo.out.empty()) throw UsageError("merge: -o OUT is required (or use --dry-run)");
     runMerge(mo);
   });
 }

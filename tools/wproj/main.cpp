@@ -7,6 +7,7 @@
 
 #include <iomanip>
 #include <map>
+#include <new>
 
 namespace wcli {
 namespace {
@@ -77,18 +78,43 @@ int main(int argc, char** argv) {
   sub->footer("Example:\n  wproj info model.safetensors\n  wproj info checkpoints/llama/   # sharded: reads model.safetensors.index.json\n");
   sub->callback([&]() { wcli::runInfo(info); });
 
+  // Exit status: 0 on success (and for --help / --version), 2 for a malformed command line
+  // (CLI11's parse errors and wcli::UsageError), 1 for every other failure; always one line.
+  auto oneLine = [](std::string msg) {
+    for (auto& ch : msg)
+      if (ch == '\n' || ch == '\r') ch = ' ';
+    while (!msg.empty() && msg.back() == ' ') msg.pop_back();
+    return msg;
+  };
   try {
     wcli::addLinalgCommands(app);
     wcli::addEditCommands(app);
     wcli::addMergeCommand(app);
+    if (argc > 1 && argv[1][0] != '-') {
+      bool known = false;
+      std::string names;
+      for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+        known = known || sub->get_name() == argv[1];
+        names += (names.empty() ? "" : ", ") + sub->get_name();
+      }
+      if (!known) throw wcli::UsageError(std::string("unknown command '") + argv[1] + "' (expected one of " + names + ")");
+    }
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --help-all, --version
+    std::cerr << "wproj: usage error: " << oneLine(e.what()) << " (see 'wproj --help' or 'wproj COMMAND --help')\n";
+    return 2;
+  } catch (const wcli::UsageError& e) {
+    std::cerr << "wproj: usage error: " << oneLine(e.what()) << "\n";
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "wproj: error: out of memory\n";
+    return 1;
   } catch (const std::exception& e) {
-    std::string msg = e.what();
-    for (auto& ch : msg)
-      if (ch == '\n') ch = ' ';
-    std::cerr << "wproj: error: " << msg << "\n";
+    std::cerr << "wproj: error: " << oneLine(e.what()) << "\n";
+    return 1;
+  } catch (...) {
+    std::cerr << "wproj: error: unexpected failure\n";
     return 1;
   }
   return 0;

@@ -20,14 +20,21 @@ struct SpectrumStats {
   double alphaXmin = 0;                                      ///< λ_min of the fitted tail
   wproj::Index alphaTail = 0;                                ///< eigenvalues in the tail
   double alphaKs = 0;                                        ///< KS distance of the fit
+  wproj::Index alphaZero = 0;                                ///< eigenvalues left out as numerically zero
 };
 
 /// Statistics of singular values `sigma` (descending). The power law is fitted to the eigenvalues
 /// λ_i = σ_i² by the continuous MLE α = 1 + n / Σ ln(λ_i/λ_min) (Hill estimator) over every
 /// candidate λ_min leaving at least `minTail` eigenvalues, keeping the one with the smallest
 /// Kolmogorov–Smirnov distance between the tail's empirical CDF and 1 − (λ/λ_min)^{1−α}
-/// (Clauset, Shalizi & Newman 2009; HT-SR / WeightWatcher's default fit).
-inline SpectrumStats spectrumStats(const Eigen::VectorXd& sigma, wproj::Index minTail = 10) {
+/// (Clauset, Shalizi & Newman 2009; HT-SR / WeightWatcher's default fit). `minTail` ≥ 2.
+///
+/// Singular values σ_i ≤ zeroTol·σ_max are numerically zero (rounding noise of a rank-deficient
+/// matrix, whose logarithms would dominate the fit) and are left out of the fit; `runSpectrum`
+/// passes zeroTol = max(m, n)·ε with ε the machine epsilon of the stored type (the usual
+/// numerical-rank threshold, as NumPy's matrix_rank).
+inline SpectrumStats spectrumStats(const Eigen::VectorXd& sigma, wproj::Index minTail = 10, double zeroTol = 0.0) {
+  wproj::requireArg(minTail >= 2, "spectrumStats", "minTail", minTail, ">= 2");
   SpectrumStats s;
   const wproj::Index n = sigma.size();
   if (n == 0) return s;
@@ -47,12 +54,13 @@ inline SpectrumStats spectrumStats(const Eigen::VectorXd& sigma, wproj::Index mi
     }
     s.effectiveRank = std::exp(h);
   }
-  // Positive eigenvalues in ascending order.
+  // Eigenvalues above the numerical-zero threshold, in ascending order.
+  const double cut = std::max(0.0, zeroTol) * s.sigmaMax;
   std::vector<double> lam;
   for (wproj::Index i = n - 1; i >= 0; --i)
-    if (sigma(i) > 0) lam.push_back(sigma(i) * sigma(i));
+    if (sigma(i) > cut && sigma(i) > 0) lam.push_back(sigma(i) * sigma(i));
   const wproj::Index m = wproj::Index(lam.size());
-  minTail = std::max<wproj::Index>(2, minTail);
+  s.alphaZero = n - m;
   double bestKs = std::numeric_limits<double>::infinity();
   // Suffix sums of log λ for O(1) MLE per candidate.
   std::vector<double> logSuffix(std::size_t(m) + 1, 0.0);

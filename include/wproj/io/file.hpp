@@ -2,7 +2,8 @@
 #pragma once
 
 /// \file
-/// Files: a read-only memory map (`MappedFile`) and an all-or-nothing output file (`AtomicFile`).
+/// Files: a read-only memory map (`MappedFile`), an all-or-nothing output file (`AtomicFile`) and
+/// an all-or-nothing output folder (`AtomicFolder`).
 ///
 /// Inputs are opened read-only and never modified. Outputs are written to an unnamed temporary
 /// file in the destination folder (Linux `O_TMPFILE`, falling back to a hidden `mkstemp` name),
@@ -12,6 +13,7 @@
 
 #include "../core/config.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -24,6 +26,7 @@
 #include <cstring>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace wproj {
 namespace io {
@@ -297,6 +300,136 @@ class AtomicFile {
   std::string m_path;
   std::string m_tempName;  // empty while the file is an unnamed O_TMPFILE inode
   std::uint64_t m_offset = 0;
+};
+
+/// An output folder that appears — or replaces an existing folder — only when complete, so a
+/// set of files (e.g. checkpoint shards and their index) is committed all-or-nothing and no
+/// file of an earlier set survives next to the new one.
+///
+/// `open(path)` creates a hidden staging folder `.NAME.tmp-XXXXXX` next to `path` (same parent,
+/// so the same file system); write every file into `stagingPath()` (each file durable, e.g.
+/// through `AtomicFile`), then `commit()`: the staging folder is `fsync`ed and swapped with the
+/// existing folder in one step (Linux `renameat2(RENAME_EXCHANGE)`; elsewhere: rename the old
+/// folder aside, rename the new one in), the parent is `fsync`ed and the previous folder and
+/// everything in it is deleted. Without `commit()` (an error, or the destructor) the staging
+/// folder is removed and `path` is untouched. A `kill -9` before `commit()` can leave the hidden
+/// staging folder behind, never a partial `path`. POSIX only.
+class AtomicFolder {
+ public:
+  /// No output (call `open()`).
+  AtomicFolder() = default;
+  /// Creates the staging folder for `path`; throws IoError on failure.
+  explicit AtomicFolder(const std::string& path) { open(path); }
+  AtomicFolder(const AtomicFolder&) = delete;
+  AtomicFolder& operator=(const AtomicFolder&) = delete;
+  ~AtomicFolder() { discard(); }
+
+  /// Starts a new output folder for `path` (discarding any previous uncommitted one).
+  void open(const std::string& path) {
+    discard();
+    m_path = path;
+    while (m_path.size() > 1 && m_path.back() == '/') m_path.pop_back();
+    const std::string dir = detail::dirName(m_path);
+    std::string tmpl = dir + "/." + detail::baseName(m_path) + ".tmp-XXXXXX";
+    if (!::mkdtemp(&tmpl[0]))
+      throw IoError(m_path + ": cannot create a temporary folder in " + dir + ": " + detail::errnoText(errno));
+    m_staging = tmpl;
+    const mode_t mask = ::umask(0);
+    ::umask(mask);
+    ::chmod(m_staging.c_str(), 0777 & ~mask);
+  }
+
+  /// The folder to write into until `commit()`.
+  const std::string& stagingPath() const { return m_staging; }
+  /// The final path of the folder.
+  const std::string& path() const { return m_path; }
+
+  /// Makes the staging folder durable and swaps it in under `path()` (see the class comment).
+  void commit() {
+    if (m_staging.empty()) throw IoError((m_path.empty() ? std::string("AtomicFolder") : m_path) + ": output is not open");
+    syncPath(m_staging);
+    struct stat st;
+    std::string old;
+    if (::lstat(m_path.c_str(), &st) != 0) {
+      if (errno != ENOENT) throw IoError(m_path + ": cannot inspect the output folder: " + detail::errnoText(errno));
+      if (::rename(m_staging.c_str(), m_path.c_str()) != 0)
+        throw IoError(m_path + ": cannot move the new folder into place: " + detail::errnoText(errno));
+    } else {
+      if (!S_ISDIR(st.st_mode)) throw IoError(m_path + ": exists and is not a folder");
+      bool exchanged = false;
+#ifdef RENAME_EXCHANGE
+      exchanged = ::renameat2(AT_FDCWD, m_staging.c_str(), AT_FDCWD, m_path.c_str(), RENAME_EXCHANGE) == 0;
+      if (exchanged) old = m_staging;  // now holds the previous folder
+#endif
+      if (!exchanged) {
+        // Reserve a free name (an empty folder, which rename() may replace), move the old folder
+        // there, then move the new one in (moving the old one back if that fails).
+        std::string aside = detail::dirName(m_path) + "/." + detail::baseName(m_path) + ".old-XXXXXX";
+        if (!::mkdtemp(&aside[0]))
+          throw IoError(m_path + ": cannot create a temporary folder: " + detail::errnoText(errno));
+        if (::rename(m_path.c_str(), aside.c_str()) != 0) {
+          const int err = errno;
+          ::rmdir(aside.c_str());
+          throw IoError(m_path + ": cannot move the previous folder aside: " + detail::errnoText(err));
+        }
+        if (::rename(m_staging.c_str(), m_path.c_str()) != 0) {
+          const int err = errno;
+          ::rename(aside.c_str(), m_path.c_str());
+          throw IoError(m_path + ": cannot move the new folder into place: " + detail::errnoText(err));
+        }
+        old = aside;
+      }
+    }
+    m_staging.clear();
+    syncPath(detail::dirName(m_path));
+    if (!old.empty()) removeTree(old);
+  }
+
+  /// Drops an uncommitted output (removes the staging folder and its files). Never throws.
+  void discard() noexcept {
+    if (!m_staging.empty()) removeTree(m_staging);
+    m_staging.clear();
+  }
+
+ private:
+  static void syncPath(const std::string& dir) {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+      ::fsync(fd);
+      ::close(fd);
+    }
+  }
+  // Deletes `dir` and everything below it, without following symbolic links.
+  static void removeTree(const std::string& dir) noexcept {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+      removeContents(fd);
+      ::close(fd);
+    }
+    ::rmdir(dir.c_str());
+  }
+  static void removeContents(int dfd) noexcept {
+    DIR* d = ::fdopendir(::dup(dfd));
+    if (!d) return;
+    std::vector<std::string> names;
+    while (struct dirent* e = ::readdir(d)) {
+      const std::string n = e->d_name;
+      if (n != "." && n != "..") names.push_back(n);
+    }
+    ::closedir(d);
+    for (const auto& n : names) {
+      if (::unlinkat(dfd, n.c_str(), 0) == 0) continue;
+      const int sub = ::openat(dfd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sub >= 0) {
+        removeContents(sub);
+        ::close(sub);
+        ::unlinkat(dfd, n.c_str(), AT_REMOVEDIR);
+      }
+    }
+  }
+
+  std::string m_path;
+  std::string m_staging;  // empty when not open
 };
 
 }  // namespace io

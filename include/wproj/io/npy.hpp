@@ -19,6 +19,7 @@
 
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -242,6 +243,9 @@ inline NpyHeader parseNpyHeader(const unsigned char* data, std::size_t size, con
 }
 
 /// Reads an in-memory `.npy` file into a matrix of `Scalar` (converting the element type).
+/// Fortran-order data and vectors are decoded in one linear pass; C-order matrices in one pass of
+/// 64×64 tiles (each tile's rows decoded into a small buffer, then stored transposed), so the
+/// row-major → column-major reordering costs no extra copy and no cache-missing strided pass.
 template <typename Scalar>
 Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> readNpyBuffer(const unsigned char* data, std::size_t size,
                                                                     const std::string& what = ".npy") {
@@ -249,14 +253,26 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> readNpyBuffer(const unsign
   using ColMat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
   using RowMat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   const Index r = h.rows(), c = h.cols();
+  ColMat out(r, c);
   if (h.fortranOrder || c == 1 || r == 1) {
-    ColMat out(r, c);
     decodeElements<Scalar>(h.dtype, data + h.dataOffset, std::size_t(h.count), out.data());
     return out;
   }
-  RowMat tmp(r, c);
-  decodeElements<Scalar>(h.dtype, data + h.dataOffset, std::size_t(h.count), tmp.data());
-  return ColMat(tmp);
+  constexpr Index tile = 64;
+  const std::size_t item = dtypeSize(h.dtype);
+  const unsigned char* src = data + h.dataOffset;
+  std::vector<Scalar> buf(std::size_t(tile * tile));
+  for (Index i0 = 0; i0 < r; i0 += tile) {
+    const Index th = std::min(tile, r - i0);
+    for (Index j0 = 0; j0 < c; j0 += tile) {
+      const Index tw = std::min(tile, c - j0);
+      for (Index i = 0; i < th; ++i)
+        decodeElements<Scalar>(h.dtype, src + (std::size_t(i0 + i) * std::size_t(c) + std::size_t(j0)) * item, std::size_t(tw),
+                               buf.data() + i * tile);
+      out.block(i0, j0, th, tw) = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>(buf.data(), th, tw, Eigen::OuterStride<>(tile));
+    }
+  }
+  return out;
 }
 
 /// Reads a `.npy` file into a matrix of `Scalar` (1-D arrays become column vectors).
@@ -266,6 +282,75 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> readNpy(const std::string&
   static const unsigned char empty[1] = {0};
   return readNpyBuffer<Scalar>(f.data() ? f.data() : empty, f.size(), path);
 }
+
+/// A `.npy` matrix as `Scalar` values in the order they are stored, without a reordering copy:
+/// a zero-copy view of the memory-mapped file when the stored dtype is `Scalar`'s (and the data
+/// is aligned for it), otherwise one linear conversion pass into memory the view owns. C-order
+/// data with more than one row and column is row-major (`isRowMajor()`, use `rowMajorMap()`);
+/// Fortran-order data and vectors are column-major (`colMajorMap()`). Both maps can be passed
+/// to the decompositions, which take `Eigen::MatrixBase` arguments and use them in place; and a
+/// row-major m×n map is, bit for bit, the column-major n×m map of Aᵀ (`transposedMap()`).
+/// The file stays mapped (read-only) for the life of the view.
+template <typename Scalar>
+class NpyMatrixView {
+ public:
+  /// Read-only row-major map over the values.
+  using RowMajorMap = Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+  /// Read-only column-major map over the values.
+  using ColMajorMap = Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>>;
+
+  /// Maps and validates `path` (see `parseNpyHeader`); throws IoError when invalid.
+  explicit NpyMatrixView(const std::string& path) : m_file(path) {
+    static const unsigned char empty[1] = {0};
+    const unsigned char* base = m_file.data() ? m_file.data() : empty;
+    m_header = parseNpyHeader(base, m_file.size(), path);
+    const unsigned char* p = base + m_header.dataOffset;
+    const bool native = (sizeof(Scalar) == 4 && m_header.dtype == DType::F32) || (sizeof(Scalar) == 8 && m_header.dtype == DType::F64);
+    if (native && reinterpret_cast<std::uintptr_t>(p) % alignof(Scalar) == 0) {
+      m_ptr = reinterpret_cast<const Scalar*>(p);
+    } else {
+      m_owned.resize(std::size_t(m_header.count));
+      decodeElements<Scalar>(m_header.dtype, p, m_owned.size(), m_owned.data());
+      m_ptr = m_owned.data();
+      m_file.close();
+    }
+  }
+
+  /// The validated header.
+  const NpyHeader& header() const { return m_header; }
+  /// Rows of the matrix view (n for a 1-D array).
+  Index rows() const { return m_header.rows(); }
+  /// Columns of the matrix view.
+  Index cols() const { return m_header.cols(); }
+  /// True for C-order data with more than one row and column.
+  bool isRowMajor() const { return !m_header.fortranOrder && rows() > 1 && cols() > 1; }
+  /// True when the values are read straight from the mapped file.
+  bool isZeroCopy() const { return m_owned.empty() && m_header.count > 0; }
+  /// The first value.
+  const Scalar* data() const { return m_ptr; }
+  /// The matrix, when `isRowMajor()`.
+  RowMajorMap rowMajorMap() const {
+    requireArg(isRowMajor(), "NpyMatrixView::rowMajorMap", "order", "column-major", "C-order data (use colMajorMap)");
+    return RowMajorMap(m_ptr, rows(), cols());
+  }
+  /// The matrix, when not `isRowMajor()`.
+  ColMajorMap colMajorMap() const {
+    requireArg(!isRowMajor(), "NpyMatrixView::colMajorMap", "order", "row-major", "Fortran-order data or a vector (use rowMajorMap)");
+    return ColMajorMap(m_ptr, rows(), cols());
+  }
+  /// Aᵀ (cols × rows) as a column-major map: the same memory as `rowMajorMap()` for C-order
+  /// data; for column-major data, call `colMajorMap()` instead.
+  ColMajorMap transposedMap() const {
+    requireArg(isRowMajor(), "NpyMatrixView::transposedMap", "order", "column-major", "C-order data");
+    return ColMajorMap(m_ptr, cols(), rows());
+  }
+
+ private:
+  MappedFile m_file;
+  NpyHeader m_header;
+  std::vector<Scalar> m_owned;
+  const Scalar* m_ptr = nullptr;
+};
 
 /// Reads only the header of a `.npy` file.
 inline NpyHeader readNpyHeader(const std::string& path) {

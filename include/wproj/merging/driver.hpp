@@ -58,7 +58,8 @@ struct TensorCallbacks {
 /// into the merger's accumulator: Project → Δ = the merger's result (the same bits as
 /// `merger.mergeDelta(τ)`); Average → Δ = mean_i τ_i (a running sum); Skip → Δ = 0 (the
 /// fine-tuned tensors are not even fetched). The sink receives θ₀ + Δ. Every tensor appears in
-/// the report; `peakResidentBytes` is θ₀ plus the merger's `workingSetBytes` for the largest
+/// the report; a tensor with no elements is passed to the sink unchanged (action Skip, rule
+/// "empty tensor"); `peakResidentBytes` is θ₀ plus the merger's `workingSetBytes` for the largest
 /// tensor, which does not depend on T. A merger without a streaming form (only `mergeDelta`)
 /// is fed the T task vectors at once.
 template <typename Merger>
@@ -103,9 +104,17 @@ class ModelMerger {
       tr.name = name;
       tr.index = index++;
       Matrix theta0 = base(name);
-      checkNonEmpty(theta0, "ModelMerger::merge", ("base tensor '" + name + "'").c_str());
       tr.rows = theta0.rows();
       tr.cols = theta0.cols();
+      if (theta0.size() == 0) {
+        // Nothing to merge: an empty tensor passes through unchanged (fine-tuned ones not fetched).
+        tr.action = TensorAction::Skip;
+        tr.rule = "empty tensor";
+        tr.method = "empty (copied from the base)";
+        sink(name, theta0);
+        rep.tensors.push_back(std::move(tr));
+        continue;
+      }
       const RuleDecision d = m_rules.decide(name, tr.rows, tr.cols, m_merger.elementwise());
       tr.action = d.action;
       tr.rule = d.rule;
