@@ -254,7 +254,7 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> readNpyBuffer(const unsign
   using RowMat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   const Index r = h.rows(), c = h.cols();
   ColMat out(r, c);
-  if (h.fortranOrder || c == 1 || r == 1) {
+  if (h.fortranOrder || c == 1 || r == 1 || h.count == 0) {  // no element: no tiles to walk (r may be huge)
     decodeElements<Scalar>(h.dtype, data + h.dataOffset, std::size_t(h.count), out.data());
     return out;
   }
