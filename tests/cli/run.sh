@@ -237,6 +237,10 @@ expect_fail "does not exist" "$WPROJ" subspace mean-diff --a A.npy --b B.npy -o 
 expect_fail "does not exist" "$WPROJ" svd W.npy --rank 2 --out missing_dir/svd
 expect_fail "is an existing folder" "$WPROJ" subspace mean-diff --a A.npy --b B.npy -o isdir.safetensors
 expect_fail "not a folder" "$WPROJ" svd W.npy --rank 2 --out W.npy
+expect_status 2 "same file" "$WPROJ" merge ties.yaml -o same.safetensors --report ./same.safetensors
+mkdir -p same_dir
+expect_fail "lies inside the output folder" "$WPROJ" merge ties.yaml -o same_dir --report same_dir/r.json
+[ ! -e same.safetensors ] && [ -z "$(ls -A same_dir)" ] || die "a refused merge wrote output"
 
 step "merge: full shapes compared; empty tensors copied through"
 printf 'merge_method: task_arithmetic\nbase_model: s_base.safetensors\nmodels: [s_m1.safetensors, s_flat.safetensors]\n' > shapes_bad.yaml

@@ -156,7 +156,8 @@ void runEdit(const EditOptions& o) {
   else checkOutputFolder(o.out, "-o");
   if (!o.report.empty()) {
     checkOutputFile(o.report, "--report", true);
-    checkNotAnInput(o.report, {o.out}, false, "--report");
+    if (canonicalPath(o.report) == canonicalPath(o.out))
+      throw UsageError("--report '" + o.report + "' and -o '" + o.out + "' name the same file");
     if (!fileOut && isInside(canonicalPath(o.report), canonicalPath(o.out)))
       throw CliError("--report '" + o.report + "' lies inside the output folder '" + o.out +
                      "', which is replaced as a whole; write the report elsewhere");
