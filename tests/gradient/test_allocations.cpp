@@ -140,3 +140,47 @@ TEST_CASE("projected optimizers allocate nothing per step at 1024x512, r = 128",
   Eigen::Map<const RowMajorMat<float>> gm(g.data(), m, n);
   CHECK(allocationsAfterFirstStep(opt, wm, gm, steps) == 0);
 }
+
+TEMPLATE_TEST_CASE("gemmInto equals Eigen's product bit for bit, every storage order, assign and accumulate", "[gradient][alloc]",
+                   float, double) {
+  using S = TestType;
+  const Index m = 300, k = 170, n = 90;  // packing blocks beyond Eigen's stack limit for the larger products
+  const Mat<S> a = gaussian<S>(m, k, 1), b = gaussian<S>(k, n, 2), c0 = gaussian<S>(m, n, 3);
+  const RowMajorMat<S> ar = a, br = b;
+  const S alpha = S(-0.75);
+  auto check = [&](const auto& lhs, const auto& rhs) {
+    // Eigen's product of the same operands (the reference gemmInto must reproduce exactly).
+    const Mat<S> assign = alpha * lhs * rhs;
+    Mat<S> accumulate = c0;
+    accumulate.noalias() += alpha * lhs * rhs;
+    CHECK((assign - alpha * a * b).norm() <= 10 * eps<S>() * assign.norm());
+    Mat<S> d(m, n);
+    detail::gemmInto(lhs, rhs, alpha, false, d);
+    CHECK(d == assign);
+    Mat<S> e = c0;
+    detail::gemmInto(lhs, rhs, alpha, true, e);
+    CHECK(e == accumulate);
+    RowMajorMat<S> dr(m, n);
+    detail::gemmInto(lhs, rhs, alpha, false, dr);
+    CHECK((dr - assign).norm() <= 10 * eps<S>() * assign.norm());
+    RowMajorMat<S> er = c0;
+    Eigen::Map<RowMajorMat<S>> erm(er.data(), m, n);
+    detail::gemmInto(lhs, rhs, alpha, true, erm);
+    CHECK((er - accumulate).norm() <= 10 * eps<S>() * accumulate.norm());
+  };
+  check(a, b);
+  check(ar, b);
+  check(a, br);
+  check(ar, br);
+  const Mat<S> at = a.transpose(), bt = b.transpose();
+  check(at.transpose(), bt.transpose());
+  // A block of a larger matrix (outer stride ≠ rows) as the destination.
+  Mat<S> big = Mat<S>::Zero(m + 7, n + 3);
+  detail::gemmInto(a, b, alpha, false, big.block(2, 1, m, n));
+  CHECK(big.block(2, 1, m, n) == Mat<S>(alpha * a * b));
+  CHECK(big.col(0).isZero());
+  // Small and vector shapes use Eigen's own product.
+  Mat<S> small(3, 4);
+  detail::gemmInto(a.topLeftCorner(3, 5), b.topLeftCorner(5, 4), S(1), false, small);
+  CHECK((small - a.topLeftCorner(3, 5) * b.topLeftCorner(5, 4)).norm() <= 10 * eps<S>() * small.norm());
+}

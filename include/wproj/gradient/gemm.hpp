@@ -52,6 +52,19 @@ class ScratchBlocking : public Eigen::internal::level3_blocking<Scalar, Scalar> 
   }
 };
 
+/// Grows this thread's packing scratch for a rows×depth by depth×cols product of `gemmInto`, so
+/// that a product first run later does not allocate (no-op with a BLAS backend).
+template <typename Scalar>
+void reserveGemm(Index rows, Index cols, Index depth) {
+#ifndef EIGEN_USE_BLAS
+  if (rows > 1 && cols > 1 && depth > 0) (void)ScratchBlocking<Scalar>(rows, cols, depth);
+#else
+  (void)rows;
+  (void)cols;
+  (void)depth;
+#endif
+}
+
 template <typename X, typename Scalar>
 constexpr bool gemmOperand() {
   return std::is_same<typename X::Scalar, Scalar>::value && (int(X::Flags) & Eigen::DirectAccessBit) != 0 &&

@@ -8,6 +8,7 @@
 #include "../linalg/orthonormalize.hpp"
 #include "../linalg/truncated_svd.hpp"
 
+#include <array>
 #include <cmath>
 
 namespace wproj {
@@ -89,7 +90,10 @@ class OnlinePcaBasis : public detail::DenseBasisStorage<Scalar_> {
     if (svd.info() != Eigen::Success) return RefreshResult{};
     Matrix cand = side == Side::Left ? svd.matrixU() : svd.matrixV();
     if (cand.cols() != rank || !cand.allFinite()) return RefreshResult{};
-    return this->commit(cand, transition);
+    const RefreshResult res = this->commit(cand, transition);
+    // Size the buffers of `track` now: the first track (next step) then allocates nothing.
+    reserve(side == Side::Right ? g.rows() : g.cols());
+    return res;
   }
 
   /// One online-PCA step on P from the gradient G with learning rate (lrRatio/T), see the class comment.
@@ -161,18 +165,7 @@ class OnlinePcaBasis : public detail::DenseBasisStorage<Scalar_> {
   template <typename X>
   void gradient(const X& x, Scalar s) {
     const Matrix& p = this->m_p;
-    const Index r = p.cols();
-    if (m_a.rows() != x.rows() || m_a.cols() != r) {
-      m_a.resize(x.rows(), r);
-      m_c.resize(x.rows(), r);
-      m_grad.resize(p.rows(), r);
-      m_k.resize(r, r);
-      m_ata.resize(r, r);
-      if (m_m.rows() != p.rows() || m_m.cols() != r) {
-        m_m.setZero(p.rows(), r);
-        m_v.setZero(p.rows(), r);
-      }
-    }
+    reserve(x.rows());
     // Products into the preallocated buffers through gemmInto: no allocation once warmed up.
     detail::gemmInto(x, p, s, false, m_a);
     detail::gemmInto(p.transpose(), p, Scalar(1), false, m_k);
@@ -181,6 +174,27 @@ class OnlinePcaBasis : public detail::DenseBasisStorage<Scalar_> {
     detail::gemmInto(m_a, m_k, Scalar(1), false, m_c);
     detail::gemmInto(p, m_ata, Scalar(2), false, m_grad);
     detail::gemmInto(x.transpose(), m_c, Scalar(2) * s, true, m_grad);
+  }
+
+  // Sizes the workspaces of `gradient` for data X with `rows` rows (and the Adam moments of P).
+  void reserve(Index rows) {
+    const Matrix& p = this->m_p;
+    const Index r = p.cols();
+    if (m_a.rows() != rows || m_a.cols() != r) {
+      m_a.resize(rows, r);
+      m_c.resize(rows, r);
+      m_grad.resize(p.rows(), r);
+      m_k.resize(r, r);
+      m_ata.resize(r, r);
+    }
+    if (m_m.rows() != p.rows() || m_m.cols() != r) {
+      m_m.setZero(p.rows(), r);
+      m_v.setZero(p.rows(), r);
+    }
+    // The packing scratch of the six products of `gradient` (X rows×a, P a×r).
+    const Index a = p.rows();
+    for (const auto& d : {std::array<Index, 3>{rows, r, a}, {r, r, a}, {r, r, rows}, {rows, r, r}, {a, r, r}, {a, r, rows}})
+      detail::reserveGemm<Scalar>(d[0], d[1], d[2]);
   }
 
   OnlinePcaRule m_rule = OnlinePcaRule::Adam;
