@@ -24,9 +24,11 @@ struct SvdOptions {
   bool timings = false;
 };
 
-/// The default block size of block Krylov iteration: 64 columns per product (the width at which
-/// GEMM runs near its peak), or k + 10 for ranks below 54.
-wproj::Index defaultKrylovBlock(wproj::Index k) { return std::min<wproj::Index>(64, k + 10); }
+/// The default block size of block Krylov iteration: ⌈k/2⌉ columns per product, between 8 and
+/// 64, so that the automatic depth (the smallest q ≥ 2 with b(q+1) ≥ 2k) builds a Krylov space
+/// of about 2k columns: on the benchmark spectra the fastest setting reaching ≤ 1.01× the optimal
+/// error (k = 128: b = 64, q = 3; k = 32: b = 16, q = 3).
+wproj::Index defaultKrylovBlock(wproj::Index k) { return std::min<wproj::Index>(64, std::max<wproj::Index>(8, (k + 1) / 2)); }
 
 /// Smallest dimension up to which `--method auto` runs the exact SVD (cheaper than sketching there).
 constexpr wproj::Index kAutoExactMaxDim = 256;
@@ -262,7 +264,7 @@ void addLinalgCommands(CLI::App& app) {
                  "SVD with power iterations; 'randomized' is the same) or krylov (randomized SVD, block Krylov iteration)")
       ->check(CLI::IsMember({"auto", "exact", "power", "krylov", "randomized"}));
   s->add_option("--block-size", svd.blockSize,
-                "krylov: columns per block b (default min(64, k + 10)); with --tol: the block size of the fixed-accuracy mode");
+                "krylov: columns per block b (default ceil(k/2), within 8..64); with --tol: the block size of the fixed-accuracy mode");
   s->add_option("--oversample", svd.oversample, "power: oversampling p (default 10)");
   s->add_option("--power-iters", svd.powerIters,
                 "power/krylov: iterations q (default -1 = automatic: krylov the smallest q >= 2 with b(q+1) >= 2k; power 7, or 4 when k >= min(m,n)/10)");
