@@ -67,6 +67,7 @@ wproj::Side parseSide(const std::string& side) {
 void throwValue(const std::string& msg) { throw py::value_error(msg); }
 
 void initEditingEstimators(py::module_& m);  // editing_estimators.cpp
+void initIncremental(py::module_& m);        // incremental.cpp
 
 }  // namespace wproj_py
 
@@ -93,6 +94,7 @@ PYBIND11_MODULE(_core, m) {
   });
 
   wproj_py::initDecompositions(m);
+  wproj_py::initIncremental(m);
   wproj_py::initProjections(m);
   wproj_py::initDct(m);
   wproj_py::initEditing(m);
