@@ -280,6 +280,27 @@ sleep 0.05
 kill -9 $pid 2> /dev/null || die "the merge finished before it could be killed (make the test input larger)"
 wait $pid 2> /dev/null || true
 [ "$(ls -a big | sort)" = "$before" ] || { ls -la big; die "kill -9 left files behind"; }
+step "dtypes this version cannot convert (F8_E8M0, unknown names) are listed and copied through byte for byte"
+# Writes a safetensors file from a JSON header and raw data bytes (printf escapes).
+mkst() {
+  local hdr="$1" data="$2" out="$3"
+  while [ $(( ${#hdr} % 8 )) -ne 0 ]; do hdr="$hdr "; done
+  local n=${#hdr} le="" i
+  for i in 0 1 2 3 4 5 6 7; do le="$le\\x$(printf %02x $(( (n >> (8 * i)) & 255 )))"; done
+  printf "$le%s$data" "$hdr" > "$out"
+}
+f32=$'\\x00\\x00\\x80\\x3f'   # 1.0f
+mkst '{"a.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"z.scale":{"dtype":"F8_E8M0","shape":[4],"data_offsets":[16,20]},"z.zz":{"dtype":"F9_NEW","shape":[2],"data_offsets":[20,22]}}' \
+  "$f32$f32$f32$f32\\x01\\x02\\x03\\x04\\x05\\x06" newdt_base.safetensors
+mkst '{"a.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"z.scale":{"dtype":"F8_E8M0","shape":[4],"data_offsets":[16,20]},"z.zz":{"dtype":"F9_NEW","shape":[2],"data_offsets":[20,22]}}' \
+  "\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x01\\x02\\x03\\x04\\x05\\x06" newdt_m1.safetensors
+"$WPROJ" info newdt_base.safetensors | grep -q "F8_E8M0" || die "info does not list F8_E8M0"
+"$WPROJ" info newdt_base.safetensors --json | grep -q '"F9_NEW"' || die "info does not list an unknown dtype by its name"
+printf 'merge_method: task_arithmetic\nbase_model: newdt_base.safetensors\nmodels:\n  - model: newdt_m1.safetensors\n    parameters: {weight: 1.0}\n' > newdt.yaml
+"$WPROJ" merge newdt.yaml -o newdt_out.safetensors --report /dev/null 2> /dev/null || die "merge with an F8_E8M0 tensor failed"
+[ "$(tail -c 6 newdt_out.safetensors | od -An -tx1 | tr -d ' \n')" = "010203040506" ] || die "F8_E8M0/unknown bytes not copied through"
+"$WPROJ" info newdt_out.safetensors --json | grep -q '"F9_NEW"' || die "merged output lost the unknown dtype"
+
 [ "$(md5sum big/*.safetensors)" = "$big_sum" ] || die "inputs changed"
 rm -rf big
 

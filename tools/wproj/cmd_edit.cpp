@@ -215,7 +215,7 @@ void runEdit(const EditOptions& o) {
   if (!fileOut) folder = std::make_unique<wproj::io::AtomicFolder>(o.out);
   wproj::io::CheckpointWriter w(fileOut ? o.out : folder->stagingPath(), o.maxShard);
   for (const auto& kv : c.metadata()) w.addMetadata(kv.first, kv.second);
-  for (const auto& n : c.names()) w.declare(n, c.info(n).dtype, c.info(n).shape);
+  for (const auto& n : c.names()) w.declare(c.info(n));  // same dtype (any, also an unknown one) and shape
   w.begin();
   nlohmann::json rep = nlohmann::json::array();
   Progress progress(double(c.totalBytes()), "edit");
@@ -237,7 +237,7 @@ void runEdit(const EditOptions& o) {
       copyTiled(wt, v.map());
     }
     wproj::EditReport r;
-    nlohmann::json entry = {{"name", n}, {"shape", t.shape}, {"dtype", wproj::io::dtypeName(t.dtype)}};
+    nlohmann::json entry = {{"name", n}, {"shape", t.shape}, {"dtype", t.dtypeString()}};
     if (!o.leace.empty()) {
       auto it = biasOf.find(n);
       Vec b = it != biasOf.end() ? Vec(c.read<double>(it->second)) : Vec(Vec::Zero(ambient));

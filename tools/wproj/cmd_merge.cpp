@@ -599,7 +599,13 @@ void runMerge(const MergeOptions& o) {
   const std::string target = fileOut ? o.out : folder->stagingPath();
   wproj::io::CheckpointWriter w(target, c.maxShard);
   w.addMetadata("format", "pt").addMetadata("merged_by", "wproj " WPROJ_VERSION_STRING).addMetadata("merge_method", c.method);
-  for (const auto& n : in.base->names()) w.declare(n, outDtypeOf(c, in.base->info(n)), in.base->info(n).shape);
+  for (const auto& n : in.base->names()) {
+    const auto& t = in.base->info(n);
+    // Tensors that are not converted (integers, bool, FP8/FP4, dtypes this version does not
+    // know) keep their dtype and bytes exactly.
+    if (wproj::io::isConvertibleFloat(t.dtype)) w.declare(n, outDtypeOf(c, t), t.shape);
+    else w.declare(t);
+  }
   w.begin();
   std::vector<std::string> raw = p.copied;
   raw.insert(raw.end(), p.empty.begin(), p.empty.end());

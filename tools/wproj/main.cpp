@@ -23,7 +23,7 @@ void runInfo(const InfoOptions& o) {
   std::uint64_t elements = 0, bytes = 0, twoD = 0;
   for (const auto& n : c.names()) {
     const auto& t = c.info(n);
-    byDtype[wproj::io::dtypeName(t.dtype)] += t.count();
+    byDtype[t.dtypeString()] += t.count();
     elements += t.count();
     bytes += t.bytes();
     twoD += t.is2d();
@@ -35,7 +35,7 @@ void runInfo(const InfoOptions& o) {
     j["tensors"] = nlohmann::json::array();
     for (const auto& n : c.names()) {
       const auto& t = c.info(n);
-      j["tensors"].push_back({{"name", n}, {"dtype", wproj::io::dtypeName(t.dtype)}, {"shape", t.shape}, {"bytes", t.bytes()}});
+      j["tensors"].push_back({{"name", n}, {"dtype", t.dtypeString()}, {"shape", t.shape}, {"bytes", t.bytes()}});
     }
     j["total"] = {{"tensors", c.names().size()}, {"elements", elements}, {"bytes", bytes}, {"two_d", twoD}};
     std::cout << j.dump(2) << "\n";
@@ -48,7 +48,7 @@ void runInfo(const InfoOptions& o) {
             << "bytes\n";
   for (const auto& n : c.names()) {
     const auto& t = c.info(n);
-    std::cout << std::setw(int(width) + 2) << n << std::setw(9) << wproj::io::dtypeName(t.dtype) << std::setw(22)
+    std::cout << std::setw(int(width) + 2) << n << std::setw(9) << t.dtypeString() << std::setw(22)
               << t.shapeString() << t.bytes() << "\n";
   }
   std::cout << "total: " << c.names().size() << " tensors (" << twoD << " 2-D), " << elements << " elements, "
