@@ -17,3 +17,4 @@
 #include "linalg/dct.hpp"
 #include "linalg/covariance.hpp"
 #include "linalg/pls.hpp"
+#include "linalg/oblique_projector.hpp"
