@@ -2,8 +2,11 @@
 #pragma once
 
 /// \file
-/// The core layer: errors and checks, the counter-based generator, sides.
+/// The core layer: errors and checks, the counter-based generator, sides, the persistence format
+/// and the atomic file writer.
 
+#include "core/atomic_file.hpp"
 #include "core/config.hpp"
 #include "core/random.hpp"
+#include "core/serialization.hpp"
 #include "core/side.hpp"

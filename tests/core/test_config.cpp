@@ -1,6 +1,8 @@
 #include "test_common.hpp"
 
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 
 using namespace wproj_test;
 
@@ -29,8 +31,8 @@ TEMPLATE_TEST_CASE("checkFinite, checkShape and checkNonEmpty", "[config]", floa
   CHECK_THROWS_WITH(wproj::checkShape(a, 4, 3, "f", "a"), Catch::Contains("3x4") && Catch::Contains("4x3"));
   CHECK_NOTHROW(wproj::checkShape(a, 3, -1, "f", "a"));
   CHECK_THROWS_AS(wproj::checkNonEmpty(Mat<TestType>(0, 3), "f", "a"), wproj::InvalidArgument);
-  // Every wproj exception is catchable as std::runtime_error.
-  CHECK_THROWS_AS(wproj::checkNonEmpty(Mat<TestType>(0, 3), "f", "a"), std::runtime_error);
+  // Argument errors are also std::invalid_argument (DESIGN.md, "Errors").
+  CHECK_THROWS_AS(wproj::checkNonEmpty(Mat<TestType>(0, 3), "f", "a"), std::invalid_argument);
 }
 
 TEST_CASE("checkFinite accepts expressions, products included", "[config]") {
@@ -39,4 +41,52 @@ TEST_CASE("checkFinite accepts expressions, products included", "[config]") {
   Eigen::MatrixXd c = b;
   c(1, 3) = std::numeric_limits<double>::infinity();
   CHECK_THROWS_WITH(wproj::checkFinite(a * c, "f", "a*c"), Catch::Contains("(0, 3)"));
+}
+
+namespace {
+template <typename E>
+std::string configTestCatchStd() {
+  try {
+    throw E("message of the error");
+  } catch (const std::exception& e) {  // must match: one unambiguous std::exception base
+    return e.what();
+  } catch (...) {
+    return "not caught as std::exception";
+  }
+}
+template <typename E>
+std::string configTestCatchWproj() {
+  try {
+    throw E("message of the error");
+  } catch (const wproj::Error& e) {
+    return e.what();
+  } catch (...) {
+    return "not caught as wproj::Error";
+  }
+}
+}  // namespace
+
+TEST_CASE("error tiers: each wproj error is one standard exception and a wproj::Error", "[config]") {
+  static_assert(std::is_base_of<std::invalid_argument, wproj::InvalidArgument>::value, "InvalidArgument tier");
+  static_assert(std::is_base_of<std::runtime_error, wproj::IoError>::value, "IoError tier");
+  static_assert(std::is_base_of<std::runtime_error, wproj::NumericalError>::value, "NumericalError tier");
+  static_assert(std::is_base_of<std::logic_error, wproj::StateError>::value, "StateError tier");
+  static_assert(!std::is_base_of<std::runtime_error, wproj::InvalidArgument>::value, "one standard base only");
+  static_assert(!std::is_base_of<std::invalid_argument, wproj::StateError>::value, "a state error is no argument error");
+  CHECK(configTestCatchStd<wproj::InvalidArgument>() == "message of the error");
+  CHECK(configTestCatchStd<wproj::IoError>() == "message of the error");
+  CHECK(configTestCatchStd<wproj::NumericalError>() == "message of the error");
+  CHECK(configTestCatchStd<wproj::StateError>() == "message of the error");
+  CHECK(configTestCatchWproj<wproj::InvalidArgument>() == "message of the error");
+  CHECK(configTestCatchWproj<wproj::IoError>() == "message of the error");
+  CHECK(configTestCatchWproj<wproj::NumericalError>() == "message of the error");
+  CHECK(configTestCatchWproj<wproj::StateError>() == "message of the error");
+  // The library's own checks throw the tier they document.
+  CHECK_THROWS_AS(wproj::requireArg(false, "f", "x", 1, "2"), std::invalid_argument);
+  CHECK_THROWS_AS(wproj::requireArg(false, "f", "x", 1, "2"), wproj::Error);
+  try {
+    wproj::requireArg(false, "f", "x", 1, "2");
+  } catch (const std::logic_error& e) {  // std::invalid_argument is a std::logic_error
+    CHECK(std::string(e.what()).find("'x'") != std::string::npos);
+  }
 }

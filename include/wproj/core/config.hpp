@@ -5,7 +5,10 @@
 /// Errors and checks: the three tiers of wproj's error model.
 ///
 /// 1. Invalid arguments a caller can make throw a `wproj::Error` subclass whose message names
-///    the argument, the value received and what was expected (`requireArg`, `checkFinite`, …).
+///    the argument, the value received and what was expected (`requireArg`, `checkFinite`, …):
+///    `InvalidArgument` (a `std::invalid_argument`); malformed files and failed I/O throw `IoError`
+///    and failed computations `NumericalError` (both `std::runtime_error`s); a call on an object
+///    left unusable by an earlier failure throws `StateError` (a `std::logic_error`).
 /// 2. Programmer misuse inside the library is caught by `WPROJ_ASSERT` in debug builds; a test
 ///    may define `WPROJ_ASSERT` before including wproj to turn it into an exception.
 /// 3. Numerical outcomes are reported through `info()` (`Eigen::ComputationInfo`).
@@ -31,29 +34,61 @@ namespace wproj {
 /// Signed index type of rows, columns and counts (Eigen's `Eigen::Index`).
 using Index = Eigen::Index;
 
-/// Base class of every exception wproj throws.
-class Error : public std::runtime_error {
+/// Common base of every exception wproj throws, so `catch (const wproj::Error&)` catches them all.
+///
+/// It is deliberately not itself a `std::exception`: each concrete error derives from exactly one
+/// standard exception class as well (DESIGN.md, "Errors"), so generic callers can catch the
+/// standard tier (`std::invalid_argument`, `std::runtime_error`, `std::logic_error`) and
+/// `catch (const std::exception&)` stays unambiguous.
+class Error {
  public:
-  using std::runtime_error::runtime_error;
+  virtual ~Error() = default;
+  /// The message (the same text as the standard base's `what()`).
+  virtual const char* what() const noexcept = 0;
+
+ protected:
+  Error() = default;
+  Error(const Error&) = default;
+  Error& operator=(const Error&) = default;
 };
 
-/// An argument a caller passed is invalid: wrong shape, out of range, non-finite, …
-class InvalidArgument : public Error {
+/// An argument a caller passed is invalid: wrong shape, out of range, non-finite, … (tier 1).
+/// Also a `std::invalid_argument`.
+class InvalidArgument : public std::invalid_argument, public Error {
  public:
-  using Error::Error;
+  explicit InvalidArgument(const std::string& message) : std::invalid_argument(message) {}
+  explicit InvalidArgument(const char* message) : std::invalid_argument(message) {}
+  const char* what() const noexcept override { return std::invalid_argument::what(); }
 };
 
 /// A file or stream could not be read or written, or its content is malformed.
-class IoError : public Error {
+/// Also a `std::runtime_error`.
+class IoError : public std::runtime_error, public Error {
  public:
-  using Error::Error;
+  explicit IoError(const std::string& message) : std::runtime_error(message) {}
+  explicit IoError(const char* message) : std::runtime_error(message) {}
+  const char* what() const noexcept override { return std::runtime_error::what(); }
 };
 
 /// A computation cannot produce a meaningful result (e.g. a required factorisation failed and no
 /// fallback exists). Recoverable numerical events are reported through `info()` instead.
-class NumericalError : public Error {
+/// Also a `std::runtime_error`.
+class NumericalError : public std::runtime_error, public Error {
  public:
-  using Error::Error;
+  explicit NumericalError(const std::string& message) : std::runtime_error(message) {}
+  explicit NumericalError(const char* message) : std::runtime_error(message) {}
+  const char* what() const noexcept override { return std::runtime_error::what(); }
+};
+
+/// An object is in a state in which the requested call cannot be served, whatever its arguments —
+/// e.g. a stateful policy left unusable by an exception in the middle of an update, until a saved
+/// state is loaded. Unlike `WPROJ_ASSERT` (tier 2) it is checked in every build, because the
+/// state follows from an earlier runtime failure rather than from a bug. Also a `std::logic_error`.
+class StateError : public std::logic_error, public Error {
+ public:
+  explicit StateError(const std::string& message) : std::logic_error(message) {}
+  explicit StateError(const char* message) : std::logic_error(message) {}
+  const char* what() const noexcept override { return std::logic_error::what(); }
 };
 
 namespace detail {
