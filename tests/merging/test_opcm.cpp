@@ -5,7 +5,16 @@
 
 #include <wproj/merging/opcm.hpp>
 
+#include "data/opcm_state_v010.hpp"
+
+#include <cstring>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <algorithm>
+#include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -215,7 +224,9 @@ TEMPLATE_TEST_CASE("OPCM edge cases: zero task vectors, more models than the ran
   std::stringstream saved;
   opcm.save(saved);
   CHECK_THROWS_WITH(opcm.add(gaussian<T>(4, 5, 2)), Contains("has shape 4x5; expected 5x4"));
-  CHECK_THROWS_AS(opcm.mergedDelta(), wproj::InvalidArgument);
+  CHECK_THROWS_AS(opcm.mergedDelta(), wproj::StateError);  // a state error, not an argument error
+  CHECK_THROWS_AS(opcm.mergedDelta(), std::logic_error);
+  CHECK_THROWS_WITH(opcm.save(saved), Contains("left invalid"));
   opcm.load(saved);
   CHECK(opcm.numModels() == 1);
   CHECK_NOTHROW(opcm.add(gaussian<T>(5, 4, 2)));
@@ -272,4 +283,140 @@ TEMPLATE_TEST_CASE("the OPCM state file is validated on load", "[merging][opcm][
   CHECK(fromFile.accumulator() == opcm.accumulator());
   std::remove(path.c_str());
   CHECK_THROWS_AS(fromFile.load(std::string("/nonexistent/dir/state.bin")), wproj::IoError);
+}
+
+namespace {
+
+/// The inputs of tests/merging/data/opcm_state_v010.hpp.
+template <typename T>
+Mat<T> opcmFixtureMatrix(int r, int c, int seed) {
+  Mat<T> m(r, c);
+  for (int j = 0; j < c; ++j)
+    for (int i = 0; i < r; ++i) m(i, j) = T(std::sin(0.7 * (i + 1) * (seed + 1) + 1.3 * j) + 0.1 * ((i * 7 + j * 3 + seed) % 5));
+  return m;
+}
+
+template <typename T>
+wproj::ContinualMerger<T> opcmFixtureRun(int models) {
+  wproj::ContinualMerger<T> m;
+  m.setAlpha(0.4);
+  const std::vector<std::string> names = {"w", "b"};
+  for (int t = 0; t < models; ++t)
+    m.addModel(names, [&](const std::string& n) { return n == "w" ? opcmFixtureMatrix<T>(5, 4, t) : opcmFixtureMatrix<T>(3, 1, 10 + t); });
+  return m;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("OPCM state files written by wproj 0.1.0 (format 1) still load and resume", "[merging][opcm][io]", float,
+                   double) {
+  using T = TestType;
+  const bool isFloat = std::is_same<T, float>::value;
+  const std::string v1 = isFloat ? std::string(reinterpret_cast<const char*>(kOpcmStateV1Float), sizeof(kOpcmStateV1Float))
+                                 : std::string(reinterpret_cast<const char*>(kOpcmStateV1Double), sizeof(kOpcmStateV1Double));
+  const double scale010 = isFloat ? kOpcmStateV1FloatScale : kOpcmStateV1DoubleScale;
+  REQUIRE(v1.substr(0, 7) == "WPJOPCM");
+  std::stringstream in(v1);
+  wproj::ContinualMerger<T> loaded;
+  REQUIRE_NOTHROW(loaded.load(in));
+  CHECK(loaded.numModels() == 2);
+  CHECK(loaded.alpha() == 0.4);
+  CHECK(loaded.names() == std::vector<std::string>({"w", "b"}));
+  CHECK(loaded.scale() == Approx(scale010).epsilon(1e-12));  // the scale 0.1.0 printed for this state
+  // The same two models merged by this build give the same state.
+  const auto fresh = opcmFixtureRun<T>(2);
+  const double tol = isFloat ? 1e-5 : 1e-12;
+  for (const char* n : {"w", "b"})
+    CHECK((loaded.accumulator(n) - fresh.accumulator(n)).norm() <= tol * fresh.accumulator(n).norm());
+  // Resuming from the old file continues like the uninterrupted run.
+  const auto full = opcmFixtureRun<T>(4);
+  for (int t = 2; t < 4; ++t)
+    loaded.addModel({"w", "b"}, [&](const std::string& n) { return n == "w" ? opcmFixtureMatrix<T>(5, 4, t) : opcmFixtureMatrix<T>(3, 1, 10 + t); });
+  for (const char* n : {"w", "b"})
+    CHECK((loaded.mergedDelta(n) - full.mergedDelta(n)).norm() <= 10 * tol * full.mergedDelta(n).norm());
+  // A corrupted old file is still refused by its own checksum.
+  std::string bad = v1;
+  bad[v1.size() / 2] ^= 0x20;
+  std::stringstream badIn(bad);
+  wproj::ContinualMerger<T> m;
+  CHECK_THROWS_AS(m.load(badIn), wproj::IoError);
+  // Saved again, it is written in the current format.
+  std::stringstream out;
+  loaded.save(out);
+  CHECK(out.str().substr(0, 8) == "WPROJBIN");
+}
+
+TEMPLATE_TEST_CASE("the OPCM state uses the common container: version, kind, checksum, truncation", "[merging][opcm][io]",
+                   float, double) {
+  using T = TestType;
+  const auto opcm = opcmFixtureRun<T>(3);
+  std::stringstream ss;
+  opcm.save(ss);
+  const std::string good = ss.str();
+  REQUIRE(good.substr(0, 8) == "WPROJBIN");
+  std::uint32_t version = 0;
+  std::memcpy(&version, &good[8], 4);
+  CHECK(version == wproj::ContinualMerger<T>::kFormatVersion);
+  CHECK(good.find("wproj.opcm") == 20);
+  auto loadFrom = [](const std::string& bytes) {
+    std::stringstream in(bytes);
+    wproj::ContinualMerger<T> m;
+    m.load(in);
+    return m;
+  };
+  const auto back = loadFrom(good);
+  for (const char* n : {"w", "b"}) CHECK(back.accumulator(n) == opcm.accumulator(n));  // bit for bit
+  CHECK(back.scale() == opcm.scale());
+  // Any flipped payload byte: checksum error.
+  const std::size_t payload = wproj::serial::lengthFieldOffset("wproj.opcm") + 16;
+  for (std::size_t i = payload; i < good.size(); i += 11) {
+    std::string bad = good;
+    bad[i] = char(bad[i] ^ 0x08);
+    CHECK_THROWS_WITH(loadFrom(bad), Contains("checksum mismatch"));
+  }
+  CHECK_THROWS_WITH(loadFrom(good.substr(0, good.size() - 5)), Contains("truncated"));
+  std::string newer = good;
+  const std::uint32_t v = wproj::serial::kFormatVersion + 1;
+  std::memcpy(&newer[8], &v, 4);
+  CHECK_THROWS_WITH(loadFrom(newer), Contains("newer wproj"));
+  // A gradient checkpoint is another kind.
+  std::ostringstream other;
+  wproj::serial::writeContainer(other, "wproj.gradient", [](auto& e) { e.section("AdamW", [](auto& s) { s.template pod<double>(1.0); }); }, "test");
+  CHECK_THROWS_WITH(loadFrom(other.str()), Contains("holds a 'wproj.gradient'; expected a 'wproj.opcm'"));
+  // A truncated version-1 file.
+  const std::string v1(reinterpret_cast<const char*>(kOpcmStateV1Double), sizeof(kOpcmStateV1Double));
+  wproj::ContinualMerger<double> d;
+  std::stringstream shortIn(v1.substr(0, v1.size() - 9));
+  CHECK_THROWS_AS(d.load(shortIn), wproj::IoError);
+}
+
+TEST_CASE("ContinualMerger::save(path) writes through the atomic writer (no fixed temporary name)", "[merging][opcm][io]") {
+  const std::string dir = "opcm_atomic_test_dir";
+  ::mkdir(dir.c_str(), 0777);
+  const std::string path = dir + "/state.bin";
+  // A stale file under the old fixed temporary name is neither used nor removed.
+  { std::ofstream(path + ".tmp") << "stale"; }
+  const auto opcm = opcmFixtureRun<float>(2);
+  opcm.save(path);
+  wproj::ContinualMerger<float> back;
+  back.load(path);
+  CHECK(back.accumulator("w") == opcm.accumulator("w"));
+  std::ifstream stale(path + ".tmp");
+  std::string content;
+  stale >> content;
+  CHECK(content == "stale");
+  // Only the state and the stale file remain: no temporary left behind.
+  std::vector<std::string> files;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") files.push_back(e->d_name);
+    ::closedir(d);
+  }
+  std::sort(files.begin(), files.end());
+  CHECK(files == std::vector<std::string>({"state.bin", "state.bin.tmp"}));
+  // An unwritable destination: IoError, and the previous state is kept.
+  CHECK_THROWS_AS(opcm.save(std::string("/nonexistent-folder/state.bin")), wproj::IoError);
+  std::remove((path + ".tmp").c_str());
+  std::remove(path.c_str());
+  ::rmdir(dir.c_str());
 }

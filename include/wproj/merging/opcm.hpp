@@ -19,7 +19,9 @@
 /// Adaptive scaling: θ = θ₀ + λ S with λ = mean_t ‖τ_t‖ / ‖S‖, norms global (L2 over all
 /// merged tensors of a model).
 
+#include "../core/atomic_file.hpp"
 #include "../core/config.hpp"
+#include "../core/serialization.hpp"
 #include "../linalg/truncated_svd.hpp"
 #include "report.hpp"
 #include "task_vectors.hpp"
@@ -116,7 +118,7 @@ MergeMatrix<typename DT::Scalar> opcmProject(const Eigen::MatrixBase<DS>& accumu
 /// Which tensors are projected is decided by `MergeRules` when a tensor is first seen (default:
 /// 2-D weights projected, others added unprojected), and recorded in the state. On an exception
 /// in the middle of `addModel` (e.g. a tensor with a different shape) the merger is left
-/// invalid: further calls throw until a saved state is loaded.
+/// invalid: further calls throw `StateError` until a saved state is loaded.
 template <typename Scalar_>
 class ContinualMerger {
  public:
@@ -129,8 +131,14 @@ class ContinualMerger {
   /// Receives a merged tensor.
   using TensorSink = std::function<void(const std::string& name, const Matrix& tensor)>;
 
-  /// Version of the state file format that `save` writes and `load` requires.
-  static constexpr std::uint32_t kFormatVersion = 1;
+  /// Version of the state file format that `save` writes: wproj's common container
+  /// (core/serialization.hpp, kind "wproj.opcm"). `load` also reads version-1 files ("WPJOPCM",
+  /// written by wproj 0.1).
+  static constexpr std::uint32_t kFormatVersion = serial::kFormatVersion;
+  /// The version of the 0.1 state format that `load` still reads.
+  static constexpr std::uint32_t kLegacyFormatVersion = 1;
+  /// Kind tag of OPCM state files.
+  static constexpr const char* kKind = "wproj.opcm";
 
   /// α in [0, 1] (default 0.5): fraction of Σσ that defines the protected top block.
   ContinualMerger& setAlpha(double alpha) {
@@ -330,67 +338,144 @@ class ContinualMerger {
   }
 
   // ---------------------------------------------------------------------------------------
-  // Checkpoint / resume. Binary, little-endian, versioned:
-  //   "WPJOPCM\0" | u32 version | u32 0x01020304 | u32 sizeof(Scalar) | u32 0 | f64 alpha |
-  //   u64 t | f64 Σ‖τ‖ | u64 #tensors | per tensor: u64 len, name, u8 action, u64 len, rule,
-  //   u64 rows, u64 cols, u8 hasData, rows·cols scalars (column-major) | u64 FNV-1a of all before.
+  // Checkpoint / resume, in wproj's persistence format (core/serialization.hpp), kind
+  // "wproj.opcm". Sections: "settings" (u32 sizeof(Scalar), f64 alpha, u64 t, f64 Σ‖τ‖,
+  // u64 #tensors), then one "tensor" per tensor (name, u8 action, rule, u64 rows, u64 cols,
+  // u8 hasData, the accumulator as a matrix when hasData).
   // ---------------------------------------------------------------------------------------
 
   /// Writes the whole state to `os`.
   void save(std::ostream& os) const {
     checkUsable("ContinualMerger::save");
-    Writer w{os};
-    w.bytes(kMagic, 8);
-    w.template pod<std::uint32_t>(kFormatVersion);
-    w.template pod<std::uint32_t>(0x01020304u);
-    w.template pod<std::uint32_t>(std::uint32_t(sizeof(Scalar)));
-    w.template pod<std::uint32_t>(0);
-    w.template pod<double>(m_alpha);
-    w.template pod<std::uint64_t>(std::uint64_t(m_count));
-    w.template pod<double>(m_normSum);
-    w.template pod<std::uint64_t>(m_entries.size());
-    for (const auto& e : m_entries) {
-      w.str(e.name);
-      w.template pod<std::uint8_t>(std::uint8_t(e.action));
-      w.str(e.rule);
-      w.template pod<std::uint64_t>(std::uint64_t(e.rows));
-      w.template pod<std::uint64_t>(std::uint64_t(e.cols));
-      const bool has = e.sum.size() > 0;
-      w.template pod<std::uint8_t>(has ? 1 : 0);
-      if (has) w.bytes(e.sum.data(), std::size_t(e.sum.size()) * sizeof(Scalar));
-    }
-    const std::uint64_t h = w.hash;
-    os.write(reinterpret_cast<const char*>(&h), sizeof h);
-    if (!os) throw IoError("ContinualMerger::save: write failed");
+    serial::writeContainer(
+        os, kKind,
+        [this](auto& enc) {
+          enc.section("settings", [this](auto& s) {
+            s.template pod<std::uint32_t>(std::uint32_t(sizeof(Scalar)));
+            s.template pod<double>(m_alpha);
+            s.template pod<std::uint64_t>(std::uint64_t(m_count));
+            s.template pod<double>(m_normSum);
+            s.template pod<std::uint64_t>(std::uint64_t(m_entries.size()));
+          });
+          for (const auto& e : m_entries) {
+            enc.section("tensor", [&e](auto& s) {
+              s.string(e.name);
+              s.template pod<std::uint8_t>(std::uint8_t(e.action));
+              s.string(e.rule);
+              s.template pod<std::uint64_t>(std::uint64_t(e.rows));
+              s.template pod<std::uint64_t>(std::uint64_t(e.cols));
+              const bool has = e.sum.size() > 0;
+              s.template pod<std::uint8_t>(has ? 1 : 0);
+              if (has) s.matrix(e.sum);
+            });
+          }
+        },
+        "ContinualMerger::save");
   }
 
-  /// Writes the state to `path` atomically (a temporary file in the same folder, then a rename).
+  /// Writes the state to `path` all-or-nothing through `AtomicFile` (a unique temporary file in
+  /// the same folder, fsynced, renamed into place, folder fsynced).
   void save(const std::string& path) const {
-    const std::string tmp = path + ".tmp";
-    {
-      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-      if (!f) throw IoError("ContinualMerger::save: cannot open '" + tmp + "' for writing");
-      save(f);
-      f.flush();
-      if (!f) throw IoError("ContinualMerger::save: write to '" + tmp + "' failed");
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      std::remove(tmp.c_str());
-      throw IoError("ContinualMerger::save: cannot rename '" + tmp + "' to '" + path + "'");
-    }
+    checkUsable("ContinualMerger::save");
+    AtomicFile file(path);
+    AtomicFileBuf buf(file);
+    std::ostream os(&buf);
+    save(os);
+    buf.finish();
+    file.commit();
   }
 
   /// Replaces the state by the one read from `is` (validated; `IoError` on any inconsistency).
   /// Rules are not part of the file: the per-tensor decisions are.
   void load(std::istream& is) {
+    const char* where = "ContinualMerger::load";
+    const std::string magic = serial::readMagic(is, where);
+    if (magic == std::string(kMagic, 8)) return loadVersion1(is);
+    if (magic != std::string(serial::kMagic, 8)) throw IoError("ContinualMerger::load: not an OPCM state (bad magic)");
+    serial::Decoder d(is, serial::readHeaderAfterMagic(is, kKind, where), where);
+    const std::uint64_t settingsLength = d.section("settings");
+    const std::uint64_t settingsEnd = d.remaining() - settingsLength;
+    const auto scalarSize = d.pod<std::uint32_t>("scalar size");
+    if (scalarSize != sizeof(Scalar))
+      throw IoError("ContinualMerger::load: state holds " + std::to_string(scalarSize) + "-byte scalars; this merger uses " +
+                    std::to_string(sizeof(Scalar)) + "-byte scalars");
+    const double alpha = d.pod<double>("alpha");
+    const auto count = d.pod<std::uint64_t>("model count");
+    const double normSum = d.pod<double>("norm sum");
+    const auto n = d.pod<std::uint64_t>("tensor count");
+    if (d.remaining() != settingsEnd) throw IoError("ContinualMerger::load: the settings section has an unexpected length");
+    if (!(alpha >= 0 && alpha <= 1)) throw IoError("ContinualMerger::load: alpha out of [0, 1]");
+    if (!(std::isfinite(normSum) && normSum >= 0)) throw IoError("ContinualMerger::load: invalid norm sum");
+    if (count > std::uint64_t(std::numeric_limits<std::int64_t>::max()) || (count == 0 && n != 0))
+      throw IoError("ContinualMerger::load: invalid model count");
+    std::vector<Entry> entries;
+    std::unordered_map<std::string, std::size_t> index;
+    for (std::uint64_t i = 0; i < n; ++i) {
+      const std::uint64_t sectionLength = d.section("tensor");
+      const std::uint64_t end = d.remaining() - sectionLength;
+      Entry e;
+      e.name = d.string("tensor name");
+      const auto action = d.pod<std::uint8_t>("tensor action");
+      if (action > std::uint8_t(TensorAction::Skip)) throw IoError("ContinualMerger::load: invalid action for '" + e.name + "'");
+      e.action = TensorAction(action);
+      e.rule = d.string("rule name");
+      const auto rows = d.pod<std::uint64_t>("rows"), cols = d.pod<std::uint64_t>("cols");
+      const auto has = d.pod<std::uint8_t>("data flag");
+      if (rows == 0 || cols == 0 || rows > serial::kMaxExtent || cols > serial::kMaxExtent)
+        throw IoError("ContinualMerger::load: tensor '" + e.name + "' has an impossible shape");
+      e.rows = Index(rows);
+      e.cols = Index(cols);
+      if (has > 1 || (has == 1) != (e.action != TensorAction::Skip))
+        throw IoError("ContinualMerger::load: inconsistent data flag for '" + e.name + "'");
+      if (has) e.sum = d.template matrix<Scalar>(("accumulator of '" + e.name + "'").c_str(), e.rows, e.cols);
+      if (d.remaining() != end) throw IoError("ContinualMerger::load: section of tensor '" + e.name + "' has an unexpected length");
+      if (!index.emplace(e.name, entries.size()).second) throw IoError("ContinualMerger::load: duplicate tensor '" + e.name + "'");
+      entries.push_back(std::move(e));
+    }
+    d.finish();
+    if (is.peek() != std::char_traits<char>::eof()) throw IoError("ContinualMerger::load: trailing bytes after the state");
+    commit(alpha, count, normSum, std::move(entries), std::move(index));
+  }
+
+  /// Loads the state from the file `path`.
+  void load(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw IoError("ContinualMerger::load: cannot open '" + path + "'");
+    load(f);
+  }
+
+ private:
+  static constexpr char kMagic[9] = "WPJOPCM";  // version-1 magic: 7 characters + NUL = 8 bytes on disk
+
+  struct Entry {
+    std::string name;
+    TensorAction action = TensorAction::Project;
+    std::string rule;
+    Index rows = 0, cols = 0;
+    Matrix sum;
+  };
+
+  void commit(double alpha, std::uint64_t count, double normSum, std::vector<Entry>&& entries,
+              std::unordered_map<std::string, std::size_t>&& index) {
+    m_alpha = alpha;
+    m_count = Index(count);
+    m_normSum = normSum;
+    m_entries = std::move(entries);
+    m_index = std::move(index);
+    m_valid = true;
+  }
+
+  // Reads a version-1 state (wproj 0.1), after its magic: "WPJOPCM\0" | u32 version |
+  // u32 0x01020304 | u32 sizeof(Scalar) | u32 0 | f64 alpha | u64 t | f64 Σ‖τ‖ | u64 #tensors |
+  // per tensor: u64 len, name, u8 action, u64 len, rule, u64 rows, u64 cols, u8 hasData,
+  // rows·cols scalars (column-major) | u64 FNV-1a of all before.
+  void loadVersion1(std::istream& is) {
     Reader r{is, remainingBytes(is)};
-    char magic[8];
-    r.bytes(magic, 8);
-    if (std::memcmp(magic, kMagic, 8) != 0) throw IoError("ContinualMerger::load: not an OPCM state (bad magic)");
+    r.hash = fnv(r.hash, kMagic, 8);
     const auto version = r.template pod<std::uint32_t>();
-    if (version != kFormatVersion)
-      throw IoError("ContinualMerger::load: format version " + std::to_string(version) + "; expected " +
-                    std::to_string(kFormatVersion));
+    if (version != kLegacyFormatVersion)
+      throw IoError("ContinualMerger::load: format version " + std::to_string(version) + " in a WPJOPCM file; expected " +
+                    std::to_string(kLegacyFormatVersion) + " (later versions use the WPROJBIN container)");
     if (r.template pod<std::uint32_t>() != 0x01020304u) throw IoError("ContinualMerger::load: byte order mismatch");
     const auto scalarSize = r.template pod<std::uint32_t>();
     if (scalarSize != sizeof(Scalar))
@@ -437,52 +522,14 @@ class ContinualMerger {
     if (stored != expect) throw IoError("ContinualMerger::load: checksum mismatch (corrupted state)");
     if (r.remaining != 0 || is.peek() != std::char_traits<char>::eof())
       throw IoError("ContinualMerger::load: trailing bytes after the state");
-    m_alpha = alpha;
-    m_count = Index(count);
-    m_normSum = normSum;
-    m_entries = std::move(entries);
-    m_index = std::move(index);
-    m_valid = true;
+    commit(alpha, count, normSum, std::move(entries), std::move(index));
   }
-
-  /// Loads the state from the file `path`.
-  void load(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw IoError("ContinualMerger::load: cannot open '" + path + "'");
-    load(f);
-  }
-
- private:
-  static constexpr char kMagic[9] = "WPJOPCM";  // 7 characters + NUL = 8 bytes on disk
-
-  struct Entry {
-    std::string name;
-    TensorAction action = TensorAction::Project;
-    std::string rule;
-    Index rows = 0, cols = 0;
-    Matrix sum;
-  };
 
   static std::uint64_t fnv(std::uint64_t h, const void* p, std::size_t n) {
     const auto* b = static_cast<const unsigned char*>(p);
     for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
     return h;
   }
-
-  struct Writer {
-    std::ostream& os;
-    std::uint64_t hash = 1469598103934665603ull;
-    void bytes(const void* p, std::size_t n) {
-      os.write(static_cast<const char*>(p), std::streamsize(n));
-      hash = fnv(hash, p, n);
-    }
-    template <typename T>
-    void pod(T v) { bytes(&v, sizeof v); }
-    void str(const std::string& s) {
-      pod<std::uint64_t>(s.size());
-      bytes(s.data(), s.size());
-    }
-  };
 
   struct Reader {
     std::istream& is;
@@ -526,8 +573,8 @@ class ContinualMerger {
 
   void checkUsable(const char* where) const {
     if (!m_valid)
-      throw InvalidArgument(std::string(where) +
-                            ": the merger was left invalid by an error during addModel; load a saved state first");
+      throw StateError(std::string(where) +
+                       ": the merger was left invalid by an error during addModel; load a saved state first");
   }
 
   void checkNames(const std::vector<std::string>& names) const {
