@@ -8,6 +8,7 @@
 
 #include "linalg.hpp"
 #include "linalg/covariance.hpp"
+#include "linalg/oblique_projector.hpp"
 #include "linalg/nullspace.hpp"
 #include "linalg/pls.hpp"
 #include "linalg/subspace.hpp"

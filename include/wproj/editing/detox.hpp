@@ -26,6 +26,13 @@ namespace wproj {
 /// The weight edit is then W ← (I − P)W on the MLP output ("value") matrix, e.g. with
 /// `WeightEditor` on the output side. Defaults follow the paper: k = 2 (GPT-2 medium;
 /// 10 for larger models), centring on. Pairs are matched by index — pass them aligned.
+///
+/// \code
+/// wproj::DetoxEstimator<float> detox;
+/// detox.setRank(2).fit(preferred, toxic);                     // N×D each, row i = pair i
+/// const wproj::Subspace<float>& toxicDirections = detox.subspace();
+/// auto edited = wproj::WeightEditor<float>().apply(downProj, toxicDirections);  // (I − P)W, W: D×4D
+/// \endcode
 template <typename Scalar_>
 class DetoxEstimator {
  public:

@@ -9,6 +9,7 @@
 
 #include "../core/config.hpp"
 #include "../linalg/covariance.hpp"
+#include "../linalg/oblique_projector.hpp"
 #include "linear_classifier.hpp"
 
 #include <Eigen/Core>
@@ -31,6 +32,16 @@ enum class LeaceMethod {
 /// A fitted concept eraser r(x) = x − L Rᵀ(x − μ) (affine) or x − L Rᵀx (linear), i.e.
 /// r(x) = Px + (I − P)μ with the (generally oblique) projection P = I − LRᵀ.
 /// L (d×k) = W⁺U and R (d×k) = WU are the two factors ("proj_left" and "proj_rightᵀ").
+/// The map itself is an `ObliqueProjector` (`obliqueProjector()`), which `WeightEditor` folds
+/// into a layer; the eraser adds LEACE's names and the row-wise `erase`.
+///
+/// \code
+/// wproj::LeaceFitter<float> fitter(d, 2);              // x ∈ R^d, two classes
+/// fitter.update(x, labels);                            // x: n×d (rows = samples), labels: wproj::Labels
+/// const wproj::LeaceEraser<float> eraser = fitter.eraser();
+/// Eigen::MatrixXf erased = eraser.erase(x);            // class means now coincide
+/// const wproj::ObliqueProjector<float>& p = eraser.obliqueProjector();  // P = I − LRᵀ, centre μ
+/// \endcode
 template <typename Scalar_>
 class LeaceEraser {
  public:
@@ -44,50 +55,46 @@ class LeaceEraser {
   /// An empty eraser (d = 0, k = 0).
   LeaceEraser() = default;
   /// An eraser from its factors (d×k each) and bias μ (d; ignored when affine is false).
-  LeaceEraser(Matrix left, Matrix right, Vector bias, bool affine)
-      : m_left(std::move(left)), m_right(std::move(right)), m_bias(std::move(bias)), m_affine(affine) {
+  LeaceEraser(Matrix left, Matrix right, Vector bias, bool affine) : m_affine(affine) {
     const char* where = "LeaceEraser";
-    checkShape(m_right, m_left.rows(), m_left.cols(), where, "right");
-    if (m_affine) checkShape(m_bias, m_left.rows(), 1, where, "bias");
-    else m_bias = Vector::Zero(m_left.rows());
+    checkShape(right, left.rows(), left.cols(), where, "right");
+    if (m_affine) {
+      checkShape(bias, left.rows(), 1, where, "bias");
+      m_proj = ObliqueProjector<Scalar>(std::move(left), std::move(right), std::move(bias));
+    } else {
+      m_proj = ObliqueProjector<Scalar>(std::move(left), std::move(right));
+    }
   }
 
   /// Erases the concept from the rows of x (n×d): x_i ← x_i − LRᵀ(x_i − μ).
   template <typename Derived>
   Matrix erase(const Eigen::MatrixBase<Derived>& x) const {
     checkShape(x, -1, dim(), "LeaceEraser::erase", "x");
-    Matrix out = x.template cast<Scalar>();
-    if (rank() == 0) return out;
-    Matrix centred = out;
-    if (m_affine) centred.rowwise() -= m_bias.transpose();
-    const Matrix c = centred * m_right;  // n×k
-    out.noalias() -= c * m_left.transpose();
-    return out;
+    return m_proj.mapRows(x.template cast<Scalar>());
   }
 
-  /// The projection P = I − LRᵀ (d×d).
-  Matrix projector() const {
-    Matrix p = -m_left * m_right.transpose();
-    p.diagonal().array() += Scalar(1);
-    return p;
-  }
+  /// The projection P = I − LRᵀ as a dense d×d matrix.
+  Matrix projector() const { return m_proj.dense(); }
+
+  /// The eraser as an `ObliqueProjector` (left L, right R, centre μ when affine): the form
+  /// `WeightEditor` and the rest of the library apply.
+  const ObliqueProjector<Scalar>& obliqueProjector() const { return m_proj; }
 
   /// L = W⁺U (d×k).
-  const Matrix& left() const { return m_left; }
+  const Matrix& left() const { return m_proj.left(); }
   /// R = WU (d×k); Rᵀx are the coordinates the eraser zeroes.
-  const Matrix& right() const { return m_right; }
+  const Matrix& right() const { return m_proj.right(); }
   /// μ, the mean restored by the affine eraser (zero when not affine).
-  const Vector& bias() const { return m_bias; }
+  const Vector& bias() const { return m_proj.centre(); }
   /// True when the eraser restores the mean μ (affine), false when it is linear.
   bool affine() const { return m_affine; }
   /// Ambient dimension d.
-  Index dim() const { return m_left.rows(); }
+  Index dim() const { return m_proj.dim(); }
   /// Rank k of I − P (the number of erased directions).
-  Index rank() const { return m_left.cols(); }
+  Index rank() const { return m_proj.rank(); }
 
  private:
-  Matrix m_left, m_right;
-  Vector m_bias;
+  ObliqueProjector<Scalar> m_proj;
   bool m_affine = true;
 };
 

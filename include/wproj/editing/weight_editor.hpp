@@ -2,13 +2,14 @@
 #pragma once
 
 /// \file
-/// `WeightEditor`: applies an estimator's subspace (or a LEACE eraser) to a weight matrix —
-/// the output side (I − αQQᵀ)W or the input side W(I − αQQᵀ), for weights stored as
-/// `nn.Linear` (out, in) or transposed (GPT-2 `Conv1D`, (in, out)), on the whole matrix or on a
-/// block (e.g. one attention head's slice of o_proj), at partial strength α.
+/// `WeightEditor`: applies an estimator's subspace (or an oblique projector such as a LEACE
+/// eraser) to a weight matrix — the output side (I − αQQᵀ)W or the input side W(I − αQQᵀ), for
+/// weights stored as `nn.Linear` (out, in) or transposed (GPT-2 `Conv1D`, (in, out)), on the
+/// whole matrix or on a block (e.g. one attention head's slice of o_proj), at partial strength α.
 
 #include "../core/config.hpp"
 #include "../core/side.hpp"
+#include "../linalg/oblique_projector.hpp"
 #include "../linalg/subspace.hpp"
 #include "leace.hpp"
 
@@ -60,10 +61,26 @@ struct EditResult {
 /// - `setAccumulateInDouble(true)`: float weights are edited in double and rounded once.
 /// - `apply()` returns an edited copy and never modifies its input; `applyInPlace()` edits the
 ///   caller's storage (Eigen::Map over foreign buffers included).
-/// - LEACE: `apply(W, b, eraser)` folds the affine eraser into y = Wx + b on the output side:
-///   W' = PW, b' = Pb + (I − P)μ (with strength α: P = I − αLRᵀ); an output range selects the
-///   outputs the eraser acts on; the fold is always computed in double and rounded once.
-/// All projection arithmetic is delegated to `Subspace` (projectOut / project / coordinates).
+/// - Oblique projectors (`ObliqueProjector`, P = I − ABᵀ): `apply(W, P)` edits W ← P_αW or
+///   W P_α with P_α = I − αABᵀ, on either side, like a subspace.
+/// - LEACE: `apply(W, b, eraser)` (or `apply(W, b, eraser.obliqueProjector())`) folds the
+///   affine eraser into y = Wx + b on the output side: W' = PW, b' = Pb + (I − P)μ (with
+///   strength α: P = I − αLRᵀ); an output range selects the outputs the eraser acts on; the
+///   fold is always computed in double and rounded once.
+/// All projection arithmetic is delegated to `Subspace` (projectOut / project / coordinates) and
+/// `ObliqueProjector` (apply / composeAfter / coordinates); the editor only selects the block,
+/// the side and the precision, and reports.
+///
+/// \code
+/// wproj::DetoxEstimator<float> detox;
+/// detox.setRank(2).fit(preferred, toxic);                       // N×D each, rows paired
+/// wproj::WeightEditor<float> editor;                            // output side, α = 1
+/// auto edited = editor.apply(downProj, detox.subspace());       // (I − QQᵀ)W, W: D×4D
+/// wproj::WeightEditor<float> gpt2;                              // the same on a Conv1D weight (4D×D)
+/// gpt2.setTransposed(true).setStrength(0.5);
+/// auto half = gpt2.apply(downProjConv1D, detox.subspace());
+/// auto folded = editor.apply(w, bias, eraser);                  // LEACE: W' = PW, b' = Pb + (I − P)μ
+/// \endcode
 template <typename Scalar_>
 class WeightEditor {
  public:
@@ -161,6 +178,47 @@ class WeightEditor {
     return r;
   }
 
+  /// Applies the linear map P of an oblique projector (I − αABᵀ) to `w`'s `side()`: W ← PW
+  /// (output) or W ← WP (input), through the transposed storage and block like a `Subspace`.
+  /// The report's directions are the functionals the map removes, normalised: the columns of B
+  /// (output side, ‖b̂_iᵀW‖) or of A (input side, ‖Wâ_i‖). An affine projector moves the layer's
+  /// bias too: use `apply(w, b, projector)` for it.
+  template <typename Derived>
+  EditResult<Scalar> apply(const Eigen::MatrixBase<Derived>& w, const ObliqueProjector<Scalar>& projector) const {
+    EditResult<Scalar> out;
+    out.weight = w.template cast<Scalar>();
+    out.report = applyInPlace(out.weight, projector);
+    return out;
+  }
+
+  /// In-place version of `apply(w, projector)`.
+  template <typename Derived>
+  EditReport applyInPlace(Eigen::MatrixBase<Derived>& w, const ObliqueProjector<Scalar>& projector) const {
+    static_assert(std::is_same<typename Derived::Scalar, Scalar>::value,
+                  "WeightEditor::applyInPlace: the weight's scalar type must match the editor's");
+    const char* where = "WeightEditor::apply(oblique)";
+    requireArg(!projector.affine(), where, "projector.affine()", "true",
+               "a linear projector (an affine one also moves the bias: apply(w, b, projector))");
+    checkNonEmpty(w, where, "w");
+    checkFinite(w, where, "w");
+    auto blk = block(w, where);
+    const Side side = storageSide();
+    const Index extent = side == Side::Left ? blk.rows() : blk.cols();
+    requireArg(projector.dim() == extent, where, "projector.dim()", projector.dim(),
+               std::to_string(extent) + " (the " + toString(m_side) + " extent of the edited block" +
+                   (m_transposed ? ", weight stored transposed" : "") + ")");
+    if (m_double && !std::is_same<Scalar, double>::value) {
+      Eigen::MatrixXd b = blk.template cast<double>();
+      EditReport r = editBlock(b, projector.template cast<double>(), side);
+      blk = b.template cast<Scalar>();
+      return r;
+    }
+    Matrix b = blk;
+    EditReport r = editBlock(b, projector, side);
+    blk = b;
+    return r;
+  }
+
   /// Folds an affine LEACE eraser into y = Wx + b (output side): returns W' = PW, b' = Pb + (I − P)μ.
   template <typename DW, typename DB>
   EditResult<Scalar> apply(const Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase<DB>& b,
@@ -175,52 +233,26 @@ class WeightEditor {
   /// In-place version of the LEACE fold (weight and bias are both overwritten).
   template <typename DW, typename DB>
   EditReport applyInPlace(Eigen::MatrixBase<DW>& w, Eigen::MatrixBase<DB>& b, const LeaceEraser<Scalar>& eraser) const {
-    static_assert(std::is_same<typename DW::Scalar, Scalar>::value && std::is_same<typename DB::Scalar, Scalar>::value,
-                  "WeightEditor::applyInPlace: the weight's and bias' scalar types must match the editor's");
-    const char* where = "WeightEditor::apply(LEACE)";
-    requireArg(m_side == WeightSide::Output, where, "side", toString(m_side),
-               "output (a concept eraser acts on the layer's output y = Wx + b)");
-    checkNonEmpty(w, where, "w");
-    checkFinite(w, where, "w");
-    checkFinite(b, where, "b");
-    auto blk = block(w, where);
-    const Side side = storageSide();
-    const Index extent = side == Side::Left ? blk.rows() : blk.cols();
-    requireArg(eraser.dim() == extent, where, "eraser.dim()", eraser.dim(),
-               std::to_string(extent) + " (the output extent of the edited block)");
-    const Index outStart = m_outStart;
-    const Index inDim = m_transposed ? w.rows() : w.cols();
-    requireArg(m_inStart == 0 && (m_inCount < 0 || m_inCount == inDim), where, "input range",
-               "[" + std::to_string(m_inStart) + ", +" + std::to_string(m_inCount) + ")",
-               "all inputs (the folded bias describes the whole layer)");
-    requireArg(b.size() == (m_transposed ? w.cols() : w.rows()), where, "b.size()", b.size(),
-               std::to_string(m_transposed ? w.cols() : w.rows()) + " (one bias per output)");
-    Eigen::MatrixXd bw = blk.template cast<double>();
-    Eigen::VectorXd bb = b.derived().segment(outStart, extent).template cast<double>();
-    const Eigen::MatrixXd l = eraser.left().template cast<double>() * m_alpha, r = eraser.right().template cast<double>();
-    const Eigen::VectorXd mu = eraser.bias().template cast<double>();
-    EditReport rep;
-    rep.storageSide = side;
-    rep.weightNorm = bw.norm();
-    // report on the functionals r_iᵀ y the eraser zeroes (normalised)
-    const Eigen::VectorXd rn = r.colwise().norm().transpose().cwiseMax(1e-300);
-    const Eigen::MatrixXd rUnit = r * rn.cwiseInverse().asDiagonal();
-    auto dirNorms = [&](const Eigen::MatrixXd& m) -> Eigen::VectorXd {
-      return side == Side::Left ? Eigen::VectorXd((rUnit.transpose() * m).rowwise().norm())
-                                : Eigen::VectorXd((m * rUnit).colwise().norm().transpose());
-    };
-    rep.normBefore = dirNorms(bw);
-    Eigen::MatrixXd delta;
-    if (side == Side::Left) delta = l * (r.transpose() * bw);   // (LRᵀ)W
-    else delta = (bw * r) * l.transpose();                      // Wᵀ(LRᵀ)ᵀ
-    bw -= delta;
-    rep.normAfter = dirNorms(bw);
-    rep.deltaNorm = (bw - blk.template cast<double>()).norm();
-    // b' = b − αLRᵀ(b − μ)
-    const Eigen::VectorXd bNew = bb - l * (r.transpose() * (eraser.affine() ? Eigen::VectorXd(bb - mu) : bb));
-    blk = bw.template cast<Scalar>();
-    b.derived().segment(outStart, extent) = bNew.template cast<Scalar>();
-    return rep;
+    return foldOutput(w, b, eraser.obliqueProjector(), "WeightEditor::apply(LEACE)", "eraser.dim()");
+  }
+
+  /// Folds an oblique (affine or linear) projector into y = Wx + b on the output side:
+  /// W' = P_αW, b' = P_αb + (I − P_α)μ with P_α = I − αABᵀ (`ObliqueProjector::composeAfter`).
+  template <typename DW, typename DB>
+  EditResult<Scalar> apply(const Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase<DB>& b,
+                           const ObliqueProjector<Scalar>& projector) const {
+    EditResult<Scalar> out;
+    out.weight = w.template cast<Scalar>();
+    out.bias = b.template cast<Scalar>();
+    out.report = applyInPlace(out.weight, out.bias, projector);
+    return out;
+  }
+
+  /// In-place version of `apply(w, b, projector)` (weight and bias are both overwritten).
+  template <typename DW, typename DB>
+  EditReport applyInPlace(Eigen::MatrixBase<DW>& w, Eigen::MatrixBase<DB>& b,
+                          const ObliqueProjector<Scalar>& projector) const {
+    return foldOutput(w, b, projector, "WeightEditor::apply(w, b, projector)", "projector.dim()");
   }
 
  private:
@@ -239,6 +271,79 @@ class WeightEditor {
                "a non-empty range within the " + std::to_string(inDim) + " inputs");
     if (m_transposed) return w.derived().block(m_inStart, m_outStart, ic, oc);
     return w.derived().block(m_outStart, m_inStart, oc, ic);
+  }
+
+  /// The output-side fold of an oblique projector into weight and bias, in double, rounded once.
+  template <typename DW, typename DB>
+  EditReport foldOutput(Eigen::MatrixBase<DW>& w, Eigen::MatrixBase<DB>& b, const ObliqueProjector<Scalar>& projector,
+                        const char* where, const char* dimName) const {
+    static_assert(std::is_same<typename DW::Scalar, Scalar>::value && std::is_same<typename DB::Scalar, Scalar>::value,
+                  "WeightEditor::applyInPlace: the weight's and bias' scalar types must match the editor's");
+    requireArg(m_side == WeightSide::Output, where, "side", toString(m_side),
+               "output (a concept eraser acts on the layer's output y = Wx + b)");
+    checkNonEmpty(w, where, "w");
+    checkFinite(w, where, "w");
+    checkFinite(b, where, "b");
+    auto blk = block(w, where);
+    const Side side = storageSide();
+    const Index extent = side == Side::Left ? blk.rows() : blk.cols();
+    requireArg(projector.dim() == extent, where, dimName, projector.dim(),
+               std::to_string(extent) + " (the output extent of the edited block)");
+    const Index outStart = m_outStart;
+    const Index inDim = m_transposed ? w.rows() : w.cols();
+    requireArg(m_inStart == 0 && (m_inCount < 0 || m_inCount == inDim), where, "input range",
+               "[" + std::to_string(m_inStart) + ", +" + std::to_string(m_inCount) + ")",
+               "all inputs (the folded bias describes the whole layer)");
+    requireArg(b.size() == (m_transposed ? w.cols() : w.rows()), where, "b.size()", b.size(),
+               std::to_string(m_transposed ? w.cols() : w.rows()) + " (one bias per output)");
+    Eigen::MatrixXd bw = blk.template cast<double>();
+    Eigen::VectorXd bb = b.derived().segment(outStart, extent).template cast<double>();
+    const ObliqueProjector<double> p = projector.template cast<double>();
+    EditReport rep;
+    rep.storageSide = side;
+    rep.weightNorm = bw.norm();
+    const ObliqueProjector<double> unit = side == Side::Left ? p : p.transposed();
+    rep.normBefore = directionNorms(bw, unit, side);
+    p.scaled(m_alpha).composeAfter(bw, bb, side);  // W ← P_αW (or Wᵀ ← WᵀP_αᵀ), b ← P_αb + (I − P_α)μ
+    rep.normAfter = directionNorms(bw, unit, side);
+    rep.deltaNorm = (bw - blk.template cast<double>()).norm();
+    blk = bw.template cast<Scalar>();
+    b.derived().segment(outStart, extent) = bb.template cast<Scalar>();
+    return rep;
+  }
+
+  /// Norms of the coefficients an oblique map removes from m, per direction, with the factor
+  /// that defines them normalised (B for `Side::Left`: rows of B̂ᵀm; A for `Side::Right`: columns of mÂ).
+  template <typename S>
+  static Eigen::VectorXd directionNorms(const Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>& m,
+                                        const ObliqueProjector<S>& p, Side side) {
+    const auto c = p.coordinates(m, side);
+    const Eigen::VectorXd n = side == Side::Left ? Eigen::VectorXd(c.rowwise().norm().template cast<double>())
+                                                 : Eigen::VectorXd(c.colwise().norm().transpose().template cast<double>());
+    const Eigen::VectorXd f = side == Side::Left ? Eigen::VectorXd(p.right().colwise().norm().transpose().template cast<double>())
+                                                 : Eigen::VectorXd(p.left().colwise().norm().transpose().template cast<double>());
+    return n.cwiseQuotient(f.cwiseMax(1e-300));
+  }
+
+  /// An oblique map's linear part at strength α applied on `side` of b (storage order), with the report.
+  template <typename S>
+  EditReport editBlock(Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>& b, const ObliqueProjector<S>& projector,
+                       Side side) const {
+    // logical output side: PW, stored transposed WᵀPᵀ; input side: WP, stored transposed PᵀWᵀ
+    const ObliqueProjector<S> op = m_transposed ? projector.transposed() : projector;
+    EditReport rep;
+    rep.storageSide = side;
+    rep.weightNorm = double(b.norm());
+    rep.normBefore = directionNorms(b, op, side);
+    if (op.empty() || m_alpha == 0) {
+      rep.normAfter = rep.normBefore;
+      return rep;
+    }
+    const Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic> before = b;
+    op.scaled(m_alpha).applyInPlace(b, side);
+    rep.deltaNorm = double((b - before).norm());
+    rep.normAfter = directionNorms(b, op, side);
+    return rep;
   }
 
   /// (I − αQQᵀ) applied on `side` of b, with the report.
