@@ -14,7 +14,10 @@
 ///   - `bool elementwise() const` says whether the method is defined entry by entry (then the
 ///     default rules apply it to every tensor, not only to 2-D weights);
 ///   - `std::string describe() const` names the method and its parameters (used in reports).
-/// `ModelMerger` (driver.hpp) walks a whole model with any of them, streaming.
+/// The defaults of this protocol (`passes`, `elementwise`, `begin`, `mergeDelta`) come from one
+/// base, `detail::TensorMergerBase` (task_vectors.hpp); each merger states only its parameters,
+/// its accumulator and its working set. `ModelMerger` (driver.hpp) walks a whole model with any
+/// of them, streaming; registry.hpp lists them by name with their parameters.
 
 #include "../core/config.hpp"
 #include "../core/random.hpp"
@@ -44,7 +47,7 @@ inline std::string fmt(double x) {
 /// Task arithmetic (Ilharco et al., ICLR 2023): Δ = λ Σ_i τ_i. λ = 1 by default (0.3 is the usual
 /// choice for eight CLIP tasks).
 template <typename Scalar_>
-class TaskArithmetic {
+class TaskArithmetic : public detail::TensorMergerBase<TaskArithmetic<Scalar_>, Scalar_> {
  public:
   /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
@@ -62,20 +65,17 @@ class TaskArithmetic {
   }
   /// The scale λ.
   double scale() const { return m_scale; }
-  /// True: defined entry by entry, so the default rules apply it to every tensor, not only to 2-D weights.
-  bool elementwise() const { return true; }
+  /// Number of passes of the streaming form.
+  static constexpr Index kPasses = 1;
+  /// Defined entry by entry (or on the tensor as a flat vector): the default rules apply it to every tensor.
+  static constexpr bool kElementwise = true;
+  /// The name `mergeDelta` errors carry.
+  static constexpr const char* kWhere = "TaskArithmetic::mergeDelta";
   /// Method name and λ, as used in reports.
   std::string describe() const { return "task arithmetic (lambda=" + detail::fmt(m_scale) + ")"; }
 
-  /// Δ = λ Σ τ_i.
-  Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
-    return detail::mergeBatch(*this, taus, report, "TaskArithmetic::mergeDelta");
-  }
-
   /// Streaming form: a running sum of the task vectors, scaled by λ at the end (one pass).
   using Accumulator = detail::SumAccumulator<Scalar>;
-  /// Number of passes of the streaming form (1).
-  Index passes() const { return 1; }
   /// Starts the streaming merge of one rows×cols tensor from `count` ≥ 1 task vectors; `report`, when given, is filled
   /// at `finish()`.
   Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
@@ -96,8 +96,13 @@ class TaskArithmetic {
 /// exactly 0 takes the majority sign sign(Σ_entries s) (+ when that is 0 too); (3) disjoint
 /// mean: the mean over the tasks whose trimmed entry is non-zero and has the elected sign
 /// (0 when none). Δ = λ·merged. Defaults: density 0.2, λ = 1.
+///
+/// \code
+/// std::vector<Eigen::MatrixXf> taus = {theta1 - theta0, theta2 - theta0, theta3 - theta0};
+/// Eigen::MatrixXf merged = theta0 + wproj::TiesMerging<float>().setDensity(0.2).mergeDelta(taus);
+/// \endcode
 template <typename Scalar_>
-class TiesMerging {
+class TiesMerging : public detail::TensorMergerBase<TiesMerging<Scalar_>, Scalar_> {
  public:
   /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
@@ -122,8 +127,12 @@ class TiesMerging {
   double density() const { return m_density; }
   /// The scale λ of the merged delta.
   double scale() const { return m_scale; }
-  /// True: defined entry by entry, so the default rules apply it to every tensor, not only to 2-D weights.
-  bool elementwise() const { return true; }
+  /// Number of passes of the streaming form.
+  static constexpr Index kPasses = 2;
+  /// Defined entry by entry (or on the tensor as a flat vector): the default rules apply it to every tensor.
+  static constexpr bool kElementwise = true;
+  /// The name `mergeDelta` errors carry.
+  static constexpr const char* kWhere = "TiesMerging::mergeDelta";
   /// Method name, density and λ, as used in reports.
   std::string describe() const {
     return "ties (density=" + detail::fmt(m_density) + ", lambda=" + detail::fmt(m_scale) + ")";
@@ -141,11 +150,6 @@ class TiesMerging {
     Matrix sum = trimmed.front();
     for (std::size_t i = 1; i < trimmed.size(); ++i) sum += trimmed[i];
     return electedSigns(sum).template cast<Scalar>().matrix();
-  }
-
-  /// Δ = λ · disjoint mean of the trimmed, sign-agreeing entries.
-  Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
-    return detail::mergeBatch(*this, taus, report, "TiesMerging::mergeDelta");
   }
 
   /// Streaming form, two passes (trimming is recomputed from τ_i in each): pass 0 keeps the
@@ -195,13 +199,6 @@ class TiesMerging {
     Matrix m_sum, m_cnt;
     SignArray m_sign;
   };
-  /// Number of passes of the streaming form (2).
-  Index passes() const { return 2; }
-  /// Starts the streaming merge of one rows×cols tensor from `count` ≥ 1 task vectors; `report`, when given, is filled
-  /// at `finish()`.
-  Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
-    return Accumulator(*this, rows, cols, count, report);
-  }
   /// The incoming task vector, its magnitudes (for the selection), the numerator and count of
   /// the disjoint mean and the elected signs (one byte an entry).
   static std::size_t workingSetBytes(Index rows, Index cols, Index) {
@@ -259,7 +256,7 @@ class TiesMerging {
 /// CounterRng(seed, stream = index·2³² + i): the same seed gives the same masks, independently of
 /// the order other tensors are visited in. Defaults: p = 0.5, λ = 1, seed 0.
 template <typename Scalar_>
-class DareMerging {
+class DareMerging : public detail::TensorMergerBase<DareMerging<Scalar_>, Scalar_> {
  public:
   /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
@@ -278,6 +275,14 @@ class DareMerging {
     m_scale = lambda;
     return *this;
   }
+  /// Whether the survivors are rescaled by 1/(1 − p) (true by default, which keeps E[τ̂_i] = τ_i;
+  /// false keeps them as they are, mergekit's `rescale: false`).
+  DareMerging& setRescale(bool rescale) {
+    m_rescale = rescale;
+    return *this;
+  }
+  /// True when the survivors are rescaled by 1/(1 − p).
+  bool rescale() const { return m_rescale; }
   /// Seed of the drop masks.
   DareMerging& setSeed(std::uint64_t seed) {
     m_seed = seed;
@@ -287,23 +292,23 @@ class DareMerging {
   double dropRate() const { return m_drop; }
   /// The seed of the drop masks.
   std::uint64_t seed() const { return m_seed; }
-  /// True: defined entry by entry, so the default rules apply it to every tensor, not only to 2-D weights.
-  bool elementwise() const { return true; }
+  /// Number of passes of the streaming form.
+  static constexpr Index kPasses = 1;
+  /// Defined entry by entry (or on the tensor as a flat vector): the default rules apply it to every tensor.
+  static constexpr bool kElementwise = true;
+  /// The name `mergeDelta` errors carry.
+  static constexpr const char* kWhere = "DareMerging::mergeDelta";
   /// Method name, p, λ and seed, as used in reports.
   std::string describe() const {
-    return "dare (p=" + detail::fmt(m_drop) + ", lambda=" + detail::fmt(m_scale) + ", seed=" + std::to_string(m_seed) + ")";
+    return "dare (p=" + detail::fmt(m_drop) + ", lambda=" + detail::fmt(m_scale) + ", seed=" + std::to_string(m_seed) +
+           (m_rescale ? ")" : ", no rescale)");
   }
 
-  /// τ̂ = mask ⊙ τ / (1 − p) with the mask of (tensor `index`, task `task`).
+  /// τ̂ = mask ⊙ τ / (1 − p) (mask ⊙ τ without rescaling) with the mask of (tensor `index`, task `task`).
   Matrix dropAndRescale(const Matrix& tau, Index index, Index task) const {
     Matrix out(tau.rows(), tau.cols());
     addDropped(out, tau, index, task, true);
     return out;
-  }
-
-  /// Δ = λ Σ_i dropAndRescale(τ_i); the tensor's position is taken from `report->index` (0 without a report).
-  Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
-    return detail::mergeBatch(*this, taus, report, "DareMerging::mergeDelta");
   }
 
   /// Streaming form: a running sum of the masked, rescaled task vectors (mask i depends only on
@@ -337,13 +342,6 @@ class DareMerging {
     detail::TaskStream<Scalar> m_in;
     Matrix m_sum;
   };
-  /// Number of passes of the streaming form (1).
-  Index passes() const { return 1; }
-  /// Starts the streaming merge of one rows×cols tensor from `count` ≥ 1 task vectors; `report`, when given, is filled
-  /// at `finish()`.
-  Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
-    return Accumulator(*this, rows, cols, count, report);
-  }
   /// The incoming task vector and the running sum.
   static std::size_t workingSetBytes(Index rows, Index cols, Index) { return 2 * detail::tensorBytes(rows, cols, sizeof(Scalar)); }
 
@@ -352,7 +350,7 @@ class DareMerging {
   void addDropped(Matrix& acc, const Matrix& tau, Index index, Index task, bool first) const {
     const CounterRng rng(m_seed, (std::uint64_t(index) << 32) + std::uint64_t(task));
     const double keep = 1.0 - m_drop;
-    const Scalar rescale = Scalar(1.0 / keep);
+    const Scalar rescale = m_rescale ? Scalar(1.0 / keep) : Scalar(1);
     for (Index k = 0; k < tau.size(); ++k) {
       const Scalar v = rng.uniform(std::uint64_t(k)) <= keep ? tau.data()[k] * rescale : Scalar(0);
       if (first) acc.data()[k] = v;
@@ -363,6 +361,7 @@ class DareMerging {
   double m_drop = 0.5;
   double m_scale = 1.0;
   std::uint64_t m_seed = 0;
+  bool m_rescale = true;
 };
 
 /// Spherical linear interpolation of two tensors viewed as flat vectors (Shoemake 1985, as used
@@ -388,7 +387,7 @@ MergeMatrix<typename DA::Scalar> slerp(const Eigen::MatrixBase<DA>& a, const Eig
 /// SLERP merger of exactly two task vectors: Δ = slerp(τ_a, τ_b; t) (defaults t = 0.5, lerp
 /// threshold 0.9995). To interpolate full weights instead, call `slerp(θ_a, θ_b, t)` directly.
 template <typename Scalar_>
-class SlerpMerging {
+class SlerpMerging : public detail::TensorMergerBase<SlerpMerging<Scalar_>, Scalar_> {
  public:
   /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
@@ -407,15 +406,14 @@ class SlerpMerging {
     m_threshold = threshold;
     return *this;
   }
-  /// True: it treats any tensor as a flat vector, so the default rules apply it to every tensor.
-  bool elementwise() const { return true; }
+  /// Number of passes of the streaming form.
+  static constexpr Index kPasses = 1;
+  /// Defined entry by entry (or on the tensor as a flat vector): the default rules apply it to every tensor.
+  static constexpr bool kElementwise = true;
+  /// The name `mergeDelta` errors carry.
+  static constexpr const char* kWhere = "SlerpMerging::mergeDelta";
   /// Method name and t, as used in reports.
   std::string describe() const { return "slerp (t=" + detail::fmt(m_t) + ")"; }
-
-  /// Δ = slerp(τ_a, τ_b; t) of exactly two task vectors.
-  Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
-    return detail::mergeBatch(*this, taus, report, "SlerpMerging::mergeDelta");
-  }
 
   /// Streaming form: keeps τ_a, interpolates when τ_b arrives (one pass, exactly two task vectors).
   class Accumulator {
@@ -450,13 +448,6 @@ class SlerpMerging {
     Matrix m_a, m_d;
     bool m_lerp = false;
   };
-  /// Number of passes of the streaming form (1).
-  Index passes() const { return 1; }
-  /// Starts the streaming merge of one rows×cols tensor from exactly 2 task vectors; `report`, when given, is filled at
-  /// `finish()`.
-  Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
-    return Accumulator(*this, rows, cols, count, report);
-  }
   /// τ_a, τ_b and the result.
   static std::size_t workingSetBytes(Index rows, Index cols, Index) { return 3 * detail::tensorBytes(rows, cols, sizeof(Scalar)); }
 
@@ -471,7 +462,7 @@ class SlerpMerging {
 /// mean cosine would give t < 0 or a pole; this is reported); pairs with a zero task vector
 /// count as cosine 0 (reported).
 template <typename Scalar_>
-class ModelStock {
+class ModelStock : public detail::TensorMergerBase<ModelStock<Scalar_>, Scalar_> {
  public:
   /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
@@ -505,8 +496,12 @@ class ModelStock {
   };
 
  public:
-  /// True: it treats any tensor as a flat vector, so the default rules apply it to every tensor.
-  bool elementwise() const { return true; }
+  /// Number of passes of the streaming form.
+  static constexpr Index kPasses = 1;
+  /// Defined entry by entry (or on the tensor as a flat vector): the default rules apply it to every tensor.
+  static constexpr bool kElementwise = true;
+  /// The name `mergeDelta` errors carry.
+  static constexpr const char* kWhere = "ModelStock::mergeDelta";
   /// Method name, as used in reports (a tensor's report entry adds cos θ and t).
   std::string describe() const { return "model stock"; }
 
@@ -522,11 +517,6 @@ class ModelStock {
     for (const auto& t : taus) c.add(t);
     if (zeros) *zeros = c.zeros;
     return c.mean();
-  }
-
-  /// Δ = t · mean τ_i from at least two task vectors.
-  Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
-    return detail::mergeBatch(*this, taus, report, "ModelStock::mergeDelta");
   }
 
   /// Streaming form, one pass: the running sum of the task vectors and, for the mean pairwise
@@ -570,13 +560,6 @@ class ModelStock {
     detail::SumAccumulator<Scalar> m_sum;
     CosineStream m_cos;
   };
-  /// Number of passes of the streaming form (1).
-  Index passes() const { return 1; }
-  /// Starts the streaming merge of one rows×cols tensor from `count` ≥ 2 task vectors; `report`, when given, is filled
-  /// at `finish()`.
-  Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
-    return Accumulator(*this, rows, cols, count, report);
-  }
   /// The incoming task vector, the running sum and R (in double).
   static std::size_t workingSetBytes(Index rows, Index cols, Index) {
     return 2 * detail::tensorBytes(rows, cols, sizeof(Scalar)) + detail::tensorBytes(rows, cols, sizeof(double));

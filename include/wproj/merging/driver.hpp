@@ -62,6 +62,16 @@ struct TensorCallbacks {
 /// "empty tensor"); `peakResidentBytes` is θ₀ plus the merger's `workingSetBytes` for the largest
 /// tensor, which does not depend on T. A merger without a streaming form (only `mergeDelta`)
 /// is fed the T task vectors at once.
+///
+/// \code
+/// // base, models: std::map<std::string, Eigen::MatrixXf> of θ₀ and of each θ_i, by tensor name.
+/// wproj::ModelMerger<wproj::TiesMerging<float>> mm(wproj::TiesMerging<float>().setDensity(0.2));
+/// std::map<std::string, Eigen::MatrixXf> merged;
+/// wproj::MergeReport report = mm.merge(
+///     names, Index(models.size()), [&](const std::string& n) { return base.at(n); },
+///     [&](Index i, const std::string& n) { return models[i].at(n); },
+///     [&](const std::string& n, const Eigen::MatrixXf& t) { merged[n] = t; });
+/// \endcode
 template <typename Merger>
 class ModelMerger {
  public:

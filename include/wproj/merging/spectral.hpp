@@ -40,7 +40,7 @@ TruncatedSVD<Matrix> fullThinSvd(const Eigen::MatrixBase<Derived>& a, const char
 /// the spectrum is flattened to its mean. α = 1 by default (the paper tunes it in 0.1…3.0).
 /// A zero sum gives a zero delta (reported).
 template <typename Scalar_>
-class IsoCMerging {
+class IsoCMerging : public detail::TensorMergerBase<IsoCMerging<Scalar_>, Scalar_> {
  public:
   /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
@@ -55,15 +55,14 @@ class IsoCMerging {
   }
   /// The scale α.
   double scale() const { return m_scale; }
-  /// False: defined on 2-D weights; the default rules average the task vectors of other tensors.
-  bool elementwise() const { return false; }
+  /// Number of passes of the streaming form.
+  static constexpr Index kPasses = 1;
+  /// Defined on 2-D weights: the default rules average the task vectors of other tensors.
+  static constexpr bool kElementwise = false;
+  /// The name `mergeDelta` errors carry.
+  static constexpr const char* kWhere = "IsoCMerging::mergeDelta";
   /// Method name and α, as used in reports.
   std::string describe() const { return "iso-c (alpha=" + detail::fmt(m_scale) + ")"; }
-
-  /// Δ = α · mean(σ) · U Vᵀ from the thin SVD U Σ Vᵀ of Σ τ_i.
-  Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
-    return detail::mergeBatch(*this, taus, report, "IsoCMerging::mergeDelta");
-  }
 
   /// Streaming form: a running sum of the task vectors (one pass), its SVD at `finish()`.
   class Accumulator {
@@ -98,13 +97,6 @@ class IsoCMerging {
     TensorReport* m_report;
     detail::SumAccumulator<Scalar> m_sum;
   };
-  /// Number of passes of the streaming form (1).
-  Index passes() const { return 1; }
-  /// Starts the streaming merge of one rows×cols tensor from `count` ≥ 1 task vectors; `report`, when given, is filled
-  /// at `finish()`.
-  Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
-    return Accumulator(*this, rows, cols, count, report);
-  }
   /// The incoming task vector, the running sum, its SVD and the result.
   static std::size_t workingSetBytes(Index rows, Index cols, Index) {
     return 2 * detail::tensorBytes(rows, cols, sizeof(Scalar)) + detail::svdBytes<Scalar>(rows, cols);
@@ -122,7 +114,7 @@ class IsoCMerging {
 /// Δ = α·mean(kept σ)·polar(U*)·polar(V*)ᵀ, the mean taken over the s kept σ. When d = 0
 /// ((s − k₀)/T ≤ 1/2) every direction is common (reported).
 template <typename Scalar_>
-class IsoCtsMerging {
+class IsoCtsMerging : public detail::TensorMergerBase<IsoCtsMerging<Scalar_>, Scalar_> {
  public:
   /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
@@ -143,8 +135,12 @@ class IsoCtsMerging {
   }
   /// The fraction f of the directions taken from the common subspace.
   double commonFraction() const { return m_common; }
-  /// False: defined on 2-D weights; the default rules average the task vectors of other tensors.
-  bool elementwise() const { return false; }
+  /// Number of passes of the streaming form.
+  static constexpr Index kPasses = 2;
+  /// Defined on 2-D weights: the default rules average the task vectors of other tensors.
+  static constexpr bool kElementwise = false;
+  /// The name `mergeDelta` errors carry.
+  static constexpr const char* kWhere = "IsoCtsMerging::mergeDelta";
   /// Method name, α and common fraction, as used in reports.
   std::string describe() const {
     return "iso-cts (alpha=" + detail::fmt(m_scale) + ", common=" + detail::fmt(m_common) + ")";
@@ -270,13 +266,6 @@ class IsoCtsMerging {
     Matrix m_sum, m_u, m_v;
     Eigen::Matrix<double, Eigen::Dynamic, 1> m_sigma;
   };
-  /// Number of passes of the streaming form (2).
-  Index passes() const { return 2; }
-  /// Starts the streaming merge of one rows×cols tensor from `count` ≥ 1 task vectors; `report`, when given, is filled
-  /// at `finish()`.
-  Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
-    return Accumulator(*this, rows, cols, count, report);
-  }
   /// The incoming task vector, the running sum and its SVD, then a residual and the stacked
   /// factors (at most m×min(m, n) and n×min(m, n)) with their polar factors, and the result.
   static std::size_t workingSetBytes(Index rows, Index cols, Index) {
@@ -296,7 +285,7 @@ class IsoCtsMerging {
 /// all-zero delta. Here the tensor falls back to task arithmetic, Δ = α Σ τ_t (the quantity
 /// TSV-M approximates), and the report carries a warning.
 template <typename Scalar_>
-class TsvMerging {
+class TsvMerging : public detail::TensorMergerBase<TsvMerging<Scalar_>, Scalar_> {
  public:
   /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
@@ -311,8 +300,12 @@ class TsvMerging {
   }
   /// The scale α.
   double scale() const { return m_scale; }
-  /// False: defined on 2-D weights; the default rules average the task vectors of other tensors.
-  bool elementwise() const { return false; }
+  /// Number of passes of the streaming form.
+  static constexpr Index kPasses = 1;
+  /// Defined on 2-D weights: the default rules average the task vectors of other tensors.
+  static constexpr bool kElementwise = false;
+  /// The name `mergeDelta` errors carry.
+  static constexpr const char* kWhere = "TsvMerging::mergeDelta";
   /// Method name and α, as used in reports.
   std::string describe() const { return "tsv-m (alpha=" + detail::fmt(m_scale) + ")"; }
 
@@ -412,13 +405,6 @@ class TsvMerging {
     Matrix m_u, m_v;
     Eigen::Matrix<Scalar, Eigen::Dynamic, 1> m_sigma;
   };
-  /// Number of passes of the streaming form (1).
-  Index passes() const { return 1; }
-  /// Starts the streaming merge of one rows×cols tensor from `count` ≥ 1 task vectors; `report`, when given, is filled
-  /// at `finish()`.
-  Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
-    return Accumulator(*this, rows, cols, count, report);
-  }
   /// The incoming task vector, the stacked factors (at most m×min(m, n) and n×min(m, n)), one
   /// task's SVD, the polar factors and the result.
   static std::size_t workingSetBytes(Index rows, Index cols, Index) {

@@ -162,6 +162,44 @@ Matrix mergeBatch(const Merger& merger, const std::vector<Matrix>& taus, TensorR
   return d;
 }
 
+/// The common part of the per-tensor mergers (a CRTP base): the defaults of the per-tensor
+/// protocol, so that a merger states only what differs. `Derived` declares
+///   - `static constexpr Index kPasses` (1 or 2) and `static constexpr bool kElementwise`;
+///   - `static constexpr const char* kWhere`, the name its `mergeDelta` errors carry;
+///   - a nested `Accumulator` constructed from `(const Derived&, rows, cols, count, report)`;
+///   - `static std::size_t workingSetBytes(rows, cols, count)` and `std::string describe() const`.
+/// It gets `passes()`, `elementwise()`, `begin()` and the batch `mergeDelta()` (which runs the
+/// streaming form); a merger whose accumulator is built differently, or that keeps something
+/// from the last batch call, declares its own `begin()` or `mergeDelta()`, which hides these.
+template <typename Derived, typename Scalar_>
+class TensorMergerBase {
+ public:
+  /// Floating-point type of the task vectors.
+  using Scalar = Scalar_;
+  /// Dense matrix type of task vectors and merged deltas.
+  using Matrix = MergeMatrix<Scalar>;
+
+  /// Number of passes of the streaming form over the task vectors (1 or 2).
+  Index passes() const { return Derived::kPasses; }
+  /// True when the method is defined entry by entry (or on any tensor seen as a flat vector):
+  /// then the default rules apply it to every tensor, not only to 2-D weights; false for the
+  /// spectral methods, whose default on other tensors is the mean of the task vectors.
+  bool elementwise() const { return Derived::kElementwise; }
+  /// Starts the streaming merge of one rows×cols tensor from `count` task vectors (the merger
+  /// says how many it accepts); `report`, when given, is filled at `finish()`.
+  auto begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
+    return typename Derived::Accumulator(self(), rows, cols, count, report);
+  }
+  /// The merged delta Δ (θ = θ₀ + Δ) of the task vectors τ_i = θ_i − θ₀ of one tensor, computed
+  /// by the streaming form.
+  Matrix mergeDelta(const std::vector<Matrix>& taus, TensorReport* report = nullptr) const {
+    return mergeBatch(self(), taus, report, Derived::kWhere);
+  }
+
+ private:
+  const Derived& self() const { return static_cast<const Derived&>(*this); }
+};
+
 /// A running sum of the task vectors, finished as Δ = factor·Σ τ_i, or as the mean Σ τ_i / T
 /// (`mean`, the treatment of `TensorAction::Average`). One pass; holds one tensor besides the
 /// incoming one.
