@@ -5,12 +5,14 @@
 /// Files: a read-only memory map (`MappedFile`), an all-or-nothing output file (`AtomicFile`) and
 /// an all-or-nothing output folder (`AtomicFolder`).
 ///
+/// `AtomicFile` is the library-wide atomic writer of core/atomic_file.hpp, re-exported here.
 /// Inputs are opened read-only and never modified. Outputs are written to an unnamed temporary
 /// file in the destination folder (Linux `O_TMPFILE`, falling back to a hidden `mkstemp` name),
 /// flushed with `fsync`, and only then linked/renamed into place; if anything fails — or the
 /// process is killed — before `commit()`, no file appears under the destination name and an
 /// existing file there is left untouched. POSIX only.
 
+#include "../core/atomic_file.hpp"
 #include "../core/config.hpp"
 
 #include <dirent.h>
@@ -32,17 +34,9 @@ namespace wproj {
 namespace io {
 
 namespace detail {
-inline std::string errnoText(int err) { return std::strerror(err); }
-inline std::string dirName(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-inline std::string baseName(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
+using wproj::fsdetail::baseName;
+using wproj::fsdetail::dirName;
+using wproj::fsdetail::errnoText;
 }  // namespace detail
 
 /// A whole file mapped read-only into memory (`mmap`, `PROT_READ`, `MAP_SHARED`). Pages are read
@@ -168,139 +162,10 @@ class MappedFile {
   int m_fd = -1;
 };
 
-/// An output file that appears under its final name only when complete (see the file comment).
-/// Write with `write()` (sequential) or `writeAt()` (positional), then `commit()`. The destructor
-/// of an uncommitted file discards everything written.
-class AtomicFile {
- public:
-  /// No output (call `open()`).
-  AtomicFile() = default;
-  /// Creates the temporary file for `path` in the same folder; throws IoError on failure.
-  explicit AtomicFile(const std::string& path) { open(path); }
-  AtomicFile(const AtomicFile&) = delete;
-  AtomicFile& operator=(const AtomicFile&) = delete;
-  /// Takes over the output of `o`, which is left without one.
-  AtomicFile(AtomicFile&& o) noexcept { swap(o); }
-  /// Discards this output, then takes over the output of `o`.
-  AtomicFile& operator=(AtomicFile&& o) noexcept {
-    if (this != &o) {
-      discard();
-      swap(o);
-    }
-    return *this;
-  }
-  ~AtomicFile() { discard(); }
-
-  /// Starts a new output for `path` (discarding any previous uncommitted one).
-  void open(const std::string& path) {
-    discard();
-    m_path = path;
-    const std::string dir = detail::dirName(path);
-#ifdef O_TMPFILE
-    m_fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
-#endif
-    if (m_fd < 0) {
-      std::string tmpl = dir + "/." + detail::baseName(path) + ".tmp-XXXXXX";
-      m_fd = ::mkstemp(&tmpl[0]);
-      if (m_fd < 0) throw IoError(path + ": cannot create a temporary file in " + dir + ": " + detail::errnoText(errno));
-      m_tempName = tmpl;
-      const mode_t mask = ::umask(0);
-      ::umask(mask);
-      ::fchmod(m_fd, 0666 & ~mask);
-    }
-    m_offset = 0;
-  }
-
-  /// True while a temporary file is open (after `open()`, before `commit()` or `discard()`).
-  bool isOpen() const { return m_fd >= 0; }
-  /// The final path the file appears under at `commit()`.
-  const std::string& path() const { return m_path; }
-
-  /// Appends `n` bytes at the current position.
-  void write(const void* data, std::size_t n) {
-    writeAt(m_offset, data, n);
-    m_offset += n;
-  }
-
-  /// Writes `n` bytes at byte `offset` (does not move the append position).
-  void writeAt(std::uint64_t offset, const void* data, std::size_t n) {
-    requireOpen();
-    const char* p = static_cast<const char*>(data);
-    while (n > 0) {
-      const ssize_t w = ::pwrite(m_fd, p, n, static_cast<off_t>(offset));
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        throw IoError(m_path + ": write failed: " + detail::errnoText(errno));
-      }
-      p += w;
-      n -= static_cast<std::size_t>(w);
-      offset += static_cast<std::uint64_t>(w);
-    }
-  }
-
-  /// Sets the file length (extends with zeros).
-  void resize(std::uint64_t size) {
-    requireOpen();
-    if (::ftruncate(m_fd, static_cast<off_t>(size)) != 0)
-      throw IoError(m_path + ": cannot set the file size: " + detail::errnoText(errno));
-  }
-
-  /// Flushes the data to disk and moves the file into place under its final name (replacing an
-  /// existing file atomically). After this the object is closed.
-  void commit() {
-    requireOpen();
-    if (::fsync(m_fd) != 0) throw IoError(m_path + ": fsync failed: " + detail::errnoText(errno));
-    if (m_tempName.empty()) {
-      // Unnamed O_TMPFILE inode: give it a hidden name, then rename over the destination.
-      const std::string dir = detail::dirName(m_path);
-      const std::string proc = "/proc/self/fd/" + std::to_string(m_fd);
-      for (int attempt = 0; attempt < 100 && m_tempName.empty(); ++attempt) {
-        const std::string name = dir + "/." + detail::baseName(m_path) + ".tmp-" + std::to_string(::getpid()) + "-" +
-                                 std::to_string(attempt);
-        if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, name.c_str(), AT_SYMLINK_FOLLOW) == 0) {
-          m_tempName = name;
-        } else if (errno != EEXIST) {
-          throw IoError(m_path + ": cannot link the temporary file: " + detail::errnoText(errno));
-        }
-      }
-      if (m_tempName.empty()) throw IoError(m_path + ": cannot find a free temporary name");
-    }
-    if (::rename(m_tempName.c_str(), m_path.c_str()) != 0)
-      throw IoError(m_path + ": cannot rename the temporary file into place: " + detail::errnoText(errno));
-    m_tempName.clear();
-    ::close(m_fd);
-    m_fd = -1;
-    const int dfd = ::open(detail::dirName(m_path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      ::fsync(dfd);
-      ::close(dfd);
-    }
-  }
-
-  /// Drops an uncommitted output (closes and removes the temporary file). Never throws.
-  void discard() noexcept {
-    if (m_fd >= 0) ::close(m_fd);
-    m_fd = -1;
-    if (!m_tempName.empty()) ::unlink(m_tempName.c_str());
-    m_tempName.clear();
-  }
-
- private:
-  void requireOpen() const {
-    if (m_fd < 0) throw IoError((m_path.empty() ? std::string("AtomicFile") : m_path) + ": output is not open");
-  }
-  void swap(AtomicFile& o) noexcept {
-    std::swap(m_fd, o.m_fd);
-    std::swap(m_path, o.m_path);
-    std::swap(m_tempName, o.m_tempName);
-    std::swap(m_offset, o.m_offset);
-  }
-
-  int m_fd = -1;
-  std::string m_path;
-  std::string m_tempName;  // empty while the file is an unnamed O_TMPFILE inode
-  std::uint64_t m_offset = 0;
-};
+/// The atomic single-file writer (defined in core/atomic_file.hpp, shared with the layers below io).
+using wproj::AtomicFile;
+/// `std::streambuf` over an `AtomicFile` (core/atomic_file.hpp).
+using wproj::AtomicFileBuf;
 
 /// An output folder that appears — or replaces an existing folder — only when complete, so a
 /// set of files (e.g. checkpoint shards and their index) is committed all-or-nothing and no
