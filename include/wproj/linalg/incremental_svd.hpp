@@ -8,6 +8,7 @@
 
 #include "../core/config.hpp"
 #include "orthonormalize.hpp"
+#include "svd_base.hpp"
 #include "truncated_svd.hpp"
 
 #include <Eigen/Cholesky>
@@ -18,6 +19,16 @@
 #include <cmath>
 
 namespace wproj {
+
+template <typename MatrixType_>
+class IncrementalSVD;
+
+/// `SVDBase` traits of `IncrementalSVD` (its accessors answer at any time: rank 0 before `initialize()`).
+template <typename MatrixType_>
+struct SvdTraits<IncrementalSVD<MatrixType_>> {
+  using MatrixType = MatrixType_;
+  static constexpr bool ChecksComputed = false;
+};
 
 /// Keeps a thin SVD X = U Σ Vᵀ (U: m×r, V: n×r) up to date under low-rank modifications:
 /// `update(A, B)` for X ← X + ABᵀ, `appendColumns(C)` for X ← [X C], `appendRows(R)` for
@@ -34,19 +45,25 @@ namespace wproj {
 /// The rotations accumulate rounding: every `reorthonormalizationPeriod()` updates (default 10)
 /// U and V are re-orthonormalised without changing X: U = Q_U R_U, V = Q_V R_V (Cholesky QR),
 /// then the SVD of the r×r core R_U Σ R_Vᵀ. `orthogonalityError()` reports the current loss.
-/// Signs follow wproj's convention (largest-magnitude entry of each u_i positive).
-template <typename MatrixType>
-class IncrementalSVD {
+/// Signs follow wproj's convention (largest-magnitude entry of each u_i positive). `info()` is
+/// `Success`, or `NoConvergence` if a small SVD failed.
+template <typename MatrixType_>
+class IncrementalSVD : public SVDBase<IncrementalSVD<MatrixType_>> {
+  using Base = SVDBase<IncrementalSVD<MatrixType_>>;
+  friend Base;
+
  public:
-  /// Scalar type of the tracked matrix.
-  using Scalar = typename MatrixType::Scalar;
-  /// Real type of the singular values.
-  using RealScalar = typename Eigen::NumTraits<Scalar>::Real;
-  /// Dense matrix type of U and V.
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  /// Vector type of the singular values.
-  using Vector = Eigen::Matrix<RealScalar, Eigen::Dynamic, 1>;
-  static_assert(!Eigen::NumTraits<Scalar>::IsComplex, "IncrementalSVD: real scalars only");
+  using typename Base::Matrix;
+  using typename Base::MatrixType;
+  using typename Base::RealScalar;
+  using typename Base::Scalar;
+  using typename Base::Vector;
+  using Base::info;
+  using Base::matrixU;
+  using Base::matrixV;
+  using Base::rank;
+  using Base::reconstruct;
+  using Base::singularValues;
 
   /// An uninitialised tracker: call `initialize()` first.
   IncrementalSVD() = default;
@@ -176,14 +193,6 @@ class IncrementalSVD {
     return *this;
   }
 
-  /// m×r left singular vectors.
-  const Matrix& matrixU() const { return m_u; }
-  /// The r singular values, descending.
-  const Vector& singularValues() const { return m_s; }
-  /// n×r right singular vectors.
-  const Matrix& matrixV() const { return m_v; }
-  /// Current rank r.
-  Index rank() const { return m_s.size(); }
   /// Rows m of X.
   Index rows() const { return m_u.rows(); }
   /// Columns n of X.
@@ -193,13 +202,6 @@ class IncrementalSVD {
   /// max(‖UᵀU − I‖_F, ‖VᵀV − I‖_F) of the current factors (computed on demand, O((m+n)r²)).
   double orthogonalityError() const {
     return std::max(double(wproj::orthogonalityError(m_u)), double(wproj::orthogonalityError(m_v)));
-  }
-  /// `Success` (or `NoConvergence` if a small SVD failed).
-  Eigen::ComputationInfo info() const { return m_info; }
-  /// U Σ Vᵀ (m×n).
-  Matrix reconstruct() const {
-    if (m_s.size() == 0) return Matrix::Zero(rows(), cols());
-    return m_u * m_s.template cast<Scalar>().asDiagonal() * m_v.transpose();
   }
 
  private:
@@ -369,10 +371,11 @@ class IncrementalSVD {
   Index m_maxRank = -1;
   double m_tolerance = -1;
   Index m_period = 10;
-  Matrix m_u, m_v;
-  Vector m_s;
+  using Base::m_info;
+  using Base::m_s;
+  using Base::m_u;
+  using Base::m_v;
   Index m_updates = 0, m_sinceReortho = 0;
-  Eigen::ComputationInfo m_info = Eigen::Success;
   bool m_initialized = false;
 };
 

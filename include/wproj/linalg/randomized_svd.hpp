@@ -17,11 +17,12 @@
 #include "../core/random.hpp"
 #include "../core/side.hpp"
 #include "linear_operator.hpp"
+#include "jacobi_svd.hpp"
 #include "orthonormalize.hpp"
+#include "svd_base.hpp"
 #include "truncated_svd.hpp"
 
 #include <Eigen/Eigenvalues>
-#include <Eigen/SVD>
 
 #include <algorithm>
 #include <cmath>
@@ -99,6 +100,16 @@ double squaredNormDouble(const Eigen::MatrixBase<Derived>& x) {
 
 }  // namespace detail
 
+template <typename MatrixType_>
+class RandomizedSVD;
+
+/// `SVDBase` traits of `RandomizedSVD` (its accessors assert that `compute()` ran).
+template <typename MatrixType_>
+struct SvdTraits<RandomizedSVD<MatrixType_>> {
+  using MatrixType = MatrixType_;
+  static constexpr bool ChecksComputed = true;
+};
+
 /// Randomized truncated SVD A ≈ U Σ Vᵀ of a dense matrix or a matrix-free operator.
 ///
 /// Fixed-rank mode (default): sketch size ℓ = min(k + p, min(m, n)) with oversampling p
@@ -142,20 +153,28 @@ double squaredNormDouble(const Eigen::MatrixBase<Derived>& x) {
 /// they cost no extra pass over A): with ε² = Σ‖(A − UΣVᵀ)ω_j‖²/s (an unbiased estimate of
 /// ‖A − UΣVᵀ‖²_F), the estimate is sqrt(ε² / (ε² + Σσᵢ²)), since ‖A‖²_F = Σσᵢ² + ‖A − UΣVᵀ‖²_F.
 ///
+/// `info()` is `Success`, or `NoConvergence` in fixed-accuracy mode when the tolerance was not
+/// reached within the rank cap (the rank-cap result is returned).
+///
 /// Random numbers come from `CounterRng(seed)`: the same seed gives the same bits. Signs follow
 /// wproj's convention (largest-magnitude entry of each u_i positive).
-template <typename MatrixType>
-class RandomizedSVD {
+template <typename MatrixType_>
+class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
+  using Base = SVDBase<RandomizedSVD<MatrixType_>>;
+  friend Base;
+
  public:
-  /// Scalar type of the decomposed matrix or operator.
-  using Scalar = typename MatrixType::Scalar;
-  /// Real type of the singular values.
-  using RealScalar = typename Eigen::NumTraits<Scalar>::Real;
-  /// Dense matrix type of U, V and the sketches.
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  /// Vector type of the singular values.
-  using Vector = Eigen::Matrix<RealScalar, Eigen::Dynamic, 1>;
-  static_assert(!Eigen::NumTraits<Scalar>::IsComplex, "RandomizedSVD: real scalars only");
+  using typename Base::Matrix;
+  using typename Base::MatrixType;
+  using typename Base::RealScalar;
+  using typename Base::Scalar;
+  using typename Base::Vector;
+  using Base::info;
+  using Base::matrixU;
+  using Base::matrixV;
+  using Base::rank;
+  using Base::reconstruct;
+  using Base::singularValues;
 
   /// An empty decomposition; set a rank, then call `compute()`.
   RandomizedSVD() = default;
@@ -323,7 +342,6 @@ class RandomizedSVD {
   RandomizedSVD& compute(const Eigen::MatrixBase<Derived>& a) {
     checkNonEmpty(a, "RandomizedSVD::compute", "a");
     DenseOperator<Derived> op(a);
-    m_exactNorm = -1;
     run(op, [&]() {
       checkFinite(a, "RandomizedSVD::compute", "a");
       throw NumericalError("RandomizedSVD::compute: the sketch of A overflowed (|A| too large for the scalar type)");
@@ -343,32 +361,6 @@ class RandomizedSVD {
     return *this;
   }
 
-  /// m×k left singular vectors (orthonormal columns).
-  const Matrix& matrixU() const {
-    WPROJ_ASSERT(m_computed);
-    return m_u;
-  }
-  /// The k singular values, descending.
-  const Vector& singularValues() const {
-    WPROJ_ASSERT(m_computed);
-    return m_s;
-  }
-  /// n×k right singular vectors (orthonormal columns).
-  const Matrix& matrixV() const {
-    WPROJ_ASSERT(m_computed);
-    return m_v;
-  }
-  /// Number of computed triplets k.
-  Index rank() const {
-    WPROJ_ASSERT(m_computed);
-    return m_s.size();
-  }
-  /// `Success`; `NoConvergence` in fixed-accuracy mode when the tolerance was not reached within
-  /// the rank cap (the rank-cap result is returned).
-  Eigen::ComputationInfo info() const {
-    WPROJ_ASSERT(m_computed);
-    return m_info;
-  }
   /// A-posteriori estimate of ‖A − UΣVᵀ‖_F / ‖A‖_F (exact when the exact fallback ran; −1 when
   /// no probes were requested). In fixed-accuracy mode: the bound the stopping test used
   /// (deterministic up to rounding for tol² ≥ 1000·u, else holding with probability ≥ 1 − δ).
@@ -382,12 +374,6 @@ class RandomizedSVD {
   Index powerIterationsUsed() const { return m_powerUsed; }
   /// Whether the last computation fell back to the exact SVD.
   bool usedExact() const { return m_usedExact; }
-  /// U Σ Vᵀ (m×n).
-  Matrix reconstruct() const {
-    WPROJ_ASSERT(m_computed);
-    if (m_s.size() == 0) return Matrix::Zero(m_u.rows(), m_v.rows());
-    return m_u * m_s.template cast<Scalar>().asDiagonal() * m_v.transpose();
-  }
 
   /// The automatic number of power iterations for rank k of an m×n problem (cold start).
   static Index autoPowerIterations(Index k, Index m, Index n, bool krylov) {
@@ -451,15 +437,24 @@ class RandomizedSVD {
     m_computed = true;
   }
 
+  /// The exact SVD, for sketches as large as A: X = A (or Aᵀ, whichever is tall) = P R with P
+  /// orthonormal (`orthonormalizeInPlace`), then the square R by one-sided Jacobi, as accurate as
+  /// a bidiagonal SVD.
   void exact(const Matrix& a, Index k) {
     checkFinite(a, "RandomizedSVD::compute", "a");
-    TruncatedSVD<Matrix> svd;
-    svd.setMethod(SvdMethod::Bdc).compute(a);
-    const Vector& s = svd.singularValues();
+    const bool tall = a.rows() >= a.cols();
+    Matrix p = tall ? a : Matrix(a.transpose());
+    orthonormalizeInPlace(p, OrthoMethod::Auto);
+    const Matrix r = tall ? Matrix(p.transpose() * a) : Matrix(p.transpose() * a.transpose());  // s×s
+    const detail::JacobiSvdResult svd = detail::jacobiSvd(r, nullptr, double(unitRoundoff<RealScalar>()));
+    const Eigen::VectorXd& s = svd.s;
     const Index kk = std::min(k, s.size());
-    m_u = svd.matrixU().leftCols(kk);
-    m_v = svd.matrixV().leftCols(kk);
-    m_s = s.head(kk);
+    Matrix left = p * svd.u.leftCols(kk).template cast<Scalar>();
+    Matrix right = svd.v.leftCols(kk).template cast<Scalar>();
+    m_u.swap(tall ? left : right);
+    m_v.swap(tall ? right : left);
+    m_s = s.head(kk).template cast<RealScalar>();
+    detail::applySignConvention(m_u, m_v);
     double total = 0, tail = 0;
     for (Index i = 0; i < s.size(); ++i) {
       total += double(s(i)) * double(s(i));
@@ -468,7 +463,7 @@ class RandomizedSVD {
     m_errorEstimate = total > 0 ? std::sqrt(tail / total) : 0.0;
     m_usedExact = true;
     m_sketchSize = kk;
-    m_info = svd.info();
+    m_info = svd.info;
   }
 
   /// Normalises a block between power-iteration products.
@@ -736,16 +731,18 @@ class RandomizedSVD {
       }
       return;
     }
-    // Wide spectrum (or zero B): Z = P R, then the SVD of the small Rᵀ (BDCSVD).
+    // Wide spectrum (or zero B): Z = P R and R = U_R Σ W_Rᵀ by one-sided Jacobi (preconditioned by
+    // the Gram eigenvectors above, as ZᵀZ = RᵀR); then B = Zᵀ = W_R Σ (P U_R)ᵀ.
     Matrix p = zb;
     orthonormalizeInPlace(p, OrthoMethod::Auto);
     const Matrix r = p.transpose() * zb;  // L×L
-    Eigen::BDCSVD<Matrix> svd(r.transpose(), Eigen::ComputeThinU | Eigen::ComputeThinV);
-    Eigen::VectorXd sd = svd.singularValues().template cast<double>();
-    const Index k2 = std::min<Index>(L, select(sd));
-    m_u.noalias() = qb * svd.matrixU().leftCols(k2);
-    m_v.noalias() = p * svd.matrixV().leftCols(k2);
-    m_s = svd.singularValues().head(k2);
+    const detail::JacobiSvdResult svd =
+        detail::jacobiSvd(r, eig.info() == Eigen::Success ? &eig.eigenvectors() : nullptr,
+                          double(unitRoundoff<RealScalar>()));
+    const Index k2 = std::min<Index>(L, select(svd.s));
+    m_u.noalias() = qb * svd.v.leftCols(k2).template cast<Scalar>();
+    m_v.noalias() = p * svd.u.leftCols(k2).template cast<Scalar>();
+    m_s = svd.s.head(k2).template cast<RealScalar>();
   }
 
   // Settings.
@@ -763,16 +760,16 @@ class RandomizedSVD {
   Index m_certificateProbes = 10;
   Index m_blockSize = -1;
   Index m_probes = 8;
-  double m_exactNorm = -1;
-  // Results.
-  Matrix m_u, m_v;
-  Vector m_s;
-  Eigen::ComputationInfo m_info = Eigen::Success;
+  // Results (U, Σ, V, info and the computed flag live in SVDBase).
+  using Base::m_computed;
+  using Base::m_info;
+  using Base::m_s;
+  using Base::m_u;
+  using Base::m_v;
   double m_errorEstimate = -1;
   Index m_sketchSize = 0;
   Index m_powerUsed = 0;
   bool m_usedExact = false;
-  bool m_computed = false;
 };
 
 namespace detail {

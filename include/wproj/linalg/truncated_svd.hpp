@@ -17,6 +17,7 @@
 
 #include "../core/config.hpp"
 #include "orthonormalize.hpp"
+#include "svd_base.hpp"
 #include "symmetric_eigen.hpp"
 
 #include <Eigen/Cholesky>
@@ -277,6 +278,16 @@ void completeOrthonormal(MatrixT& x, Index good) {
 
 }  // namespace detail
 
+template <typename MatrixType_>
+class TruncatedSVD;
+
+/// `SVDBase` traits of `TruncatedSVD` (its accessors assert that `compute()` ran).
+template <typename MatrixType_>
+struct SvdTraits<TruncatedSVD<MatrixType_>> {
+  using MatrixType = MatrixType_;
+  static constexpr bool ChecksComputed = true;
+};
+
 /// Exact truncated SVD A ≈ U_k Σ_k V_kᵀ of a dense matrix, with the rank chosen by a `RankRule`.
 ///
 /// Methods (`setMethod`):
@@ -292,19 +303,25 @@ void completeOrthonormal(MatrixT& x, Index good) {
 ///   of BDCSVD's (float: σ_k/σ_0 ≥ 1e-6; double: σ_k/σ_0 ≥ 1e-3); otherwise Bdc.
 ///
 /// Signs follow wproj's convention (largest-magnitude entry of each u_i positive). Non-finite
-/// inputs throw `InvalidArgument`.
-template <typename MatrixType>
-class TruncatedSVD {
+/// inputs throw `InvalidArgument`. `info()` is `Success`, or `NoConvergence` when BDCSVD (or the
+/// Gram route's eigensolver, when forced) reported a failure.
+template <typename MatrixType_>
+class TruncatedSVD : public SVDBase<TruncatedSVD<MatrixType_>> {
+  using Base = SVDBase<TruncatedSVD<MatrixType_>>;
+  friend Base;
+
  public:
-  /// Scalar type of the decomposed matrix.
-  using Scalar = typename MatrixType::Scalar;
-  /// Real type of the singular values.
-  using RealScalar = typename Eigen::NumTraits<Scalar>::Real;
-  /// Dense matrix type of U and V.
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  /// Vector type of the singular values.
-  using Vector = Eigen::Matrix<RealScalar, Eigen::Dynamic, 1>;
-  static_assert(!Eigen::NumTraits<Scalar>::IsComplex, "TruncatedSVD: real scalars only");
+  using typename Base::Matrix;
+  using typename Base::MatrixType;
+  using typename Base::RealScalar;
+  using typename Base::Scalar;
+  using typename Base::Vector;
+  using Base::info;
+  using Base::matrixU;
+  using Base::matrixV;
+  using Base::rank;
+  using Base::reconstruct;
+  using Base::singularValues;
 
   /// An empty decomposition; set a rank or rule, then call `compute()`.
   TruncatedSVD() = default;
@@ -369,41 +386,10 @@ class TruncatedSVD {
     return *this;
   }
 
-  /// m×k matrix of left singular vectors (orthonormal columns).
-  const Matrix& matrixU() const {
-    WPROJ_ASSERT(m_computed);
-    return m_u;
-  }
-  /// The k kept singular values, descending.
-  const Vector& singularValues() const {
-    WPROJ_ASSERT(m_computed);
-    return m_s;
-  }
-  /// n×k matrix of right singular vectors (orthonormal columns).
-  const Matrix& matrixV() const {
-    WPROJ_ASSERT(m_computed);
-    return m_v;
-  }
-  /// Number of kept triplets k.
-  Index rank() const {
-    WPROJ_ASSERT(m_computed);
-    return m_s.size();
-  }
   /// Rows m of the last decomposed matrix.
   Index rows() const { return m_rows; }
   /// Columns n of the last decomposed matrix.
   Index cols() const { return m_cols; }
-  /// `Success`, or `NoConvergence` when BDCSVD reported a failure.
-  Eigen::ComputationInfo info() const {
-    WPROJ_ASSERT(m_computed);
-    return m_info;
-  }
-  /// U_k Σ_k V_kᵀ (m×n).
-  Matrix reconstruct() const {
-    WPROJ_ASSERT(m_computed);
-    if (m_s.size() == 0) return Matrix::Zero(m_rows, m_cols);
-    return m_u * m_s.template cast<Scalar>().asDiagonal() * m_v.transpose();
-  }
 
   /// The Auto cost model: Gram is chosen when max(m, n) ≥ 2·min(m, n) or min(m, n) ≤ 160
   /// (measured, see docs/decompositions.md: BDCSVD's bidiagonalisation is BLAS-2 bound and grows
@@ -492,11 +478,12 @@ class TruncatedSVD {
   RankRule m_rule;
   SvdMethod m_method = SvdMethod::Auto;
   SvdMethod m_used = SvdMethod::Bdc;
-  Matrix m_u, m_v;
-  Vector m_s;
+  using Base::m_computed;
+  using Base::m_info;
+  using Base::m_s;
+  using Base::m_u;
+  using Base::m_v;
   Index m_rows = 0, m_cols = 0;
-  Eigen::ComputationInfo m_info = Eigen::Success;
-  bool m_computed = false;
 };
 
 }  // namespace wproj
