@@ -151,17 +151,7 @@ void runEdit(const EditOptions& o) {
   if (!(o.strength >= 0 && o.strength <= 1))
     throw UsageError("--strength " + std::to_string(o.strength) + ": expected a value in [0, 1]");
   // Every output location is checked before any work.
-  const bool fileOut = isFileOutput(o.out);
-  if (fileOut) checkOutputFile(o.out, "-o");
-  else checkOutputFolder(o.out, "-o");
-  if (!o.report.empty()) {
-    checkOutputFile(o.report, "--report", true);
-    if (canonicalPath(o.report) == canonicalPath(o.out))
-      throw UsageError("--report '" + o.report + "' and -o '" + o.out + "' name the same file");
-    if (!fileOut && isInside(canonicalPath(o.report), canonicalPath(o.out)))
-      throw CliError("--report '" + o.report + "' lies inside the output folder '" + o.out +
-                     "', which is replaced as a whole; write the report elsewhere");
-  }
+  const bool fileOut = checkOutputs(o.out, o.report);
   const wproj::io::Checkpoint c(o.model);
   std::vector<std::string> inputs = filesOf(c);
   inputs.push_back(o.basis.empty() ? o.leace : o.basis);

@@ -171,6 +171,25 @@ inline void checkOutputFolder(const std::string& path, const std::string& option
   checkWritableFolder(parentOf(path), option, path);
 }
 
+/// Checks every output location of a command before any work: `out` (-o: a .safetensors file or
+/// a folder replaced as a whole) and, when not empty, `report` (--report: a file, or a special
+/// file such as /dev/stdout), which may neither be the -o file nor lie inside the -o folder.
+/// Returns true when `out` names a file.
+inline bool checkOutputs(const std::string& out, const std::string& report) {
+  const bool fileOut = isFileOutput(out);
+  if (fileOut) checkOutputFile(out, "-o");
+  else checkOutputFolder(out, "-o");
+  if (!report.empty()) {
+    checkOutputFile(report, "--report", true);
+    if (canonicalPath(report) == canonicalPath(out))
+      throw UsageError("--report '" + report + "' and -o '" + out + "' name the same file");
+    if (!fileOut && isInside(canonicalPath(report), canonicalPath(out)))
+      throw CliError("--report '" + report + "' lies inside the output folder '" + out +
+                     "', which is replaced as a whole; write the report elsewhere");
+  }
+  return fileOut;
+}
+
 /// Writes a text report: atomically into a regular file, or straight into a special file such
 /// as /dev/stdout or /dev/null.
 inline void writeReport(const std::string& path, const std::string& text) {
