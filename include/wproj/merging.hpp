@@ -4,7 +4,8 @@
 /// \file
 /// The merging layer: task vectors and per-tensor mergers (task arithmetic, TIES, DARE, SLERP,
 /// Model Stock, Iso-C, Iso-CTS, TSV-M), the continual merger OPCM with a resumable state, and a
-/// model-level driver that streams tensors through callbacks and reports every tensor.
+/// model-level driver that streams tensors through callbacks and reports every tensor, and the
+/// registry of the methods by name with their typed parameters (registry.hpp).
 
 #include "linalg.hpp"
 #include "linalg/polar.hpp"
@@ -15,3 +16,4 @@
 #include "merging/spectral.hpp"
 #include "merging/opcm.hpp"
 #include "merging/driver.hpp"
+#include "merging/registry.hpp"

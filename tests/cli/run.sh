@@ -182,6 +182,36 @@ expect_fail "parameter 'densty'" "$WPROJ" merge typo.yaml -o typo.safetensors
 expect_fail "is the input" "$WPROJ" merge ties.yaml -o m1.safetensors
 expect_fail "no tensor\|no 2-D" "$WPROJ" edit base.safetensors --basis md.npy --tensors nomatch -o x.safetensors
 
+step "merge --list-methods: the registry, the same methods as the table of docs/merging.md"
+DOCS="$(cd "$(dirname "$0")/../../docs" && pwd)"
+"$WPROJ" merge --list-methods > methods.txt
+listed="$(grep -E '^[a-z_]+( \(also [a-z_]+\))*: ' methods.txt | sed 's/[ :].*//' | sort)"
+documented="$(sed -n '/^### Methods by name/,/^## /p' "$DOCS/merging.md" | grep -E '^\| `[a-z_]+`' | sed 's/^| `\([a-z_]*\)`.*/\1/' | sort)"
+[ -n "$listed" ] && [ "$listed" = "$documented" ] || { cat methods.txt; die "--list-methods ($listed) and docs/merging.md ($documented) differ"; }
+for m in $listed; do
+  # every parameter the listing gives for the method is in its row of the table
+  for p in $(sed -n "/^$m[: ]/,/^[a-z]/p" methods.txt | grep -E '^    [a-z_]+ ' | awk '{print $1}'); do
+    grep -E "^\| \`$m\`" "$DOCS/merging.md" | grep -q "\`$p\`" || die "parameter $p of $m missing from docs/merging.md"
+  done
+done
+grep -q "^    rescale  *bool  *true" methods.txt || { cat methods.txt; die "typed parameters in --list-methods"; }
+"$WPROJ" merge --help | grep -q "ties density=0.2 lambda=1" || die "merge --help lists the methods"
+expect_status 2 "list-methods" "$WPROJ" merge --list-methods ties.yaml
+expect_status 2 "CONFIG" "$WPROJ" merge -o x.safetensors
+printf 'merge_method: nope\nbase_model: base.safetensors\nmodels: [m1.safetensors]\n' > nope.yaml
+expect_fail "unknown merge_method 'nope' (expected one of task_arithmetic, ties, dare, slerp, model_stock, iso_c, iso_cts, tsv, opcm" \
+  "$WPROJ" merge nope.yaml --dry-run
+printf 'merge_method: slerp\nbase_model: base.safetensors\nmodels: [m1.safetensors, m2.safetensors, m3.safetensors]\n' > slerp3.yaml
+expect_fail "merge method 'slerp'.*exactly 2" "$WPROJ" merge slerp3.yaml --dry-run
+printf 'merge_method: ties\nbase_model: base.safetensors\nmodels: [m1.safetensors]\nparameters: {density: 1.5}\n' > dens.yaml
+expect_fail "merge method 'ties'.*'density' = 1.5" "$WPROJ" merge dens.yaml --dry-run
+# dare_linear with mergekit's density 0.75 and a per-model weight list merges like dare with drop 0.25 and per-model weights
+printf 'merge_method: dare_linear\nbase_model: base.safetensors\nmodels: [m1.safetensors, m2.safetensors]\nparameters: {density: 0.75, seed: 3, weight: [0.5, 1.0]}\n' > dl.yaml
+printf 'merge_method: dare\nbase_model: base.safetensors\nmodels:\n  - model: m1.safetensors\n    parameters: {weight: 0.5}\n  - model: m2.safetensors\nparameters: {drop: 0.25, seed: 3}\n' > dd.yaml
+"$WPROJ" merge dl.yaml -o dl.safetensors --report /dev/null 2> /dev/null
+"$WPROJ" merge dd.yaml -o dd.safetensors --report /dev/null 2> /dev/null
+"$CHECK" same dl.safetensors dd.safetensors
+
 step "exit status: 2 and one line for a malformed command line, 1 for a failure"
 "$WPROJ" --help > /dev/null || die "--help"
 "$WPROJ" svd --help > /dev/null || die "svd --help"

@@ -34,25 +34,13 @@ struct ModelSpec {
 
 struct MergeConfig {
   std::string method, base, dtype = "float32", outDtype;
+  const wproj::MergeMethod* spec = nullptr;  // the registry entry of `method`
   std::vector<ModelSpec> models;
-  std::map<std::string, double> params;
+  wproj::MergeParams given;       // the method's parameters as given (per-model weights excluded)
+  wproj::ResolvedParams params;   // every parameter, validated, with the defaults filled in
   std::vector<RuleSpec> rules;
   std::uint64_t maxShard = 0;
 };
-
-const std::map<std::string, std::map<std::string, double>>& methodDefaults() {
-  static const std::map<std::string, std::map<std::string, double>> d = {
-      {"opcm", {{"alpha", 0.5}}},
-      {"task_arithmetic", {{"lambda", 1.0}}},
-      {"ties", {{"density", 0.2}, {"lambda", 1.0}}},
-      {"dare", {{"drop", 0.5}, {"lambda", 1.0}, {"seed", 0}}},
-      {"slerp", {{"t", 0.5}}},
-      {"model_stock", {}},
-      {"iso_c", {{"alpha", 1.0}}},
-      {"iso_cts", {{"alpha", 1.0}, {"common_fraction", 0.8}}},
-      {"tsv", {{"alpha", 1.0}}}};
-  return d;
-}
 
 std::string resolvePath(const std::string& p, const std::string& configDir) {
   if (p.empty() || p[0] == '/') return p;
@@ -67,6 +55,20 @@ double scalarParam(const YAML::Node& v, const std::string& where) {
   } catch (const YAML::Exception&) {
     throw CliError(where + " must be a number");
   }
+}
+
+/// A parameter value from YAML: true/false, a list of numbers (one per model) or a number.
+wproj::ParamValue paramValue(const YAML::Node& v, const std::string& where) {
+  if (v.IsSequence()) {
+    std::vector<double> xs;
+    for (const auto& x : v) xs.push_back(scalarParam(x, where));
+    return wproj::ParamValue::perModel(xs);
+  }
+  if (v.IsScalar()) {
+    const std::string t = v.Scalar();
+    if (t == "true" || t == "True" || t == "false" || t == "False") return wproj::ParamValue::flag(t[0] == 't' || t[0] == 'T');
+  }
+  return wproj::ParamValue::number(scalarParam(v, where));
 }
 
 MergeConfig parseConfig(const std::string& path) {
@@ -91,11 +93,11 @@ MergeConfig parseConfig(const std::string& path) {
   MergeConfig c;
   if (!root["merge_method"]) throw CliError(path + ": missing 'merge_method'");
   c.method = root["merge_method"].as<std::string>();
-  if (!methodDefaults().count(c.method)) {
-    std::string all;
-    for (const auto& kv : methodDefaults()) all += (all.empty() ? "" : ", ") + kv.first;
-    throw CliError(path + ": unknown merge_method '" + c.method + "' (expected one of " + all + ")");
-  }
+  c.spec = wproj::findMergeMethod(c.method);
+  if (!c.spec)
+    throw CliError(path + ": unknown merge_method '" + c.method + "' (expected one of " + wproj::mergeMethodNames() +
+                   "; wproj merge --list-methods describes them)");
+  c.method = c.spec->name;
   if (!root["base_model"]) throw CliError(path + ": missing 'base_model' (every method merges task vectors theta_i - theta_0)");
   c.base = resolvePath(root["base_model"].as<std::string>(), dir);
   if (!root["models"] || !root["models"].IsSequence() || root["models"].size() == 0)
@@ -123,18 +125,30 @@ MergeConfig parseConfig(const std::string& path) {
     }
     c.models.push_back(s);
   }
-  c.params = methodDefaults().at(c.method);
   if (root["parameters"] && !root["parameters"].IsNull()) {
     for (const auto& kv : root["parameters"]) {
       const std::string k = kv.first.as<std::string>();
-      if (!c.params.count(k)) {
-        std::string all;
-        for (const auto& p : c.params) all += (all.empty() ? "" : ", ") + p.first;
+      if (!c.spec->param(k))
         throw CliError(path + ": parameter '" + k + "' does not apply to " + c.method +
-                       (all.empty() ? std::string(" (it takes none)") : " (expected " + all + ")"));
-      }
-      c.params[k] = scalarParam(kv.second, "parameter '" + k + "'");
+                       (c.spec->params.empty() ? std::string(" (it takes none)") : " (expected " + c.spec->paramNames() + ")"));
+      c.given[k] = paramValue(kv.second, "parameter '" + k + "'");
     }
+  }
+  // The registry checks the parameters (types, ranges, per-model lengths, number of models).
+  bool modelWeights = false;
+  for (const auto& m : c.models) modelWeights = modelWeights || m.weight != 1.0;
+  if (c.given.count("weight") && modelWeights)
+    throw CliError(path + ": 'weight' is given both under 'parameters' and per model; give it in one place");
+  try {
+    c.params = c.spec->resolve(c.given, wproj::Index(c.models.size()));
+  } catch (const wproj::InvalidArgument& e) {
+    throw CliError(path + ": " + e.what());
+  }
+  // Per-model weights are applied while reading the models (see MergeRun::model).
+  if (c.given.count("weight")) {
+    const auto& w = c.params.perModel("weight");
+    for (std::size_t i = 0; i < c.models.size(); ++i) c.models[i].weight = w[i];
+    c.given.erase("weight");
   }
   if (root["dtype"]) c.dtype = root["dtype"].as<std::string>();
   if (c.dtype != "float32" && c.dtype != "float64")
@@ -163,8 +177,6 @@ MergeConfig parseConfig(const std::string& path) {
       c.rules.push_back(s);
     }
   }
-  if (c.method == "slerp" && c.models.size() != 2) throw CliError(path + ": slerp merges exactly 2 models");
-  if (c.method == "model_stock" && c.models.size() < 2) throw CliError(path + ": model_stock needs at least 2 models");
   return c;
 }
 
@@ -223,6 +235,7 @@ class SpillFile {
 struct MergeOptions {
   std::string config, out, report;
   bool dryRun = false;
+  bool listMethods = false;
 };
 
 struct Inputs {
@@ -239,10 +252,6 @@ struct Plan {
   std::vector<std::string> warnings;
 };
 
-bool elementwiseMethod(const std::string& m) {
-  return m == "task_arithmetic" || m == "ties" || m == "dare" || m == "slerp" || m == "model_stock";
-}
-
 wproj::MergeRules buildRules(const MergeConfig& c) {
   wproj::MergeRules r;
   for (const auto& s : c.rules) r.add(s.pattern, s.action);
@@ -252,14 +261,14 @@ wproj::MergeRules buildRules(const MergeConfig& c) {
 Plan makePlan(const MergeConfig& c, const Inputs& in) {
   Plan p;
   const wproj::MergeRules rules = buildRules(c);
-  const bool elementwise = elementwiseMethod(c.method);
+  const bool elementwise = c.spec->elementwise;
   for (const auto& n : in.base->names()) {
     const auto& t = in.base->info(n);
     if (!wproj::io::isConvertibleFloat(t.dtype)) {
       p.copied.push_back(n);
       continue;
     }
-    const wproj::RuleDecision d = rules.decide(n, t.rows(), t.cols(), c.method == "opcm" ? false : elementwise);
+    const wproj::RuleDecision d = rules.decide(n, t.rows(), t.cols(), elementwise);
     if (t.count() == 0) {
       // No values to merge: copied from the base (its shape is still checked against the models).
       p.empty.push_back(n);
@@ -295,21 +304,6 @@ Plan makePlan(const MergeConfig& c, const Inputs& in) {
   return p;
 }
 
-/// The streaming working set of the batch methods for one rows×cols tensor of T task vectors
-/// (the merger's own figure, see the merging layer's `workingSetBytes`).
-template <typename Scalar>
-std::uint64_t workingSet(const std::string& method, wproj::Index rows, wproj::Index cols, wproj::Index T) {
-  if (method == "task_arithmetic") return wproj::TaskArithmetic<Scalar>::workingSetBytes(rows, cols, T);
-  if (method == "ties") return wproj::TiesMerging<Scalar>::workingSetBytes(rows, cols, T);
-  if (method == "dare") return wproj::DareMerging<Scalar>::workingSetBytes(rows, cols, T);
-  if (method == "slerp") return wproj::SlerpMerging<Scalar>::workingSetBytes(rows, cols, T);
-  if (method == "model_stock") return wproj::ModelStock<Scalar>::workingSetBytes(rows, cols, T);
-  if (method == "iso_c") return wproj::IsoCMerging<Scalar>::workingSetBytes(rows, cols, T);
-  if (method == "iso_cts") return wproj::IsoCtsMerging<Scalar>::workingSetBytes(rows, cols, T);
-  if (method == "tsv") return wproj::TsvMerging<Scalar>::workingSetBytes(rows, cols, T);
-  return 6 * std::uint64_t(rows) * std::uint64_t(cols) * sizeof(Scalar);  // opcm: S, tau, theta, projected, U, V
-}
-
 /// Peak memory of the merge: the largest, over the merged tensors, of θ₀, the method's working
 /// set (the incoming task vector, the merger's state and the result; averaged tensors: a running
 /// sum) and the mapped pages of the one input tensor being read (released after each read),
@@ -325,8 +319,8 @@ std::uint64_t peakEstimate(const MergeConfig& c, const Plan& p, const Inputs& in
     const std::uint64_t tensor = std::uint64_t(rows) * std::uint64_t(cols) * s;
     std::uint64_t work = tensor;  // θ₀
     const wproj::TensorAction a = p.decision.at(n).action;
-    if (a == wproj::TensorAction::Project || c.method == "opcm")
-      work += dbl ? workingSet<double>(c.method, rows, cols, T) : workingSet<float>(c.method, rows, cols, T);
+    if (a == wproj::TensorAction::Project || c.spec->continual)
+      work += c.spec->workingSet(rows, cols, T, dbl ? 8 : 4);  // the merger's own figure
     else if (a == wproj::TensorAction::Average)
       work += 2 * tensor;
     if (a != wproj::TensorAction::Skip) work += t.bytes();  // mapped pages of the tensor being read
@@ -400,17 +394,19 @@ class MergeRun {
     m_progress.advance(double(m_in.base->info(n).bytes()), n);
   }
 
-  /// The batch methods: the merging layer's ModelMerger, which streams the task vectors of each
-  /// tensor through the merger's accumulator (memory independent of the number of models).
-  template <typename Merger>
-  wproj::MergeReport stream(Merger merger) {
-    wproj::ModelMerger<Merger> mm(std::move(merger));
-    mm.setRules(buildRules(m_c));
+  /// The batch methods: the registry's factory builds the merger and runs the merging layer's
+  /// ModelMerger, which streams the task vectors of each tensor through the merger's accumulator
+  /// (memory independent of the number of models).
+  wproj::MergeReport stream() {
+    wproj::MergeJob<Scalar> job;
+    job.names = m_p.merged;
+    job.numModels = wproj::Index(m_in.models.size());
+    job.rules = buildRules(m_c);
+    job.base = [this](const std::string& n) { return base(n); };
+    job.model = [this](wproj::Index i, const std::string& n) { return model(i, n); };
+    job.sink = [this](const std::string& n, const Matrix& t) { sink(n, t); };
     m_last = m_progress.seconds();
-    return mm.merge(
-        m_p.merged, wproj::Index(m_in.models.size()), [this](const std::string& n) { return base(n); },
-        [this](wproj::Index i, const std::string& n) { return model(i, n); },
-        [this](const std::string& n, const Matrix& t) { sink(n, t); });
+    return m_c.spec->run(m_c.given, job);
   }
 
   /// OPCM, tensor by tensor: pass 1 builds each tensor's accumulator S over the models in order
@@ -422,7 +418,7 @@ class MergeRun {
     std::vector<double> normSq(T, 0.0);
     double sumSq = 0;
     wproj::MergeReport rep;
-    const double alpha = m_c.params.at("alpha");
+    const double alpha = m_c.params.number("alpha");
     rep.method = "opcm (alpha=" + wproj::detail::describe(alpha) + "), " + std::to_string(T) + " models";
     std::map<std::string, wproj::TensorReport> trs;
     m_last = m_progress.seconds();
@@ -493,19 +489,9 @@ template <typename Scalar>
 nlohmann::json mergeWith(const MergeConfig& c, const Inputs& in, const Plan& p, wproj::io::CheckpointWriter& w,
                          Progress& progress, const std::string& spillDir) {
   MergeRun<Scalar> run(c, in, p, w, progress);
-  const auto& P = c.params;
-  wproj::MergeReport rep;
-  if (c.method == "opcm") rep = run.opcm(spillDir);
-  else if (c.method == "task_arithmetic") rep = run.stream(wproj::TaskArithmetic<Scalar>().setScale(P.at("lambda")));
-  else if (c.method == "ties") rep = run.stream(wproj::TiesMerging<Scalar>().setDensity(P.at("density")).setScale(P.at("lambda")));
-  else if (c.method == "dare")
-    rep = run.stream(wproj::DareMerging<Scalar>().setDropRate(P.at("drop")).setScale(P.at("lambda")).setSeed(std::uint64_t(P.at("seed"))));
-  else if (c.method == "slerp") rep = run.stream(wproj::SlerpMerging<Scalar>().setT(P.at("t")));
-  else if (c.method == "model_stock") rep = run.stream(wproj::ModelStock<Scalar>());
-  else if (c.method == "iso_c") rep = run.stream(wproj::IsoCMerging<Scalar>().setScale(P.at("alpha")));
-  else if (c.method == "iso_cts")
-    rep = run.stream(wproj::IsoCtsMerging<Scalar>().setScale(P.at("alpha")).setCommonFraction(P.at("common_fraction")));
-  else if (c.method == "tsv") rep = run.stream(wproj::TsvMerging<Scalar>().setScale(P.at("alpha")));
+  // OPCM runs here tensor by tensor with its accumulators spilled to a file; every other method
+  // goes through the registry's factory.
+  const wproj::MergeReport rep = c.spec->continual ? run.opcm(spillDir) : run.stream();
   nlohmann::json j;
   j["method"] = rep.method;
   if (c.method == "opcm") j["opcm_scale"] = run.m_scale;
@@ -530,19 +516,7 @@ nlohmann::json mergeWith(const MergeConfig& c, const Inputs& in, const Plan& p, 
 
 void runMerge(const MergeOptions& o) {
   // Every output location is checked before any work.
-  const bool fileOut = isFileOutput(o.out);
-  if (!o.dryRun) {
-    if (fileOut) checkOutputFile(o.out, "-o");
-    else checkOutputFolder(o.out, "-o");
-    if (!o.report.empty()) {
-      checkOutputFile(o.report, "--report", true);
-      if (canonicalPath(o.report) == canonicalPath(o.out))
-        throw UsageError("--report '" + o.report + "' and -o '" + o.out + "' name the same file");
-      if (!fileOut && isInside(canonicalPath(o.report), canonicalPath(o.out)))
-        throw CliError("--report '" + o.report + "' lies inside the output folder '" + o.out +
-                       "', which is replaced as a whole; write the report elsewhere");
-    }
-  }
+  const bool fileOut = o.dryRun ? isFileOutput(o.out) : checkOutputs(o.out, o.report);
   const MergeConfig c = parseConfig(o.config);
   Inputs in;
   in.base = std::make_unique<wproj::io::Checkpoint>(c.base);
@@ -563,8 +537,24 @@ void runMerge(const MergeOptions& o) {
   std::ostringstream os;  // the plan: printed by --dry-run only
   os << "merge plan: " << c.method << " (";
   bool first = true;
-  for (const auto& kv : c.params) {
-    os << (first ? "" : ", ") << kv.first << "=" << kv.second;
+  // Of two spellings of one setting (dare: drop, density) only the one given is shown (else the first).
+  auto hidden = [&c](const std::string& n) {
+    for (const auto& e : c.spec->exclusive) {
+      const std::string other = e.first == n ? e.second : e.second == n ? e.first : std::string();
+      if (other.empty() || c.params.given(n)) continue;
+      if (c.params.given(other)) return true;
+      for (const auto& p : c.spec->params) {
+        if (p.name == n) return false;
+        if (p.name == other) return true;
+      }
+    }
+    return false;
+  };
+  for (const auto& kv : c.params.all()) {
+    if (kv.second.kind == wproj::ParamKind::PerModel || hidden(kv.first)) continue;  // weights: listed with the models
+    os << (first ? "" : ", ") << kv.first << "=";
+    if (kv.second.kind == wproj::ParamKind::Bool) os << (kv.second.value != 0 ? "true" : "false");
+    else os << kv.second.value;
     first = false;
   }
   os << "), compute " << c.dtype << ", out_dtype " << (c.outDtype.empty() ? "as base" : c.outDtype) << "\n";
@@ -641,20 +631,55 @@ void runMerge(const MergeOptions& o) {
             << progress.seconds() << " s\n";
 }
 
+std::string defaultText(const wproj::ParamSpec& p) {
+  if (p.kind == wproj::ParamKind::Bool) return p.defaultValue != 0 ? "true" : "false";
+  std::ostringstream os;
+  os << p.defaultValue;
+  return os.str();
+}
+
+/// `wproj merge --list-methods`: the registry, one block per method.
+void listMethods(std::ostream& os) {
+  for (const auto& m : wproj::mergeMethods()) {
+    os << m.name;
+    for (const auto& a : m.aliases) os << " (also " << a << ")";
+    os << ": " << m.title << " [" << m.reference << "]\n";
+    os << "    " << (m.continual ? "continual" : m.elementwise ? "elementwise" : "spectral") << ", " << m.passes
+       << (m.passes == 1 ? " pass" : " passes") << ", ";
+    if (m.maxModels == m.minModels) os << "exactly " << m.minModels;
+    else os << m.minModels << " or more";
+    os << " models, " << (m.needsBase ? "needs base_model" : "no base model") << "\n";
+    for (const auto& p : m.params)
+      os << "    " << std::left << std::setw(16) << p.name << std::setw(10) << wproj::toString(p.kind) << std::setw(8)
+         << defaultText(p) << p.meaning << " (" << p.expected << ")\n";
+  }
+}
+
+/// The method summary of `wproj merge --help`.
+std::string methodsFooter() {
+  std::string s = "Methods and parameters (defaults):\n";
+  for (const auto& m : wproj::mergeMethods()) {
+    s += "  " + m.name;
+    for (const auto& p : m.params)
+      if (p.kind != wproj::ParamKind::PerModel) s += " " + p.name + "=" + defaultText(p);
+    s += "\n";
+  }
+  return s + "Per model: weight (scales its task vector). wproj merge --list-methods describes them.\n";
+}
+
 }  // namespace
 
 void addMergeCommand(CLI::App& app) {
   static MergeOptions mo;
   auto* m = app.add_subcommand("merge", "Merge checkpoints from a mergekit-style YAML config, one tensor at a time");
-  m->add_option("CONFIG", mo.config, "YAML config (merge_method, base_model, models, parameters, dtype, out_dtype, tensors)")
-      ->required();
+  m->add_option("CONFIG", mo.config, "YAML config (merge_method, base_model, models, parameters, dtype, out_dtype, tensors)");
+  m->add_flag("--list-methods", mo.listMethods, "list the merge methods with their parameters, defaults and meaning; merge nothing");
   m->add_option("-o,--out", mo.out, "output .safetensors file, or a folder (sharded by max_shard_size)");
   m->add_flag("--dry-run", mo.dryRun, "validate the inputs, print the plan and the peak-memory estimate; write nothing");
   m->add_option("--report", mo.report, "write the JSON report to this file instead of standard output");
   m->footer(
-      "Methods and parameters (defaults): opcm alpha=0.5; task_arithmetic lambda=1; ties density=0.2 lambda=1;\n"
-      "dare drop=0.5 lambda=1 seed=0; slerp t=0.5; model_stock; iso_c alpha=1; iso_cts alpha=1 common_fraction=0.8;\n"
-      "tsv alpha=1. Per model: weight (scales its task vector). Rules: tensors: [{pattern: REGEX, action:\n"
+      methodsFooter() +
+      "Rules: tensors: [{pattern: REGEX, action:\n"
       "merge|average|skip}], first match wins. Relative paths are taken from the working folder, else from the\n"
       "config's folder.\n"
       "Example config:\n"
@@ -671,6 +696,13 @@ void addMergeCommand(CLI::App& app) {
       "    - {pattern: 'embed_tokens|lm_head', action: skip}\n"
       "Example:\n  wproj merge ties.yaml -o merged.safetensors\n");
   m->callback([]() {
+    if (mo.listMethods) {
+      if (!mo.config.empty() || !mo.out.empty() || mo.dryRun)
+        throw UsageError("merge --list-methods takes no CONFIG, -o or --dry-run");
+      listMethods(std::cout);
+      return;
+    }
+    if (mo.config.empty()) throw UsageError("merge: CONFIG is required (or use --list-methods)");
     if (!mo.dryRun && mo.out.empty()) throw UsageError("merge: -o OUT is required (or use --dry-run)");
     runMerge(mo);
   });
