@@ -18,6 +18,7 @@
 #include "gradient/int4.hpp"
 #include "gradient/moments.hpp"
 #include "gradient/online_pca_basis.hpp"
+#include "gradient/projected_optimizer.hpp"
 #include "gradient/projector.hpp"
 #include "gradient/quantized_basis.hpp"
 #include "gradient/randomized_basis.hpp"

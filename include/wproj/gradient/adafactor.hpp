@@ -7,6 +7,7 @@
 #include "adamw.hpp"
 #include "checkpoint.hpp"
 #include "moments.hpp"
+#include "projected_optimizer.hpp"
 #include "projector.hpp"
 
 #include <Eigen/Core>
@@ -174,6 +175,95 @@ double rmsOf(const Eigen::MatrixBase<D>& w) {
 
 }  // namespace detail
 
+/// Adafactor's update rule (Shazeer & Stern 2018) in the projected space, as GaLore's Adafactor:
+/// the factored statistics (`detail::FactoredState`, the code full-rank `Adafactor` runs) live on
+/// the projected shape, lr_t uses RMS of the full W, the weight decay lr_t·wd comes before the
+/// update, and the update is applied with coefficient −1 (it already holds lr_t). An object holds
+/// the state of one projected gradient for `ProjectedOptimizer` (`ProjectedAdafactor`). With
+/// `MomentPolicy::Rotate` the projected factor of the second moment and the optional first moment
+/// are carried to the new basis (see `MomentPolicy`).
+template <typename Scalar_>
+class AdafactorRule {
+ public:
+  /// Floating-point type of the factored state.
+  using Scalar = Scalar_;
+  /// Hyperparameters.
+  using Options = AdafactorOptions;
+  /// Dense matrix type of the projected gradient.
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Checkpoint section of the projected optimizer.
+  static constexpr const char* kProjectedName = "ProjectedAdafactor";
+  /// Name of the projected step in error messages.
+  static constexpr const char* kStepWhere = "ProjectedAdafactor::step";
+  /// True: the weight decay comes before the update (transformers' order).
+  static constexpr bool kDecayBeforeUpdate = true;
+  /// Defaults of the projected optimizer: those of `AdafactorOptions`.
+  static Options projectedDefaults() { return Options{}; }
+
+  /// The factored state.
+  const detail::FactoredState<Scalar>& state() const { return m_state; }
+
+  /// Zero statistics of a p×q projected gradient (and a first moment when β₁ > 0); rotation
+  /// scratch of rank r.
+  void allocate(Index p, Index q, Index rank, const Options& o) {
+    m_state.allocate(p, q, o.beta1 > 0);
+    allocateScratch(p, q, rank);
+  }
+  /// Zeroes the state (moment policy `Reset`, non-finite update).
+  void reset() { m_state.reset(); }
+  /// Turns the projected gradient r into lr_t·u (or its first moment) in place for step t.
+  template <typename DW>
+  RuleStep update(Matrix& r, Index t, const Options& o, const Eigen::MatrixBase<DW>& w) {
+    const double lr = detail::adafactorLearningRate(o, t, detail::rmsOf(w));
+    m_state.update(r, t, o, lr);
+    return RuleStep{-1.0, lr};
+  }
+  /// Carries the state into a new basis: the first moment with R, the projected factor with R∘R.
+  void rotate(bool two, Side side, const Matrix& ra, const Matrix& rb) {
+    if (m_state.m.size() > 0) detail::carryCoordinates(m_state.m, two, side, ra, rb, m_tmp);
+    // Projected factors: rows of a left/two-sided projection, columns of a right/two-sided one.
+    if (two || side == Side::Left) {
+      detail::squareInto(ra, m_sq);
+      m_vecTmp.noalias() = m_sq.transpose() * m_state.row;
+      m_state.row = m_vecTmp;
+    }
+    if (two || side == Side::Right) {
+      detail::squareInto(two ? rb : ra, m_sq);
+      m_vecTmp.noalias() = m_sq.transpose() * m_state.col.transpose();
+      m_state.col = m_vecTmp.transpose();
+    }
+  }
+  /// Bytes of the factored statistics and the optional first moment.
+  std::size_t bytes() const { return m_state.bytes(); }
+
+  /// Writes the started flag.
+  void saveBeforeProjector(std::ostream& os, bool started) const { ckpt::writePod<std::uint8_t>(os, started ? 1 : 0); }
+  /// Writes the factored state (after the projector, which fixes its shape).
+  void saveAfterProjector(std::ostream& os, bool started) const {
+    if (started) m_state.save(os);
+  }
+  /// Reads the started flag.
+  bool loadBeforeProjector(std::istream& is, const Options&) {
+    return ckpt::readBounded<std::uint8_t>(is, "started flag", 0, 1) != 0;
+  }
+  /// Reads the factored state of the projected shape p×q.
+  void loadAfterProjector(std::istream& is, Index p, Index q, Index rank, const Options& o) {
+    m_state.load(is, p, q, o.beta1 > 0);
+    if (ckpt::streamVersion(is) < 2) m_state.m.setZero();  // version 1: first moment without lr, restarts
+    allocateScratch(p, q, rank);
+  }
+
+ private:
+  void allocateScratch(Index p, Index q, Index rank) {
+    m_tmp.resize(p, q);
+    m_sq.resize(rank, rank);
+    m_vecTmp.resize(rank);
+  }
+  detail::FactoredState<Scalar> m_state;
+  Matrix m_tmp, m_sq;
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> m_vecTmp;
+};
+
 /// Full-rank Adafactor, the baseline, step for step transformers' `Adafactor`: factored second
 /// moment (row and column statistics, m + n scalars), update clipping by RMS (d = 1),
 /// β₂ₜ = 1 − t^{−0.8}, learning rate lr_t of `AdafactorOptions` (relative step and parameter
@@ -283,39 +373,34 @@ class Adafactor {
   Matrix m_u;
 };
 
-/// Adafactor in the projected space of a `GradientProjector<Basis>` (GaLore's Adafactor): the
-/// factored statistics live on the projected shape, RMS clipping happens in the subspace, the
-/// update (lr_t·u, or the first moment of it) is projected back (× α) and applied to the full
-/// weight; the parameter scale RMS(W) and the weight decay use the full W, as GaLore's Adafactor. With `MomentPolicy::Rotate` the projected factor of the second
-/// moment and the optional first moment are carried to the new basis (see MomentPolicy).
+/// Adafactor in the projected space of a `GradientProjector<Basis>` (GaLore's Adafactor) —
+/// `ProjectedOptimizer` with `AdafactorRule`: the factored statistics live on the projected shape,
+/// RMS clipping happens in the subspace, the update (lr_t·u, or the first moment of it) is
+/// projected back (× α) and applied to the full weight; the parameter scale RMS(W) and the weight
+/// decay use the full W, as GaLore's Adafactor. With `MomentPolicy::Rotate` the projected factor
+/// of the second moment and the optional first moment are carried to the new basis.
 template <typename Basis>
-class ProjectedAdafactor {
+class ProjectedAdafactor : public ProjectedOptimizer<Basis, AdafactorRule<typename Basis::Scalar>> {
+  using Base = ProjectedOptimizer<Basis, AdafactorRule<typename Basis::Scalar>>;
+
  public:
-  /// The projector type, `GradientProjector<Basis>`.
-  using Projector = GradientProjector<Basis>;
-  /// Floating-point type of the basis, weights and the factored state.
-  using Scalar = typename Basis::Scalar;
-  /// Dense matrix type of the projected gradient.
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using typename Base::Matrix;
+  using typename Base::Projector;
+  using typename Base::Scalar;
 
   ProjectedAdafactor() = default;
   /// An optimizer around a configured (not yet used) projector.
-  explicit ProjectedAdafactor(const Projector& p) : m_proj(p) {}
-  /// The projector; configure it (rank, gap, projection type, basis) before the first step.
-  Projector& projector() { return m_proj; }
-  /// The projector.
-  const Projector& projector() const { return m_proj; }
+  explicit ProjectedAdafactor(const Projector& p) : Base(p) {}
   /// Replaces all hyperparameters; throws `InvalidArgument` and keeps the old ones when `o` is invalid.
   ProjectedAdafactor& setOptions(const AdafactorOptions& o) {
-    o.validate("ProjectedAdafactor");
-    m_opt = o;
+    Base::setOptions(o);
     return *this;
   }
   /// Sets an external lr ρ (finite, ≥ 0) and turns relativeStep and warmupInit off (as
   /// `Adafactor::setLearningRate`); ρ/ρ₀ (ρ₀: the external lr of the first step) also scales the
   /// learning rate of a tracking basis (online PCA).
   ProjectedAdafactor& setLearningRate(double lr) {
-    AdafactorOptions o = m_opt;
+    AdafactorOptions o = this->options();
     o.learningRate = lr;
     o.relativeStep = false;
     o.warmupInit = false;
@@ -323,127 +408,9 @@ class ProjectedAdafactor {
   }
   /// Sets what happens to the factored state when the basis changes (default `Keep`).
   ProjectedAdafactor& setMomentPolicy(MomentPolicy p) {
-    m_policy = p;
+    Base::setMomentPolicy(p);
     return *this;
   }
-  /// The current hyperparameters.
-  const AdafactorOptions& options() const { return m_opt; }
-  /// Step count t of the β₂ₜ and relative-step schedules (restarts with `MomentPolicy::Reset` and
-  /// after a non-finite update).
-  Index stepCount() const { return m_t; }
-  /// Number of steps not applied: non-finite gradients and non-finite low-rank updates (which
-  /// also reset the state).
-  Index skippedSteps() const { return m_skipped; }
-  /// Bytes of optimizer state: the factored statistics of the projected shape, the optional first
-  /// moment and the projector's basis state.
-  std::size_t stateBytes() const { return m_state.bytes() + m_proj.stateBytes(); }
-
-  /// One projected Adafactor step on W (m×n) with gradient G (m×n).
-  template <typename DW, typename DG>
-  StepOutcome step(Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase<DG>& g) {
-    checkShape(g, w.rows(), w.cols(), "ProjectedAdafactor::step", "g");
-    if (detail::rejectNonFinite(g, m_opt.nonFinite, "ProjectedAdafactor::step", m_skipped)) return StepOutcome::Skipped;
-    if (m_r.size() == 0) {
-      m_proj.init(g.rows(), g.cols());
-      m_state.allocate(m_proj.projectedRows(), m_proj.projectedCols(), m_opt.beta1 > 0);
-      allocateBuffers();
-      m_lr0 = m_opt.learningRate;
-    }
-    if (m_proj.beginStep(g)) applyMomentPolicy();
-    m_proj.project(g, m_r);
-    ++m_t;
-    const double lr = detail::adafactorLearningRate(m_opt, m_t, detail::rmsOf(w));
-    m_state.update(m_r, m_t, m_opt, lr);
-    if (!m_r.allFinite()) {
-      m_state.reset();
-      m_t = 0;
-      ++m_skipped;
-      m_proj.endStep(g, 1.0);
-      return StepOutcome::Skipped;
-    }
-    if (m_opt.weightDecay > 0) w.derived() *= Scalar(1.0 - lr * m_opt.weightDecay);
-    m_proj.addBack(m_r, Scalar(-1), w);
-    m_proj.endStep(g, m_lr0 > 0 ? m_opt.learningRate / m_lr0 : 1.0);
-    return StepOutcome::Applied;
-  }
-  /// Overload for a temporary weight expression, such as an Eigen block or `Map`.
-  template <typename DW, typename DG>
-  StepOutcome step(Eigen::MatrixBase<DW>&& w, const Eigen::MatrixBase<DG>& g) {
-    return step(w, g);
-  }
-
-  /// Writes hyperparameters, moment policy, step counts, the projector and the factored state to a
-  /// checkpoint.
-  void save(std::ostream& os) const {
-    ckpt::writeHeader(os, "ProjectedAdafactor");
-    m_opt.save(os);
-    ckpt::writePod<std::int32_t>(os, std::int32_t(m_policy));
-    ckpt::writePod<std::int64_t>(os, m_t);
-    ckpt::writePod<std::int64_t>(os, m_skipped);
-    ckpt::writePod<double>(os, m_lr0);
-    ckpt::writePod<std::uint8_t>(os, m_r.size() > 0 ? 1 : 0);
-    m_proj.save(os);
-    if (m_r.size() > 0) m_state.save(os);
-  }
-  /// Restores a state written by `save`; throws `IoError` on malformed data (this object is
-  /// unchanged then).
-  void load(std::istream& is) {
-    ckpt::readHeader(is, "ProjectedAdafactor");
-    ProjectedAdafactor o(m_proj);
-    o.m_opt.load(is);
-    o.m_policy = MomentPolicy(ckpt::readBounded<std::int32_t>(is, "moment policy", 0, 2));
-    o.m_t = ckpt::readBounded<std::int64_t>(is, "step count", 0, std::numeric_limits<std::int64_t>::max());
-    o.m_skipped = ckpt::readBounded<std::int64_t>(is, "skipped steps", 0, std::numeric_limits<std::int64_t>::max());
-    o.m_lr0 = ckpt::readPod<double>(is, "initial learning rate");
-    const bool started = ckpt::readBounded<std::uint8_t>(is, "started flag", 0, 1) != 0;
-    o.m_proj.load(is);
-    if (started) {
-      if (!o.m_proj.initialized()) throw IoError("checkpoint: optimizer started but projector is not initialised");
-      o.m_state.load(is, o.m_proj.projectedRows(), o.m_proj.projectedCols(), o.m_opt.beta1 > 0);
-      if (ckpt::streamVersion(is) < 2) o.m_state.m.setZero();  // version 1: first moment without lr, restarts
-      o.allocateBuffers();
-    }
-    *this = std::move(o);
-  }
-
- private:
-  void allocateBuffers() {
-    m_r.resize(m_proj.projectedRows(), m_proj.projectedCols());
-    m_tmp.resize(m_r.rows(), m_r.cols());
-    m_sq.resize(m_proj.rank(), m_proj.rank());
-    m_vecTmp.resize(m_proj.rank());
-  }
-  void applyMomentPolicy() {
-    if (m_policy == MomentPolicy::Keep) return;
-    if (m_policy == MomentPolicy::Reset) {
-      m_state.reset();
-      m_t = 0;
-      return;
-    }
-    const bool two = m_proj.twoSided();
-    const Side side = m_proj.side();
-    if (m_state.m.size() > 0) detail::carryCoordinates(m_state.m, two, side, m_proj.transition(), m_proj.transitionRight(), m_tmp);
-    // Projected factors: rows of a left/two-sided projection, columns of a right/two-sided one.
-    if (two || side == Side::Left) {
-      detail::squareInto(m_proj.transition(), m_sq);
-      m_vecTmp.noalias() = m_sq.transpose() * m_state.row;
-      m_state.row = m_vecTmp;
-    }
-    if (two || side == Side::Right) {
-      detail::squareInto(two ? m_proj.transitionRight() : m_proj.transition(), m_sq);
-      m_vecTmp.noalias() = m_sq.transpose() * m_state.col.transpose();
-      m_state.col = m_vecTmp.transpose();
-    }
-  }
-
-  Projector m_proj;
-  AdafactorOptions m_opt{};
-  MomentPolicy m_policy = MomentPolicy::Keep;
-  Index m_t = 0, m_skipped = 0;
-  double m_lr0 = 0;
-  detail::FactoredState<Scalar> m_state;
-  Matrix m_r, m_tmp, m_sq;
-  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> m_vecTmp;
 };
 
 }  // namespace wproj

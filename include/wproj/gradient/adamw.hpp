@@ -6,6 +6,7 @@
 
 #include "checkpoint.hpp"
 #include "moments.hpp"
+#include "projected_optimizer.hpp"
 #include "projector.hpp"
 
 #include <Eigen/Core>
@@ -15,15 +16,6 @@
 #include <limits>
 
 namespace wproj {
-
-/// What an optimizer does with a NaN/Inf gradient.
-enum class NonFinitePolicy {
-  Throw,  ///< throw `InvalidArgument` naming the first non-finite entry (default)
-  Skip    ///< leave weights and state untouched and count the skipped step
-};
-
-/// Outcome of one optimizer step.
-enum class StepOutcome { Applied, Skipped };
 
 /// Hyperparameters shared by the AdamW variants.
 struct AdamWOptions {
@@ -76,32 +68,114 @@ struct AdamWOptions {
   }
 };
 
-namespace detail {
+/// Adam's update rule (Kingma & Ba 2015, with the decoupled weight decay of AdamW, Loshchilov &
+/// Hutter 2019) as GaLore's reference AdamW computes it: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g²,
+/// direction m/(√v + ε), step size lr·√(1−β₂ᵗ)/(1−β₁ᵗ) (lr without bias correction), weight decay
+/// lr·wd after the update. The static functions are the rule itself (full-rank `AdamW` calls them
+/// on W's moments); an object holds the moments of one projected gradient for
+/// `ProjectedOptimizer` (`ProjectedAdamW`).
+template <typename Scalar_>
+class AdamRule {
+ public:
+  /// Floating-point type of the moments.
+  using Scalar = Scalar_;
+  /// Hyperparameters.
+  using Options = AdamWOptions;
+  /// Dense matrix type of the moments.
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// Checkpoint section of the projected optimizer.
+  static constexpr const char* kProjectedName = "ProjectedAdamW";
+  /// Name of the projected step in error messages.
+  static constexpr const char* kStepWhere = "ProjectedAdamW::step";
+  /// False: the weight decay follows the update.
+  static constexpr bool kDecayBeforeUpdate = false;
+  /// Defaults of the projected optimizer: ε = 1e-6, as GaLore.
+  static Options projectedDefaults() {
+    Options o;
+    o.epsilon = 1e-6;
+    return o;
+  }
 
-/// One Adam moment update in place: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², then g ← m/(√v + ε).
-/// Returns the step size lr·√(1−β₂ᵗ)/(1−β₁ᵗ) (or lr without bias correction), as in GaLore's AdamW.
-template <typename Matrix, typename DG>
-double adamMoments(Matrix& m, Matrix& v, Eigen::MatrixBase<DG>& g, Index t, const AdamWOptions& o) {
-  using S = typename Matrix::Scalar;
-  const S b1 = S(o.beta1), b2 = S(o.beta2), eps = S(o.epsilon);
-  m.array() = b1 * m.array() + (S(1) - b1) * g.array();
-  v.array() = b2 * v.array() + (S(1) - b2) * g.array().square();
-  g.derived().array() = m.array() / (v.array().sqrt() + eps);
-  double step = o.learningRate;
-  if (o.biasCorrection) step *= std::sqrt(1.0 - std::pow(o.beta2, double(t))) / (1.0 - std::pow(o.beta1, double(t)));
-  return step;
-}
+  /// Moment update in place: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g².
+  template <typename DG>
+  static void accumulate(Matrix& m, Matrix& v, const Eigen::MatrixBase<DG>& g, const Options& o) {
+    const Scalar b1 = Scalar(o.beta1), b2 = Scalar(o.beta2);
+    m.array() = b1 * m.array() + (Scalar(1) - b1) * g.derived().array().template cast<Scalar>();
+    v.array() = b2 * v.array() + (Scalar(1) - b2) * g.derived().array().template cast<Scalar>().square();
+  }
+  /// The update direction m/(√v + ε) as an expression (no temporary).
+  static auto direction(const Matrix& m, const Matrix& v, const Options& o) {
+    return m.array() / (v.array().sqrt() + Scalar(o.epsilon));
+  }
+  /// Step size of step t ≥ 1: lr·√(1−β₂ᵗ)/(1−β₁ᵗ), or lr without bias correction.
+  static double stepSize(Index t, const Options& o) {
+    double step = o.learningRate;
+    if (o.biasCorrection) step *= std::sqrt(1.0 - std::pow(o.beta2, double(t))) / (1.0 - std::pow(o.beta1, double(t)));
+    return step;
+  }
 
-/// Handles a non-finite gradient according to the policy; returns true when the step must be skipped.
-template <typename DG>
-bool rejectNonFinite(const Eigen::MatrixBase<DG>& g, NonFinitePolicy policy, const char* where, Index& skipped) {
-  if (g.allFinite()) return false;
-  ++skipped;
-  if (policy == NonFinitePolicy::Throw) checkFinite(g, where, "g");
-  return true;
-}
+  /// First moment m (empty before the first step).
+  const Matrix& firstMoment() const { return m_m; }
+  /// Second moment v (empty before the first step).
+  const Matrix& secondMoment() const { return m_v; }
 
-}  // namespace detail
+  /// Zero moments of a p×q projected gradient; scratch for rotations of rank r.
+  void allocate(Index p, Index q, Index rank, const Options&) {
+    m_m.setZero(p, q);
+    m_v.setZero(p, q);
+    allocateScratch(rank);
+  }
+  /// Zeroes the moments (moment policy `Reset`, non-finite update).
+  void reset() {
+    m_m.setZero();
+    m_v.setZero();
+  }
+  /// Turns the projected gradient r into the direction N (in place) for step t.
+  template <typename DW>
+  RuleStep update(Matrix& r, Index t, const Options& o, const Eigen::MatrixBase<DW>&) {
+    accumulate(m_m, m_v, r, o);
+    r.array() = direction(m_m, m_v, o);
+    return RuleStep{-stepSize(t, o), o.learningRate};
+  }
+  /// Carries the moments into a new basis: m with R, v with R∘R (see `MomentPolicy`).
+  void rotate(bool twoSided, Side side, const Matrix& ra, const Matrix& rb) {
+    detail::carryCoordinates(m_m, twoSided, side, ra, rb, m_tmp);
+    detail::squareInto(ra, m_sqA);
+    if (twoSided) detail::squareInto(rb, m_sqB);
+    detail::carryCoordinates(m_v, twoSided, side, m_sqA, m_sqB, m_tmp);
+  }
+  /// Bytes of the two moments.
+  std::size_t bytes() const { return std::size_t(m_m.size() + m_v.size()) * sizeof(Scalar); }
+
+  /// Writes the moments (empty before the first step).
+  void saveBeforeProjector(std::ostream& os, bool) const {
+    ckpt::writeMatrix(os, m_m);
+    ckpt::writeMatrix(os, m_v);
+  }
+  /// Nothing follows the projector.
+  void saveAfterProjector(std::ostream&, bool) const {}
+  /// Reads the moments; returns true when the optimizer had started (non-empty moments).
+  bool loadBeforeProjector(std::istream& is, const Options&) {
+    m_m = ckpt::readMatrix<Scalar>(is, "first moment");
+    m_v = ckpt::readMatrix<Scalar>(is, "second moment", m_m.rows(), m_m.cols());
+    if ((m_v.array() < Scalar(0)).any()) throw IoError("checkpoint: second moment has negative entries");
+    return m_m.size() > 0;
+  }
+  /// Checks the moments against the projected shape p×q and sizes the scratch.
+  void loadAfterProjector(std::istream&, Index p, Index q, Index rank, const Options&) {
+    if (m_m.rows() != p || m_m.cols() != q) throw IoError("checkpoint: moment shape does not match the projector");
+    allocateScratch(rank);
+  }
+
+ private:
+  void allocateScratch(Index rank) {
+    m_tmp.resize(m_m.rows(), m_m.cols());
+    m_sqA.resize(rank, rank);
+    m_sqB.resize(rank, rank);
+  }
+  Matrix m_m, m_v, m_tmp, m_sqA, m_sqB;
+};
+
 
 /// Full-rank AdamW, the baseline: moments m, v shaped like W (2mn scalars of state).
 /// The update follows GaLore's reference AdamW: W ← W − lr·√(1−β₂ᵗ)/(1−β₁ᵗ)·m/(√v + ε), then the
@@ -114,6 +188,8 @@ class AdamW {
   using Scalar = Scalar_;
   /// Dense matrix type of the moments.
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  /// The update rule (shared with `ProjectedAdamW`).
+  using Rule = AdamRule<Scalar>;
 
   AdamW() = default;
   /// An optimizer with hyperparameters `o` (validated).
@@ -164,15 +240,9 @@ class AdamW {
     }
     checkShape(w, m_m.rows(), m_m.cols(), "AdamW::step", "w");
     ++m_t;
-    using S = Scalar;
-    const S b1 = S(m_opt.beta1), b2 = S(m_opt.beta2), eps = S(m_opt.epsilon);
-    m_m.array() = b1 * m_m.array() + (S(1) - b1) * g.derived().array().template cast<S>();
-    m_v.array() = b2 * m_v.array() + (S(1) - b2) * g.derived().array().template cast<S>().square();
-    double stepSize = m_opt.learningRate;
-    if (m_opt.biasCorrection)
-      stepSize *= std::sqrt(1.0 - std::pow(m_opt.beta2, double(m_t))) / (1.0 - std::pow(m_opt.beta1, double(m_t)));
-    w.derived().array() -= S(stepSize) * (m_m.array() / (m_v.array().sqrt() + eps));
-    if (m_opt.weightDecay > 0) w.derived() *= S(1.0 - m_opt.learningRate * m_opt.weightDecay);
+    Rule::accumulate(m_m, m_v, g, m_opt);
+    w.derived().array() -= Scalar(Rule::stepSize(m_t, m_opt)) * Rule::direction(m_m, m_v, m_opt);
+    if (m_opt.weightDecay > 0) w.derived() *= Scalar(1.0 - m_opt.learningRate * m_opt.weightDecay);
     return StepOutcome::Applied;
   }
   /// Overload for a temporary weight expression, such as an Eigen block or `Map`.
@@ -221,41 +291,47 @@ class AdamW {
   Matrix m_m, m_v;
 };
 
-/// GaLore-AdamW: AdamW whose moments live in the rank-r space of a `GradientProjector<Basis>`.
-/// A step is project (R = projector(G)) → Adam on R (fp32/fp64 moments shaped like R, bias
-/// correction, ε = 1e-6 by default as in GaLore) → project back and apply
-/// (W ← W − step·α·back(N)) → decoupled weight decay on the full weight (W ← W − lr·wd·W).
-/// The moment policy (`Keep` by default, as GaLore) decides what happens on a basis change.
+/// GaLore-AdamW (Zhao et al. 2024): AdamW whose moments live in the rank-r space of a
+/// `GradientProjector<Basis>` — `ProjectedOptimizer` with `AdamRule`. A step is project
+/// (R = projector(G)) → Adam on R (moments shaped like R, bias correction, ε = 1e-6 by default as
+/// in GaLore) → project back and apply (W ← W − step·α·back(N)) → decoupled weight decay on the
+/// full weight (W ← W − lr·wd·W). The moment policy (`Keep` by default, as GaLore) decides what
+/// happens on a basis change.
 ///
 /// Robustness: a NaN/Inf gradient throws or is skipped (`setNonFinitePolicy`); a non-finite
 /// low-rank update (overflowing moments) is never applied — the moments are reset and the step
 /// is counted in `skippedSteps()`. After the first step no call allocates except refreshes.
+///
+/// \code
+///   wproj::GradientProjector<wproj::SvdBasis<float>> galore;
+///   galore.setRank(128).setUpdateGap(200).setScale(0.25f);
+///   wproj::ProjectedAdamW<wproj::SvdBasis<float>> opt(galore);
+///   opt.setLearningRate(1e-3).setWeightDecay(0.01);
+///   for (const auto& g : gradients) opt.step(w, g);  // w, g: m×n
+/// \endcode
 template <typename Basis>
-class ProjectedAdamW {
+class ProjectedAdamW : public ProjectedOptimizer<Basis, AdamRule<typename Basis::Scalar>> {
+  using Base = ProjectedOptimizer<Basis, AdamRule<typename Basis::Scalar>>;
+
  public:
-  /// The projector type, `GradientProjector<Basis>`.
-  using Projector = GradientProjector<Basis>;
-  /// Floating-point type of the basis, weights and moments.
-  using Scalar = typename Basis::Scalar;
-  /// Dense matrix type of the low-rank moments.
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using typename Base::Matrix;
+  using typename Base::Projector;
+  using typename Base::Scalar;
 
-  ProjectedAdamW() { m_opt.epsilon = 1e-6; }
+  ProjectedAdamW() = default;
   /// An optimizer around a configured (not yet used) projector.
-  explicit ProjectedAdamW(const Projector& projector) : m_proj(projector) { m_opt.epsilon = 1e-6; }
-
-  /// The projector; configure it (rank, gap, projection type, basis) before the first step.
-  Projector& projector() { return m_proj; }
-  /// The projector.
-  const Projector& projector() const { return m_proj; }
+  explicit ProjectedAdamW(const Projector& projector) : Base(projector) {}
 
   /// Sets lr (finite, ≥ 0); lr/lr₀ (lr₀: the lr of the first step) also scales the learning rate
   /// of a tracking basis (online PCA).
   ProjectedAdamW& setLearningRate(double lr) { return set(&AdamWOptions::learningRate, lr); }
   /// Sets β₁ and β₂ (each in [0, 1)).
   ProjectedAdamW& setBetas(double b1, double b2) {
-    set(&AdamWOptions::beta1, b1);
-    return set(&AdamWOptions::beta2, b2);
+    AdamWOptions o = this->options();
+    o.beta1 = b1;
+    o.beta2 = b2;
+    Base::setOptions(o);
+    return *this;
   }
   /// Sets ε (positive; default 1e-6).
   ProjectedAdamW& setEpsilon(double e) { return set(&AdamWOptions::epsilon, e); }
@@ -263,146 +339,36 @@ class ProjectedAdamW {
   ProjectedAdamW& setWeightDecay(double wd) { return set(&AdamWOptions::weightDecay, wd); }
   /// Turns the bias correction of the step size on or off.
   ProjectedAdamW& setBiasCorrection(bool on) {
-    m_opt.biasCorrection = on;
+    this->mutableOptions().biasCorrection = on;
     return *this;
   }
   /// Sets what a NaN/Inf gradient does: throw, or skip the step.
   ProjectedAdamW& setNonFinitePolicy(NonFinitePolicy p) {
-    m_opt.nonFinite = p;
+    this->mutableOptions().nonFinite = p;
+    return *this;
+  }
+  /// Replaces all hyperparameters; throws `InvalidArgument` and keeps the old ones when `o` is invalid.
+  ProjectedAdamW& setOptions(const AdamWOptions& o) {
+    Base::setOptions(o);
     return *this;
   }
   /// Sets what happens to the moments when the basis changes (default `Keep`).
   ProjectedAdamW& setMomentPolicy(MomentPolicy p) {
-    m_policy = p;
+    Base::setMomentPolicy(p);
     return *this;
   }
-  /// The current hyperparameters.
-  const AdamWOptions& options() const { return m_opt; }
-  /// The moment policy.
-  MomentPolicy momentPolicy() const { return m_policy; }
-  /// Adam's step count t (restarts with `MomentPolicy::Reset`).
-  Index stepCount() const { return m_t; }
-  /// Number of steps not applied: non-finite gradients and non-finite low-rank updates (which
-  /// also reset the moments).
-  Index skippedSteps() const { return m_skipped; }
   /// First moment m, shaped like the projected gradient R (empty before the first step).
-  const Matrix& firstMoment() const { return m_m; }
+  const Matrix& firstMoment() const { return this->rule().firstMoment(); }
   /// Second moment v, shaped like the projected gradient R (empty before the first step).
-  const Matrix& secondMoment() const { return m_v; }
-  /// Bytes of optimizer state: the two low-rank moments plus the projector's basis state.
-  std::size_t stateBytes() const { return std::size_t(m_m.size() + m_v.size()) * sizeof(Scalar) + m_proj.stateBytes(); }
-
-  /// One GaLore-AdamW step on W (m×n) with gradient G (m×n).
-  template <typename DW, typename DG>
-  StepOutcome step(Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase<DG>& g) {
-    checkShape(g, w.rows(), w.cols(), "ProjectedAdamW::step", "g");
-    if (detail::rejectNonFinite(g, m_opt.nonFinite, "ProjectedAdamW::step", m_skipped)) return StepOutcome::Skipped;
-    if (m_m.size() == 0) allocate(g.rows(), g.cols());
-    if (m_proj.beginStep(g)) applyMomentPolicy();
-    m_proj.project(g, m_r);
-    ++m_t;
-    const double stepSize = detail::adamMoments(m_m, m_v, m_r, m_t, m_opt);
-    if (!m_r.allFinite()) {
-      m_m.setZero();
-      m_v.setZero();
-      m_t = 0;
-      ++m_skipped;
-      m_proj.endStep(g, lrRatio());
-      return StepOutcome::Skipped;
-    }
-    m_proj.addBack(m_r, Scalar(-stepSize), w);
-    if (m_opt.weightDecay > 0) w.derived() *= Scalar(1.0 - m_opt.learningRate * m_opt.weightDecay);
-    m_proj.endStep(g, lrRatio());
-    return StepOutcome::Applied;
-  }
-  /// Overload for a temporary weight expression, such as an Eigen block or `Map`.
-  template <typename DW, typename DG>
-  StepOutcome step(Eigen::MatrixBase<DW>&& w, const Eigen::MatrixBase<DG>& g) {
-    return step(w, g);
-  }
-
-  /// Writes hyperparameters, moment policy, step counts, moments and the projector to a checkpoint.
-  void save(std::ostream& os) const {
-    ckpt::writeHeader(os, "ProjectedAdamW");
-    m_opt.save(os);
-    ckpt::writePod<std::int32_t>(os, std::int32_t(m_policy));
-    ckpt::writePod<std::int64_t>(os, m_t);
-    ckpt::writePod<std::int64_t>(os, m_skipped);
-    ckpt::writePod<double>(os, m_lr0);
-    ckpt::writeMatrix(os, m_m);
-    ckpt::writeMatrix(os, m_v);
-    m_proj.save(os);
-  }
-  /// Restores a state written by `save`; throws `IoError` on malformed data (this object is
-  /// unchanged then).
-  void load(std::istream& is) {
-    ckpt::readHeader(is, "ProjectedAdamW");
-    ProjectedAdamW o(m_proj);
-    o.m_opt.load(is);
-    o.m_policy = MomentPolicy(ckpt::readBounded<std::int32_t>(is, "moment policy", 0, 2));
-    o.m_t = ckpt::readBounded<std::int64_t>(is, "step count", 0, std::numeric_limits<std::int64_t>::max());
-    o.m_skipped = ckpt::readBounded<std::int64_t>(is, "skipped steps", 0, std::numeric_limits<std::int64_t>::max());
-    o.m_lr0 = ckpt::readPod<double>(is, "initial learning rate");
-    o.m_m = ckpt::readMatrix<Scalar>(is, "first moment");
-    o.m_v = ckpt::readMatrix<Scalar>(is, "second moment", o.m_m.rows(), o.m_m.cols());
-    if ((o.m_v.array() < Scalar(0)).any()) throw IoError("checkpoint: second moment has negative entries");
-    o.m_proj.load(is);
-    if (o.m_m.size() > 0) {
-      if (!o.m_proj.initialized() || o.m_m.rows() != o.m_proj.projectedRows() || o.m_m.cols() != o.m_proj.projectedCols())
-        throw IoError("checkpoint: moment shape does not match the projector");
-      o.allocateBuffers();
-    }
-    *this = std::move(o);
-  }
+  const Matrix& secondMoment() const { return this->rule().secondMoment(); }
 
  private:
   ProjectedAdamW& set(double AdamWOptions::*field, double value) {
-    AdamWOptions o = m_opt;
+    AdamWOptions o = this->options();
     o.*field = value;
-    o.validate("ProjectedAdamW");
-    m_opt = o;
+    Base::setOptions(o);
     return *this;
   }
-  double lrRatio() const { return m_lr0 > 0 ? m_opt.learningRate / m_lr0 : 1.0; }
-  void allocate(Index rows, Index cols) {
-    m_proj.init(rows, cols);
-    m_m.setZero(m_proj.projectedRows(), m_proj.projectedCols());
-    m_v.setZero(m_proj.projectedRows(), m_proj.projectedCols());
-    m_lr0 = m_opt.learningRate;
-    allocateBuffers();
-  }
-  void allocateBuffers() {
-    m_r.resize(m_m.rows(), m_m.cols());
-    m_tmp.resize(m_m.rows(), m_m.cols());
-    m_sqA.resize(m_proj.rank(), m_proj.rank());
-    m_sqB.resize(m_proj.rank(), m_proj.rank());
-  }
-  void applyMomentPolicy() {
-    switch (m_policy) {
-      case MomentPolicy::Keep: return;
-      case MomentPolicy::Reset:
-        m_m.setZero();
-        m_v.setZero();
-        m_t = 0;
-        return;
-      case MomentPolicy::Rotate: {
-        const bool two = m_proj.twoSided();
-        const Side side = m_proj.side();
-        detail::carryCoordinates(m_m, two, side, m_proj.transition(), m_proj.transitionRight(), m_tmp);
-        detail::squareInto(m_proj.transition(), m_sqA);
-        if (two) detail::squareInto(m_proj.transitionRight(), m_sqB);
-        detail::carryCoordinates(m_v, two, side, m_sqA, m_sqB, m_tmp);
-        return;
-      }
-    }
-  }
-
-  Projector m_proj;
-  AdamWOptions m_opt{};
-  MomentPolicy m_policy = MomentPolicy::Keep;
-  Index m_t = 0, m_skipped = 0;
-  double m_lr0 = 0;
-  Matrix m_m, m_v, m_r, m_tmp, m_sqA, m_sqB;
 };
 
 }  // namespace wproj

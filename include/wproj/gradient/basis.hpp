@@ -19,7 +19,10 @@
 ///   void denseBasis(Matrix& p) const;            // P as a dense ambient×r matrix
 ///   bool hasBasis() const; std::size_t stateBytes() const;
 ///   void save(std::ostream&) const; void load(std::istream&, Index ambient, Index rank);
+///   void track(G, side, lr);                     // only when kTracksSteps: move P by one step
 /// \endcode
+///
+/// `IsGradientBasis<B>` (below) checks this protocol at compile time.
 ///
 /// `refresh` is transactional: on failure (`ok == false`) the previous basis is kept unchanged.
 /// When `transition` is non-null and a previous basis exists it receives R = P_oldᵀ P_new (r×r),
@@ -34,7 +37,12 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <istream>
 #include <limits>
+#include <ostream>
+#include <type_traits>
+#include <utility>
 
 namespace wproj {
 
@@ -135,15 +143,6 @@ class DenseBasisStorage {
     if (candidate.cols() != rank || !candidate.allFinite()) return RefreshResult{};
     return commit(candidate, transition);
   }
-  /// Checkpoint of a basis whose whole state is P: its tag, a presence flag, P.
-  void saveTagged(std::ostream& os, const char* tag) const {
-    ckpt::writeTag(os, tag);
-    saveDenseWithFlag(os);
-  }
-  void loadTagged(std::istream& is, const char* tag, Index ambient, Index rank) {
-    ckpt::expectTag(is, tag);
-    loadDense(is, ambient, rank);
-  }
   void saveDense(std::ostream& os) const { ckpt::writeMatrix(os, m_p); }
   void loadDense(std::istream& is, Index ambient, Index rank) {
     const bool has = ckpt::readBounded<std::uint8_t>(is, "basis present flag", 0, 1) != 0;
@@ -158,4 +157,69 @@ class DenseBasisStorage {
 };
 
 }  // namespace detail
+
+namespace detail {
+
+template <typename...>
+using BasisVoidT = void;
+template <typename B>
+using BasisMatrix = Eigen::Matrix<typename B::Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+
+// Detection traits of the basis-policy protocol (one per requirement, so that a failing
+// static_assert names the missing piece).
+template <typename B, typename = void>
+struct BasisHasNames : std::false_type {};
+template <typename B>
+struct BasisHasNames<B, BasisVoidT<typename B::Scalar, decltype(std::declval<const char*&>() = B::kName),
+                                   decltype(std::declval<bool&>() = B::kTracksSteps)>> : std::true_type {};
+
+template <typename B, typename = void>
+struct BasisHasRefresh : std::false_type {};
+template <typename B>
+struct BasisHasRefresh<B, BasisVoidT<decltype(std::declval<RefreshResult&>() = std::declval<B&>().refresh(
+                                                  std::declval<const BasisMatrix<B>&>(), Side::Left, Index(), std::uint64_t(),
+                                                  static_cast<BasisMatrix<B>*>(nullptr)))>> : std::true_type {};
+
+template <typename B, typename = void>
+struct BasisHasProducts : std::false_type {};
+template <typename B>
+struct BasisHasProducts<
+    B, BasisVoidT<decltype(std::declval<const B&>().project(std::declval<const BasisMatrix<B>&>(), Side::Left,
+                                                            std::declval<BasisMatrix<B>&>())),
+                  decltype(std::declval<const B&>().backProject(std::declval<const BasisMatrix<B>&>(), Side::Left,
+                                                                std::declval<BasisMatrix<B>&>())),
+                  decltype(std::declval<const B&>().addBack(std::declval<const BasisMatrix<B>&>(), Side::Left,
+                                                            std::declval<typename B::Scalar>(), std::declval<BasisMatrix<B>&>())),
+                  decltype(std::declval<const B&>().denseBasis(std::declval<BasisMatrix<B>&>()))>> : std::true_type {};
+
+template <typename B, typename = void>
+struct BasisHasState : std::false_type {};
+template <typename B>
+struct BasisHasState<B, BasisVoidT<decltype(std::declval<bool&>() = std::declval<const B&>().hasBasis()),
+                                   decltype(std::declval<std::size_t&>() = std::declval<const B&>().stateBytes()),
+                                   decltype(std::declval<const B&>().save(std::declval<std::ostream&>())),
+                                   decltype(std::declval<B&>().load(std::declval<std::istream&>(), Index(), Index()))>>
+    : std::true_type {};
+
+template <typename B, typename = void>
+struct BasisHasTrack : std::false_type {};
+template <typename B>
+struct BasisHasTrack<B, BasisVoidT<decltype(std::declval<B&>().track(std::declval<const BasisMatrix<B>&>(), Side::Left, double()))>>
+    : std::true_type {};
+
+template <typename B, bool HasNames = BasisHasNames<B>::value>
+struct BasisTracksWhenDeclared : std::true_type {};
+template <typename B>
+struct BasisTracksWhenDeclared<B, true> : std::integral_constant<bool, !B::kTracksSteps || BasisHasTrack<B>::value> {};
+
+}  // namespace detail
+
+/// True when `B` implements the basis-policy protocol described at the top of this file (and
+/// `track` when it declares `kTracksSteps`); `GradientProjector` checks it at compile time.
+template <typename B>
+struct IsGradientBasis
+    : std::integral_constant<bool, detail::BasisHasNames<B>::value && detail::BasisHasRefresh<B>::value &&
+                                       detail::BasisHasProducts<B>::value && detail::BasisHasState<B>::value &&
+                                       detail::BasisTracksWhenDeclared<B>::value> {};
+
 }  // namespace wproj

@@ -7,8 +7,8 @@
 ///
 /// Eigen's GEMM packs its operands into two blocks of kc·mc and kc·nc scalars. It takes them from
 /// the stack up to EIGEN_STACK_ALLOCATION_LIMIT (128 KiB) and from the heap above, so a plain
-/// `dst.noalias() = A * B` allocates on every call for realistic sizes (1024×512 by r = 128:
-/// three allocations per projected AdamW step, thirteen with online PCA). `gemmInto` runs the
+/// `dst.noalias() = A * B` allocates on every call for realistic sizes (counts per projected
+/// step: docs/performance.md, "Gradient steps"). `gemmInto` runs the
 /// same kernel (`general_matrix_matrix_product` with the blocking sizes Eigen would choose, so
 /// the results are bit-identical to the expression) on packing blocks kept in a per-thread
 /// scratch that only grows: after the largest product of a thread has run once, no product

@@ -69,9 +69,32 @@ enum class RefreshSchedule {
 ///
 /// A step is `beginStep(G)` (refresh if due), `project(G, R)`, the optimizer's update of R into
 /// N, `addBack(N, c, W)` (W += c·α·back(N)), `endStep(G)`. After the first step none of these
-/// allocate, except refresh steps (which run a decomposition).
+/// allocate, except refresh steps (which run a decomposition). `project` and `addBack` need a
+/// basis: called before the first `beginStep` they throw `InvalidArgument`.
+///
+/// \code
+///   wproj::GradientProjector<wproj::RandomizedBasis<float>> proj;
+///   proj.setRank(64).setUpdateGap(200).setScale(0.25f);
+///   proj.beginStep(g);                         // g: m×n gradient; refreshes when due
+///   Eigen::MatrixXf r = proj.project(g);       // low-rank gradient
+///   /* … optimizer update of r in place … */
+///   proj.addBack(r, -1e-3f, w);                // w += −lr·α·back(r)
+///   proj.endStep(g);
+/// \endcode
 template <typename Basis>
 class GradientProjector {
+  static_assert(detail::BasisHasNames<Basis>::value,
+                "GradientProjector<Basis>: Basis must define Scalar, kName (const char*) and kTracksSteps (bool)");
+  static_assert(detail::BasisHasRefresh<Basis>::value,
+                "GradientProjector<Basis>: Basis must provide RefreshResult refresh(G, side, rank, refreshIndex, Matrix* transition)");
+  static_assert(detail::BasisHasProducts<Basis>::value,
+                "GradientProjector<Basis>: Basis must provide project(G, side, out), backProject(N, side, out), "
+                "addBack(N, side, c, W) and denseBasis(P) as const members");
+  static_assert(detail::BasisHasState<Basis>::value,
+                "GradientProjector<Basis>: Basis must provide hasBasis(), stateBytes(), save(os) and load(is, ambient, rank)");
+  static_assert(detail::BasisTracksWhenDeclared<Basis>::value,
+                "GradientProjector<Basis>: a Basis with kTracksSteps = true must provide track(G, side, lr)");
+
  public:
   /// The basis policy type.
   using BasisType = Basis;
@@ -291,7 +314,8 @@ class GradientProjector {
   /// R_B = B_oldᵀ B_new of the last refresh of a two-sided projector.
   const Matrix& transitionRight() const { return m_transB; }
 
-  /// out = PᵀG (left, r×n), G P (right, m×r) or AᵀG B (full, r×r). No allocation.
+  /// out = PᵀG (left, r×n), G P (right, m×r) or AᵀG B (full, r×r). No allocation. Throws
+  /// `InvalidArgument` before the first basis or for a G of another shape.
   template <typename DG, typename DO>
   void project(const Eigen::MatrixBase<DG>& g, Eigen::MatrixBase<DO>& out) {
     checkReady(g.rows(), g.cols(), "GradientProjector::project");
@@ -317,9 +341,10 @@ class GradientProjector {
   }
 
   /// W += c·α·back(N), with back(N) = P N (left), N Pᵀ (right) or A N Bᵀ (full). No allocation.
+  /// Throws `InvalidArgument` before the first basis or for an N or W of another shape.
   template <typename DN, typename DW>
   void addBack(const Eigen::MatrixBase<DN>& n, Scalar c, Eigen::MatrixBase<DW>& w) {
-    WPROJ_ASSERT(m_initialized && hasBasis());
+    if (!m_initialized || !hasBasis()) throw InvalidArgument("GradientProjector::addBack: no basis yet; call beginStep(G) first");
     checkShape(n, projectedRows(), projectedCols(), "GradientProjector::addBack", "n");
     checkShape(w, m_rows, m_cols, "GradientProjector::addBack", "w");
     const Scalar coeff = c * m_scale;

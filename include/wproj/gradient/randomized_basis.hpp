@@ -23,9 +23,9 @@ namespace wproj {
 /// `setWarmStart` (default true), `setSeed` (refresh k uses seed + k). State: P (ambient×r).
 /// A warm refresh without extra power iterations (the default) is `warmSubspaceIteration`:
 /// span(G GᵀP) (left) or span(GᵀG P) (right) — the subspace of the p = 0 warm-started randomized
-/// SVD — from the two products with G and one orthonormalisation of the ambient×r block, 1.14×
-/// the two products at 4096×11008, r = 512, against 1.8× for the warm-started `RandomizedSVD`,
-/// which also orthonormalises the long side and forms singular vectors (docs/performance.md).
+/// SVD — from the two products with G and one orthonormalisation of the ambient×r block; the
+/// warm-started `RandomizedSVD` also orthonormalises the long side and forms singular vectors
+/// (measured costs: docs/performance.md, "Warm refresh").
 /// The columns then follow the previous basis instead of being singular vectors, which keeps
 /// the coordinates of kept moments aligned; a zero G keeps the previous basis. Oversampling
 /// applies to the cold refresh and, with `setPowerIterations(q ≥ 1)`, to warm refreshes, which
