@@ -4,6 +4,7 @@
 #include <wproj/core/atomic_file.hpp>
 #include <wproj/core/serialization.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -273,4 +274,27 @@ TEST_CASE("AtomicFile: unique temporary, nothing under the final name before com
   CHECK(content == "second");
   std::remove(path.c_str());
   CHECK_THROWS_AS(wproj::AtomicFile("/nonexistent-folder/x.bin"), wproj::IoError);
+}
+
+TEST_CASE("serial: the checksum does not depend on how the payload is split, and sees every byte", "[core][serialization]") {
+  std::string data(1000, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = char((i * 131 + 7) % 251);
+  const std::uint64_t whole = wproj::serial::checksum(data.data(), data.size());
+  for (std::size_t step : {std::size_t(1), std::size_t(3), std::size_t(7), std::size_t(8), std::size_t(13), std::size_t(64)}) {
+    wproj::serial::Checksum c;
+    for (std::size_t i = 0; i < data.size(); i += step) c.update(data.data() + i, std::min(step, data.size() - i));
+    CHECK(c.value() == whole);
+    CHECK(c.length() == data.size());
+  }
+  // Any single flipped bit, and any length change (trailing zeros included), changes the value.
+  for (std::size_t i = 0; i < data.size(); i += 37) {
+    for (int bit : {0, 7}) {
+      std::string d = data;
+      d[i] = char(d[i] ^ (1 << bit));
+      CHECK(wproj::serial::checksum(d.data(), d.size()) != whole);
+    }
+  }
+  const std::string padded = data + std::string(3, '\0');
+  CHECK(wproj::serial::checksum(padded.data(), padded.size()) != whole);
+  CHECK(wproj::serial::checksum(data.data(), 0) != wproj::serial::checksum("\0", 1));
 }

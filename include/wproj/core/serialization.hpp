@@ -9,7 +9,7 @@
 ///
 ///     "WPROJBIN" | u32 format version | u32 byte-order mark 0x01020304 |
 ///     u32 kind length | kind (≤ 64 bytes, e.g. "wproj.opcm") |
-///     u64 payload length | u64 FNV-1a-64 checksum of the payload | payload
+///     u64 payload length | u64 checksum of the payload (`Checksum`) | payload
 ///
 /// The payload is a sequence of sections `u32 name length | name | u64 length | bytes`; a section
 /// length of `kToEnd` means "the rest of the payload" (used by writers that stream into a
@@ -55,14 +55,64 @@ constexpr std::uint64_t kToEnd = ~std::uint64_t(0);
 /// Payload length of a file streamed into an `std::ostream` that cannot seek: no length and no
 /// checksum could be recorded, so nothing but the structure is verified on load.
 constexpr std::uint64_t kUnsealed = ~std::uint64_t(0);
-/// FNV-1a 64-bit offset basis (the checksum of an empty payload).
+/// FNV-1a 64-bit offset basis: the initial state of `Checksum`.
 constexpr std::uint64_t kChecksumSeed = 1469598103934665603ull;
 
-/// Continues an FNV-1a-64 checksum `h` over `n` bytes at `p`.
-inline std::uint64_t checksum(std::uint64_t h, const void* p, std::size_t n) {
-  const auto* b = static_cast<const unsigned char*>(p);
-  for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
-  return h;
+/// The payload checksum: FNV-1a-64 applied to the payload read as consecutive 8-byte words
+/// (h ← (h xor w)·p, p = 2⁴⁰ + 2⁸ + 0xb3), a final partial word padded with zeros, then the
+/// payload length folded in the same way. Eight times fewer multiplications than byte-wise
+/// FNV-1a; every step is a bijection of h, so any change confined to one word is always detected.
+/// Incremental: the value does not depend on how the payload is split into `update` calls.
+class Checksum {
+ public:
+  /// Adds `n` bytes.
+  void update(const void* data, std::size_t n) {
+    const auto* b = static_cast<const unsigned char*>(data);
+    m_length += n;
+    while (n > 0 && m_pending != 0) {  // complete a partial word
+      m_word[m_pending++] = *b++;
+      --n;
+      if (m_pending == 8) {
+        mix(load(m_word));
+        m_pending = 0;
+      }
+    }
+    for (; n >= 8; n -= 8, b += 8) mix(load(b));
+    for (; n > 0; --n) m_word[m_pending++] = *b++;
+  }
+  /// The checksum of everything added so far (does not change the state).
+  std::uint64_t value() const {
+    std::uint64_t h = m_h;
+    if (m_pending) {
+      unsigned char w[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      std::memcpy(w, m_word, m_pending);
+      h = (h ^ load(w)) * kPrime;
+    }
+    return (h ^ m_length) * kPrime;
+  }
+  /// Bytes added so far.
+  std::uint64_t length() const { return m_length; }
+
+ private:
+  static constexpr std::uint64_t kPrime = 1099511628211ull;
+  static std::uint64_t load(const unsigned char* p) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    return w;
+  }
+  void mix(std::uint64_t w) { m_h = (m_h ^ w) * kPrime; }
+
+  std::uint64_t m_h = kChecksumSeed;
+  std::uint64_t m_length = 0;
+  unsigned char m_word[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  unsigned m_pending = 0;
+};
+
+/// The checksum of `n` bytes at `p` (see `Checksum`).
+inline std::uint64_t checksum(const void* p, std::size_t n) {
+  Checksum c;
+  c.update(p, n);
+  return c.value();
 }
 
 /// The fixed part of a header as read from a file.
@@ -143,12 +193,8 @@ struct CountSink {
 };
 /// A sink that counts bytes and checksums them.
 struct ChecksumSink {
-  std::uint64_t length = 0;
-  std::uint64_t sum = kChecksumSeed;
-  void write(const void* p, std::size_t n) {
-    length += n;
-    sum = checksum(sum, p, n);
-  }
+  Checksum sum;
+  void write(const void* p, std::size_t n) { sum.update(p, n); }
 };
 /// A sink that writes to a stream.
 struct StreamSink {
@@ -220,7 +266,7 @@ void writeContainer(std::ostream& os, const std::string& kind, Body&& body, cons
     Encoder<ChecksumSink> e(sum);
     body(e);
   }
-  writeHeader(os, kind, sum.length, sum.sum, where);
+  writeHeader(os, kind, sum.sum.length(), sum.sum.value(), where);
   StreamSink out{os, where};
   Encoder<StreamSink> e(out);
   body(e);
@@ -329,7 +375,7 @@ class Decoder {
       m_remaining = std::numeric_limits<std::uint64_t>::max();
       return;
     }
-    std::uint64_t sum = kChecksumSeed;
+    Checksum sum;
     char chunk[1 << 14];
     const auto start = m_is.tellg();
     if (start >= 0) {
@@ -339,11 +385,11 @@ class Decoder {
         const std::size_t n = std::size_t(std::min<std::uint64_t>(left, sizeof chunk));
         m_is.read(chunk, std::streamsize(n));
         const auto got = std::size_t(m_is.gcount());
-        sum = checksum(sum, chunk, got);
+        sum.update(chunk, got);
         if (got != n) throw IoError(m_where + ": truncated file (payload of " + std::to_string(h.payloadLength) + " bytes is cut short)");
         left -= n;
       }
-      if (sum != h.payloadChecksum) throw IoError(m_where + ": checksum mismatch (the file is corrupted)");
+      if (sum.value() != h.payloadChecksum) throw IoError(m_where + ": checksum mismatch (the file is corrupted)");
       m_is.seekg(start);
       if (!m_is) throw IoError(m_where + ": cannot rewind the stream after verifying the checksum");
     } else {
@@ -357,7 +403,7 @@ class Decoder {
         if (got != n) throw IoError(m_where + ": truncated file (payload of " + std::to_string(h.payloadLength) + " bytes is cut short)");
         left -= n;
       }
-      if (checksum(sum, m_buffer.data(), m_buffer.size()) != h.payloadChecksum)
+      if (checksum(m_buffer.data(), m_buffer.size()) != h.payloadChecksum)
         throw IoError(m_where + ": checksum mismatch (the file is corrupted)");
       m_buffered = true;
     }
@@ -384,7 +430,7 @@ class PatchingWriter {
       : m_os(&os), m_where(where) {
     const auto start = os.tellp();
     m_sealed = start >= 0;
-    writeHeader(os, kind, m_sealed ? 0 : kUnsealed, kChecksumSeed, where);
+    writeHeader(os, kind, m_sealed ? 0 : kUnsealed, Checksum().value(), where);
     if (m_sealed) m_fieldPos = start + std::streamoff(lengthFieldOffset(kind));
     const std::uint32_t k = std::uint32_t(section.size());
     write(&k, 4);
@@ -397,12 +443,12 @@ class PatchingWriter {
     m_os->write(static_cast<const char*>(p), std::streamsize(n));
     if (!*m_os) throw IoError(m_where + ": write failed");
     if (!m_sealed) return;
-    m_length += n;
-    m_sum = checksum(m_sum, p, n);
+    m_sum.update(p, n);
+    const std::uint64_t length = m_sum.length(), sum = m_sum.value();
     const auto here = m_os->tellp();
     m_os->seekp(m_fieldPos);
-    m_os->write(reinterpret_cast<const char*>(&m_length), 8);
-    m_os->write(reinterpret_cast<const char*>(&m_sum), 8);
+    m_os->write(reinterpret_cast<const char*>(&length), 8);
+    m_os->write(reinterpret_cast<const char*>(&sum), 8);
     m_os->seekp(here);
     if (!*m_os) throw IoError(m_where + ": cannot update the header (write failed)");
   }
@@ -414,8 +460,7 @@ class PatchingWriter {
   std::string m_where;
   bool m_sealed = false;
   std::streampos m_fieldPos = 0;
-  std::uint64_t m_length = 0;
-  std::uint64_t m_sum = kChecksumSeed;
+  Checksum m_sum;
 };
 
 }  // namespace serial
