@@ -3,7 +3,11 @@
 
 /// \file
 /// Orthonormalising tall-skinny blocks: thin Householder Q, CholeskyQR2 (Yamamoto et al. 2015),
-/// shifted CholeskyQR3 (Fukaya et al. 2020) and an automatic choice.
+/// shifted CholeskyQR3 (Fukaya et al. 2020) and an automatic choice; and the orthonormalisers of
+/// the randomized solvers (`detail::orthonormalizeSketch` for sketches and power iterates,
+/// `detail::orthonormalizeSquaredSketch` for G Gᵀ P, `detail::projectOutBlock` for block
+/// Gram–Schmidt against a basis) with the double-precision Gram matrix they share. Every
+/// orthonormalisation of wproj lives here.
 ///
 /// Every method returns Q with the sign convention diag(R) ≥ 0, so for a full-rank input all
 /// methods agree (up to rounding) on the same Q.
@@ -14,7 +18,9 @@
 #include <Eigen/Householder>
 #include <Eigen/QR>
 
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 namespace wproj {
 
@@ -151,5 +157,111 @@ typename Derived::RealScalar orthogonalityError(const Eigen::MatrixBase<Derived>
   const Mat g = q.adjoint() * q;
   return (g - Mat::Identity(q.cols(), q.cols())).norm();
 }
+
+namespace detail {
+
+/// Gram matrix of the columns (XᵀX, `ofColumns`) or of the rows (XXᵀ) of x, accumulated in double
+/// precision. Single-precision inputs are converted block by block (no full copy of x).
+template <typename Derived>
+Eigen::MatrixXd gramInDouble(const Eigen::MatrixBase<Derived>& x, bool ofColumns) {
+  using Scalar = typename Derived::Scalar;
+  const auto& a = x.derived();
+  const Index s = ofColumns ? a.cols() : a.rows();
+  Eigen::MatrixXd g = Eigen::MatrixXd::Zero(s, s);
+  if constexpr (std::is_same<Scalar, double>::value) {
+    if (ofColumns)
+      g.selfadjointView<Eigen::Lower>().rankUpdate(a.transpose().template cast<double>());
+    else
+      g.selfadjointView<Eigen::Lower>().rankUpdate(a.template cast<double>());
+  } else {
+    const Index len = ofColumns ? a.rows() : a.cols();
+    // Blocks of ≈ 4 MiB in double (at least 512 lines): few, large SYRK calls.
+    const Index block = std::max<Index>(512, (Index(1) << 19) / std::max<Index>(s, 1));
+    Eigen::MatrixXd buf;
+    for (Index start = 0; start < len; start += block) {
+      const Index b = std::min(block, len - start);
+      if (ofColumns) {
+        buf = a.middleRows(start, b).template cast<double>();  // b×s (a transposing cast is slow)
+        g.selfadjointView<Eigen::Lower>().rankUpdate(buf.transpose());
+      } else {
+        buf = a.middleCols(start, b).template cast<double>();  // s×b
+        g.selfadjointView<Eigen::Lower>().rankUpdate(buf);
+      }
+    }
+  }
+  g.triangularView<Eigen::StrictlyUpper>() = g.transpose();
+  return g;
+}
+
+/// Orthonormalises a sketch or power iterate X (m×ℓ) by Cholesky QR. The first pass needs
+/// κ(X)² ≤ 0.1/u (rcond of XᵀX ≥ 10u); it leaves XᵀX within ≈ u·κ² of I. A power iterate
+/// (`full` = false) stops there when rcond ≥ 10³u (orthonormal to ≈ 10⁻³: all the next product
+/// needs); otherwise a second pass, accepted when its input deviates from orthonormality by
+/// less than 1/2, gives an O(u)-orthonormal basis (CholeskyQR2, with the span accuracy O(u·κ)
+/// a range finder needs), or a third pass when the second one's input was still within 10³ of
+/// orthonormal. Anything else falls back to `orthonormalizeInPlace` (shifted
+/// CholeskyQR3 or Householder). Saves the ≈ 3× cost of that fallback on the κ ≈ 10²–10³
+/// sketches of slowly decaying spectra, which `orthonormalizeInPlace`'s stricter a-priori test
+/// (made for O(u·√k) span accuracy) sends to shifted CholeskyQR3.
+template <typename MatrixT>
+void orthonormalizeSketch(MatrixT& x, bool full) {
+  using RealScalar = typename Eigen::NumTraits<typename MatrixT::Scalar>::Real;
+  const RealScalar u = unitRoundoff<RealScalar>();
+  const MatrixT saved = x;
+  RealScalar rcond = 0, dev = 0;
+  if (detail::choleskyQrPass(x, RealScalar(0), nullptr, &rcond, RealScalar(10) * u)) {
+    if (!full && rcond >= RealScalar(1e3) * u) return;
+    // Each pass shrinks the deviation from orthonormality by ≈ u·κ²; a third pass (CholeskyQR3)
+    // covers the sketches whose first pass leaves it just above 1/2.
+    if (detail::choleskyQrPass(x, RealScalar(0), &dev) && dev < RealScalar(0.5)) return;
+    if (dev < RealScalar(1e3) && x.allFinite() && detail::choleskyQrPass(x, RealScalar(0), &dev) &&
+        dev < RealScalar(0.5))
+      return;
+  }
+  x = saved;
+  orthonormalizeInPlace(x, OrthoMethod::Auto);
+}
+
+/// x ← x − Q(Qᵀx), `passes` times (block classical Gram–Schmidt, all GEMM).
+template <typename QType, typename MatrixT>
+void projectOutBlock(const QType& q, MatrixT& x, int passes = 2) {
+  if (q.cols() == 0) return;
+  MatrixT c;
+  for (int pass = 0; pass < passes; ++pass) {
+    c.noalias() = q.transpose() * x;
+    x.noalias() -= q * c;
+  }
+}
+
+/// Orthonormalises Z = G Gᵀ P (m×r), whose condition number is the square of G's spectral
+/// spread and so far beyond a single-precision CholeskyQR: the first Cholesky-QR pass takes R
+/// from the Gram matrix ZᵀZ accumulated and factorised in double (resolving κ(Z) up to ≈ 10⁶),
+/// the second is an ordinary pass on the now well-conditioned block, accepted when its input is
+/// within 1/2 of orthonormal. For double Z, or when either test fails (rank-deficient Z, κ beyond
+/// that), `orthonormalizeInPlace` runs instead. The result equals the Householder Q with
+/// diag(R) ≥ 0 up to rounding; it costs about a third of shifted CholeskyQR3. Returns true when
+/// the double-Gram route produced the result, false after the fallback.
+template <typename MatrixT>
+bool orthonormalizeSquaredSketch(MatrixT& z) {
+  using Scalar = typename MatrixT::Scalar;
+  using Real = typename Eigen::NumTraits<Scalar>::Real;
+  if constexpr (std::is_same<Scalar, float>::value) {
+    const MatrixT saved = z;
+    const Eigen::MatrixXd gram = gramInDouble(z, true);
+    Eigen::LLT<Eigen::MatrixXd> llt(gram);
+    if (llt.info() == Eigen::Success && llt.matrixLLT().diagonal().allFinite() &&
+        llt.rcond() >= 1e3 * unitRoundoff<double>()) {
+      const MatrixT r = llt.matrixU().toDenseMatrix().template cast<Scalar>();
+      r.template triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(z);
+      Real dev = 0;
+      if (z.allFinite() && choleskyQrPass(z, Real(0), &dev) && dev < Real(0.5)) return true;
+    }
+    z = saved;
+  }
+  orthonormalizeInPlace(z, OrthoMethod::Auto);
+  return false;
+}
+
+}  // namespace detail
 
 }  // namespace wproj

@@ -19,6 +19,7 @@
 #include "linear_operator.hpp"
 #include "jacobi_svd.hpp"
 #include "orthonormalize.hpp"
+#include "subspace_iteration.hpp"
 #include "svd_base.hpp"
 #include "truncated_svd.hpp"
 
@@ -35,60 +36,7 @@
 
 namespace wproj {
 
-/// How a block is re-normalised between the products of a power (subspace) iteration.
-enum class PowerNormalization {
-  None,            ///< no normalisation (fastest; loses the small directions when q is large)
-  LU,              ///< partial-pivoted LU, keeping P·L (scikit-learn's choice for q > 2)
-  Orthonormalize,  ///< orthonormal basis through `orthonormalizeInPlace` (CholeskyQR2 when well conditioned)
-  Auto             ///< one Cholesky-QR pass when the block's Gram matrix is well conditioned
-                   ///< (κ(Y)² ≤ 10⁻³/u: the result is orthonormal to ≈ 10⁻³, all a power
-                   ///< iterate needs), else Orthonormalize; the final basis is always fully orthonormalised
-};
-
-/// Name of a normalisation ("none", "lu", "orthonormalize", "auto").
-inline const char* toString(PowerNormalization n) {
-  switch (n) {
-    case PowerNormalization::None: return "none";
-    case PowerNormalization::LU: return "lu";
-    case PowerNormalization::Orthonormalize: return "orthonormalize";
-    case PowerNormalization::Auto: return "auto";
-  }
-  return "?";
-}
-
 namespace detail {
-
-/// Replaces the tall block y (m×l, m ≥ l) by P·L from its partial-pivoted LU factorisation
-/// y = P·L·U (L unit lower trapezoidal): a cheap normalisation with span(P·L) = span(y) when y
-/// has full column rank.
-template <typename MatrixT>
-void luNormalizeInPlace(MatrixT& y) {
-  using Scalar = typename MatrixT::Scalar;
-  const Index m = y.rows(), l = y.cols();
-  std::vector<Index> perm(static_cast<std::size_t>(m));
-  for (Index i = 0; i < m; ++i) perm[std::size_t(i)] = i;
-  for (Index j = 0; j < l && j < m; ++j) {
-    Index p = 0;
-    y.col(j).tail(m - j).cwiseAbs().maxCoeff(&p);
-    p += j;
-    if (p != j) {
-      y.row(j).swap(y.row(p));
-      std::swap(perm[std::size_t(j)], perm[std::size_t(p)]);
-    }
-    const Scalar pivot = y(j, j);
-    if (pivot == Scalar(0)) continue;
-    y.col(j).tail(m - j - 1) /= pivot;
-    if (j + 1 < l)
-      y.block(j + 1, j + 1, m - j - 1, l - j - 1).noalias() -=
-          y.col(j).tail(m - j - 1) * y.row(j).segment(j + 1, l - j - 1);
-  }
-  MatrixT out(m, l);
-  for (Index i = 0; i < m; ++i) {
-    const Index r = perm[std::size_t(i)];
-    for (Index j = 0; j < l; ++j) out(r, j) = j < i ? y(i, j) : (j == i ? Scalar(1) : Scalar(0));
-  }
-  y.swap(out);
-}
 
 /// Sum of squares of a block, accumulated in double.
 template <typename Derived>
@@ -472,45 +420,7 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
       case PowerNormalization::None: break;
       case PowerNormalization::LU: detail::luNormalizeInPlace(x); break;
       case PowerNormalization::Orthonormalize: orthonormalizeInPlace(x, OrthoMethod::Auto); break;
-      case PowerNormalization::Auto: orthonormalizeSketch(x, false); break;
-    }
-  }
-
-  /// Orthonormalises a sketch or power iterate X (m×ℓ) by Cholesky QR. The first pass needs
-  /// κ(X)² ≤ 0.1/u (rcond of XᵀX ≥ 10u); it leaves XᵀX within ≈ u·κ² of I. A power iterate
-  /// (`full` = false) stops there when rcond ≥ 10³u (orthonormal to ≈ 10⁻³: all the next product
-  /// needs); otherwise a second pass, accepted when its input deviates from orthonormality by
-  /// less than 1/2, gives an O(u)-orthonormal basis (CholeskyQR2, with the span accuracy O(u·κ)
-  /// a range finder needs), or a third pass when the second one's input was still within 10³ of
-  /// orthonormal. Anything else falls back to `orthonormalizeInPlace` (shifted
-  /// CholeskyQR3 or Householder). Saves the ≈ 3× cost of that fallback on the κ ≈ 10²–10³
-  /// sketches of slowly decaying spectra, which `orthonormalizeInPlace`'s stricter a-priori test
-  /// (made for O(u·√k) span accuracy) sends to shifted CholeskyQR3.
-  static void orthonormalizeSketch(Matrix& x, bool full) {
-    const RealScalar u = unitRoundoff<RealScalar>();
-    const Matrix saved = x;
-    RealScalar rcond = 0, dev = 0;
-    if (detail::choleskyQrPass(x, RealScalar(0), nullptr, &rcond, RealScalar(10) * u)) {
-      if (!full && rcond >= RealScalar(1e3) * u) return;
-      // Each pass shrinks the deviation from orthonormality by ≈ u·κ²; a third pass (CholeskyQR3)
-      // covers the sketches whose first pass leaves it just above 1/2.
-      if (detail::choleskyQrPass(x, RealScalar(0), &dev) && dev < RealScalar(0.5)) return;
-      if (dev < RealScalar(1e3) && x.allFinite() && detail::choleskyQrPass(x, RealScalar(0), &dev) &&
-          dev < RealScalar(0.5))
-        return;
-    }
-    x = saved;
-    orthonormalizeInPlace(x, OrthoMethod::Auto);
-  }
-
-  /// x ← x − Q(Qᵀx), `passes` times (block classical Gram–Schmidt, all GEMM).
-  template <typename QType>
-  static void projectOut(const QType& q, Matrix& x, int passes = 2) {
-    if (q.cols() == 0) return;
-    Matrix c;
-    for (int pass = 0; pass < passes; ++pass) {
-      c.noalias() = q.transpose() * x;
-      x.noalias() -= q * c;
+      case PowerNormalization::Auto: detail::orthonormalizeSketch(x, false); break;
     }
   }
 
@@ -559,14 +469,14 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
         normalize(z);
         op.multiply(z, y);
       }
-      orthonormalizeSketch(y, true);
+      detail::orthonormalizeSketch(y, true);
       qb.swap(y);
       op.multiplyTranspose(qb, zb);
     } else {
       const Index total = ell * (q + 1);
       qb.resize(m, total);
       zb.resize(n, total);
-      orthonormalizeSketch(y, true);
+      detail::orthonormalizeSketch(y, true);
       qb.leftCols(ell) = y;
       for (Index j = 0; j <= q; ++j) {
         op.multiplyTranspose(y, z);  // z = Aᵀ Q_j
@@ -577,10 +487,10 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
         // orthonormalise the block (CholeskyQR2 or its fallbacks), project the now well
         // conditioned block again and re-orthonormalise it with one Cholesky-QR pass.
         const auto prev = qb.leftCols((j + 1) * ell);
-        projectOut(prev, y, 1);
-        orthonormalizeSketch(y, true);
-        projectOut(prev, y, 1);
-        orthonormalizeSketch(y, false);
+        detail::projectOutBlock(prev, y, 1);
+        detail::orthonormalizeSketch(y, true);
+        detail::projectOutBlock(prev, y, 1);
+        detail::orthonormalizeSketch(y, false);
         qb.middleCols((j + 1) * ell, ell) = y;
       }
     }
@@ -634,7 +544,7 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
       if (probes > fromStart) rng.fillGaussianSketch(omega.rightCols(probes - fromStart));
       op.multiply(omega, y);
       if (!y.allFinite()) onNonFinite();
-      projectOut(qb, y);
+      detail::projectOutBlock(qb, y);
       const double capturedSq = detail::squaredNormDouble(zb);  // ‖QᵀA‖²_F, exact
       normLow = normSq >= 0 ? normSq : capturedSq;
       // Columns taken from a starting basis are not random: only the Gaussian ones are probes.
@@ -665,10 +575,10 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
         op.multiplyTranspose(y, z);
         orthonormalizeInPlace(z, OrthoMethod::Auto);
         op.multiply(z, y);
-        projectOut(qb, y);
+        detail::projectOutBlock(qb, y);
       }
       orthonormalizeInPlace(y, OrthoMethod::Auto);
-      projectOut(qb, y);
+      detail::projectOutBlock(qb, y);
       orthonormalizeInPlace(y, OrthoMethod::Auto);
       op.multiplyTranspose(y, z);
       if (!z.allFinite()) onNonFinite();
@@ -771,74 +681,5 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
   Index m_powerUsed = 0;
   bool m_usedExact = false;
 };
-
-namespace detail {
-
-/// Orthonormalises Z = G Gᵀ P (m×r), whose condition number is the square of G's spectral
-/// spread and so far beyond a single-precision CholeskyQR: the first Cholesky-QR pass takes R
-/// from the Gram matrix ZᵀZ accumulated and factorised in double (resolving κ(Z) up to ≈ 10⁶),
-/// the second is an ordinary pass on the now well-conditioned block, accepted when its input is
-/// within 1/2 of orthonormal. For double Z, or when either test fails (rank-deficient Z, κ beyond
-/// that), `orthonormalizeInPlace` runs instead. The result equals the Householder Q with
-/// diag(R) ≥ 0 up to rounding; it costs about a third of shifted CholeskyQR3. Returns true when
-/// the double-Gram route produced the result, false after the fallback.
-template <typename MatrixT>
-bool orthonormalizeSquaredSketch(MatrixT& z) {
-  using Scalar = typename MatrixT::Scalar;
-  using Real = typename Eigen::NumTraits<Scalar>::Real;
-  if constexpr (std::is_same<Scalar, float>::value) {
-    const MatrixT saved = z;
-    const Eigen::MatrixXd gram = gramInDouble(z, true);
-    Eigen::LLT<Eigen::MatrixXd> llt(gram);
-    if (llt.info() == Eigen::Success && llt.matrixLLT().diagonal().allFinite() &&
-        llt.rcond() >= 1e3 * unitRoundoff<double>()) {
-      const MatrixT r = llt.matrixU().toDenseMatrix().template cast<Scalar>();
-      r.template triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(z);
-      Real dev = 0;
-      if (z.allFinite() && choleskyQrPass(z, Real(0), &dev) && dev < Real(0.5)) return true;
-    }
-    z = saved;
-  }
-  orthonormalizeInPlace(z, OrthoMethod::Auto);
-  return false;
-}
-
-}  // namespace detail
-
-/// One warm subspace iteration for a slowly drifting matrix (the GaLore refresh without its SVD):
-/// from an orthonormal basis P0 of the previous top-r subspace, returns an orthonormal basis of
-///   span(G Gᵀ P0) (m×r) for Side::Left, or span(Gᵀ G P0) (n×r) for Side::Right —
-/// exactly the subspace spanned by the r singular vectors a warm-started `RandomizedSVD` with
-/// oversampling 0 and no power iteration returns (span(G·orth(GᵀP0)) = span(G GᵀP0)), at the cost
-/// of the two products with G and one orthonormalisation of the small m×r (or n×r) block —
-/// no orthonormalisation of the long side, no small SVD. The columns are not singular vectors:
-/// column j follows p_j (CholeskyQR keeps the order of P0), which suits optimizers that keep
-/// their moments across refreshes. Directions with σ_i/σ_1 below ≈ √u are not resolved (G Gᵀ
-/// squares the spectrum); when G Gᵀ P0 is rank-deficient (e.g. G = 0) the basis is completed
-/// with arbitrary orthonormal directions, as `orthonormalizeInPlace` does.
-template <typename DerivedG, typename DerivedP>
-Eigen::Matrix<typename DerivedG::Scalar, Eigen::Dynamic, Eigen::Dynamic> warmSubspaceIteration(
-    const Eigen::MatrixBase<DerivedG>& g, const Eigen::MatrixBase<DerivedP>& p0, Side side) {
-  using Matrix = Eigen::Matrix<typename DerivedG::Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  checkNonEmpty(g, "warmSubspaceIteration", "g");
-  checkShape(p0, side == Side::Left ? g.rows() : g.cols(), -1, "warmSubspaceIteration", "p0");
-  requireArg(p0.cols() >= 1 && p0.cols() <= std::min(g.rows(), g.cols()), "warmSubspaceIteration", "p0.cols()",
-             p0.cols(), "a rank in [1, min(m, n)]");
-  checkFinite(p0, "warmSubspaceIteration", "p0");
-  Matrix y, z;
-  if (side == Side::Left) {
-    y.noalias() = g.transpose() * p0;  // n×r
-    z.noalias() = g * y;               // m×r
-  } else {
-    y.noalias() = g * p0;              // m×r
-    z.noalias() = g.transpose() * y;   // n×r
-  }
-  if (!z.allFinite()) {  // a NaN/Inf in G reaches z: name it, otherwise the products overflowed
-    checkFinite(g, "warmSubspaceIteration", "g");
-    throw NumericalError("warmSubspaceIteration: G·Gᵀ·P0 overflowed (|G| too large for the scalar type)");
-  }
-  detail::orthonormalizeSquaredSketch(z);
-  return z;
-}
 
 }  // namespace wproj
