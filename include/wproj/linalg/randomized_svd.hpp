@@ -11,7 +11,8 @@
 /// `EIGEN_USE_BLAS` sends it to the BLAS. Blocks are orthonormalised with CholeskyQR2
 /// (`orthonormalizeInPlace`, Auto), never with Householder QR in the common case, and the small
 /// SVD of B = QᵀA is obtained from the ℓ×ℓ Gram matrix BBᵀ accumulated in double precision
-/// (falling back to a QR-based small SVD when the kept spectrum is too wide for that).
+/// (falling back, when the kept spectrum is too wide for that, to Z = PR and a one-sided Jacobi
+/// SVD of the small R: jacobi_svd.hpp; the randomized solvers never instantiate BDCSVD).
 
 #include "../core/config.hpp"
 #include "../core/random.hpp"
@@ -92,9 +93,8 @@ struct SvdTraits<RandomizedSVD<MatrixType_>> {
 /// The bound, not the estimate Σ_i‖Eω_i‖²/r, is what the stopping test and the truncation use:
 /// `Success` means ‖A − UΣVᵀ‖_F ≤ tol·‖A‖_F except with probability ≤ δ =
 /// `failureProbability()` (default 10⁻¹⁰; with r = 10 probes the bound is 16× the estimate in
-/// norm, with 64 probes 2.1×). A larger δ trades that guarantee for fewer columns. (The plain
-/// estimate, stopped at 0.36·tol² and then used as exact in the truncation, returned `Success`
-/// above the tolerance in 3 of 200 runs on a fast-decaying 150×130 spectrum, float and double.)
+/// norm, with 64 probes 2.1×). A larger δ trades that guarantee for fewer columns (why the
+/// plain estimate is not enough: docs/decompositions.md).
 ///
 /// `errorEstimate()` is an a-posteriori estimate of ‖A − UΣVᵀ‖_F / ‖A‖_F: in fixed-rank mode
 /// from s Gaussian probes (default 8; their products with A ride along with the first sketch, so
@@ -106,6 +106,14 @@ struct SvdTraits<RandomizedSVD<MatrixType_>> {
 ///
 /// Random numbers come from `CounterRng(seed)`: the same seed gives the same bits. Signs follow
 /// wproj's convention (largest-magnitude entry of each u_i positive).
+/// Example:
+/// \code
+/// Eigen::MatrixXf a = Eigen::MatrixXf::Random(2000, 1000);
+/// wproj::RandomizedSVD<Eigen::MatrixXf> svd;
+/// svd.setRank(32).setBlockKrylov(true).setSeed(7).compute(a);
+/// const Eigen::VectorXf& s = svd.singularValues();  // 32 values, descending
+/// double err = svd.errorEstimate();                   // ≈ ‖A − UΣVᵀ‖_F / ‖A‖_F
+/// \endcode
 template <typename MatrixType_>
 class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
   using Base = SVDBase<RandomizedSVD<MatrixType_>>;
@@ -172,9 +180,7 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
   /// the automatic q becomes the smallest q ≥ 2 with b·(q + 1) ≥ 2k, and an explicit q is raised
   /// to ⌈k/b⌉ − 1 so that the space holds k directions. Small blocks reach a given accuracy with
   /// fewer products with A on slowly decaying spectra (Tropp & Webber 2023, §11; Meyer, Musco &
-  /// Musco 2024): for the 4096² σᵢ = 1/i benchmark at k = 128, b = 64 with q = 3 (8 products of
-  /// 64 columns) is as accurate as q = 3 power iterations on 138 columns (8 products of 138).
-  /// Ignored without `setBlockKrylov(true)`.
+  /// Musco 2024; measured figures in docs/decompositions.md). Ignored without `setBlockKrylov(true)`.
   RandomizedSVD& setKrylovBlockSize(Index b) {
     requireArg(b >= 1 || b == -1, "RandomizedSVD::setKrylovBlockSize", "b", b, ">= 1, or -1 for k + p");
     m_krylovBlock = b;

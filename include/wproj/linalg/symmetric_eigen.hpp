@@ -5,8 +5,8 @@
 /// Eigendecomposition of a symmetric double-precision matrix, the kernel of the Gram routes of
 /// `TruncatedSVD` and `RandomizedSVD`. With `WPROJ_USE_LAPACK` (set by the CMake target when the
 /// OpenBLAS backend provides LAPACK) it calls LAPACK's divide-and-conquer `dsyevd`, which is
-/// multi-threaded through BLAS-3 and about 4× faster than Eigen's `SelfAdjointEigenSolver` at
-/// n = 512 on this project's reference machine (29 ms against 128 ms); otherwise it uses Eigen's.
+/// multi-threaded through BLAS-3 (timings: docs/performance.md); otherwise it uses Eigen's
+/// `SelfAdjointEigenSolver`.
 /// Eigenvalues are ascending, as in Eigen.
 
 #include "../core/config.hpp"
@@ -24,6 +24,7 @@ extern "C" void dsyevd_(const char* jobz, const char* uplo, const int* n, double
 namespace wproj {
 namespace detail {
 
+/// Eigenvalues (ascending) and orthonormal eigenvectors of a symmetric double matrix.
 class SymmetricEigen {
  public:
   /// Eigenvalues and eigenvectors of the symmetric matrix g (only its lower triangle is read).
