@@ -679,9 +679,8 @@ void addMergeCommand(CLI::App& app) {
   m->add_option("--report", mo.report, "write the JSON report to this file instead of standard output");
   m->footer(
       methodsFooter() +
-      "Rules: tensors: [{pattern: REGEX, action:\n"
-      "merge|average|skip}], first match wins. Relative paths are taken from the working folder, else from the\n"
-      "config's folder.\n"
+      "Rules: tensors: [{pattern: REGEX, action: merge|average|skip}], first match wins.\n"
+      "Relative paths are taken from the working folder, else from the config's folder.\n"
       "Example config:\n"
       "  merge_method: ties\n"
       "  base_model: base.safetensors\n"
