@@ -63,6 +63,13 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> dctMatrix(Index n) {
 /// Workspaces are kept between calls, so repeated single-threaded calls do not allocate beyond
 /// their result. A `Dct` may be shared by threads only for concurrent calls with the Dense
 /// algorithm; give each thread its own otherwise.
+/// Example:
+/// \code
+/// Eigen::MatrixXf g = Eigen::MatrixXf::Random(64, 256);
+/// wproj::Dct<float> dct(256);
+/// Eigen::MatrixXf s = dct.ofRows(g);         // G Cᵀ: the DCT-II of every row
+/// Eigen::MatrixXf back = dct.inverseOfRows(s);  // G again, up to rounding
+/// \endcode
 template <typename Scalar_>
 class Dct {
  public:

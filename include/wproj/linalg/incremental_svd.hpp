@@ -47,6 +47,14 @@ struct SvdTraits<IncrementalSVD<MatrixType_>> {
 /// then the SVD of the r×r core R_U Σ R_Vᵀ. `orthogonalityError()` reports the current loss.
 /// Signs follow wproj's convention (largest-magnitude entry of each u_i positive). `info()` is
 /// `Success`, or `NoConvergence` if a small SVD failed.
+/// Example:
+/// \code
+/// Eigen::MatrixXd x = Eigen::MatrixXd::Random(500, 20);
+/// wproj::IncrementalSVD<Eigen::MatrixXd> inc;
+/// inc.setMaxRank(10).initialize(x);
+/// inc.appendColumns(Eigen::MatrixXd::Random(500, 5));  // X ← [X C], rank ≤ 10
+/// Eigen::MatrixXd u = inc.matrixU();
+/// \endcode
 template <typename MatrixType_>
 class IncrementalSVD : public SVDBase<IncrementalSVD<MatrixType_>> {
   using Base = SVDBase<IncrementalSVD<MatrixType_>>;

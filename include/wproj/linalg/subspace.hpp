@@ -65,6 +65,13 @@ Index rankFromSingularValues(const Eigen::MatrixBase<V>& s, Index m, Index n, Re
 /// concurrently. `projectTo` / `projectOutTo` reuse a mutable scratch buffer (so that repeated
 /// calls with the same shapes do not allocate), hence one object must not be used by two threads
 /// in those two members at once — give each thread its own copy.
+/// Example:
+/// \code
+/// Eigen::MatrixXf a = Eigen::MatrixXf::Random(100, 5), w = Eigen::MatrixXf::Random(100, 40);
+/// auto s = wproj::Subspace<float>::fromColumns(a);            // orthonormal basis of span(A)
+/// Eigen::MatrixXf kept = s.project(w, wproj::Side::Left);      // Q(QᵀW)
+/// Eigen::MatrixXf rest = s.projectOut(w, wproj::Side::Left);   // W − Q(QᵀW)
+/// \endcode
 template <typename Scalar_>
 class Subspace {
   static_assert(!Eigen::NumTraits<Scalar_>::IsComplex && !Eigen::NumTraits<Scalar_>::IsInteger,

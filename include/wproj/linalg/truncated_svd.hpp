@@ -128,6 +128,13 @@ struct SvdTraits<TruncatedSVD<MatrixType_>> {
 /// Signs follow wproj's convention (largest-magnitude entry of each u_i positive). Non-finite
 /// inputs throw `InvalidArgument`. `info()` is `Success`, or `NoConvergence` when BDCSVD (or the
 /// Gram route's eigensolver, when forced) reported a failure.
+/// Example:
+/// \code
+/// Eigen::MatrixXd a = Eigen::MatrixXd::Random(300, 200);
+/// wproj::TruncatedSVD<Eigen::MatrixXd> svd;
+/// svd.setRankRule(wproj::RankRule::energy(0.9)).compute(a);
+/// Eigen::MatrixXd approx = svd.reconstruct();  // U_k Σ_k V_kᵀ, k = svd.rank()
+/// \endcode
 template <typename MatrixType_>
 class TruncatedSVD : public SVDBase<TruncatedSVD<MatrixType_>> {
   using Base = SVDBase<TruncatedSVD<MatrixType_>>;
