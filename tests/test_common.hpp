@@ -67,6 +67,11 @@ inline Vec<double> geometricSpectrum(Index r, double cond) {
   return s;
 }
 
+/// Optimal rank-k Frobenius error (Eckart–Young) of a matrix with singular values s.
+inline double tailNorm(const Vec<double>& s, Index k) {
+  return k >= s.size() ? 0.0 : std::sqrt(s.tail(s.size() - k).squaredNorm());
+}
+
 /// ‖QᵀQ − I‖_F computed in double.
 template <typename Derived>
 double orthoError(const Eigen::MatrixBase<Derived>& q) {

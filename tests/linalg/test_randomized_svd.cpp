@@ -11,10 +11,6 @@ using wproj::RandomizedSVD;
 
 namespace {
 
-double tailNorm(const Vec<double>& s, Index k) {
-  return k >= s.size() ? 0.0 : std::sqrt(s.tail(s.size() - k).squaredNorm());
-}
-
 /// σ_i = 1/(i+1): a slowly decaying spectrum.
 Vec<double> harmonicSpectrum(Index r) {
   Vec<double> s(r);

@@ -7,15 +7,6 @@ using wproj::RankRule;
 using wproj::SvdMethod;
 using wproj::TruncatedSVD;
 
-namespace {
-
-/// Optimal rank-k Frobenius error of a matrix with known spectrum.
-double tailNorm(const Vec<double>& s, Index k) {
-  return k >= s.size() ? 0.0 : std::sqrt(s.tail(s.size() - k).squaredNorm());
-}
-
-}  // namespace
-
 TEMPLATE_TEST_CASE("TruncatedSVD matches BDCSVD on tall, wide and square inputs", "[truncated_svd]", float, double) {
   using T = TestType;
   const double tolS = std::is_same<T, float>::value ? 2e-5 : 1e-12;
