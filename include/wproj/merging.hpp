@@ -4,8 +4,11 @@
 /// \file
 /// The merging layer: task vectors and per-tensor mergers (task arithmetic, TIES, DARE, SLERP,
 /// Model Stock, Iso-C, Iso-CTS, TSV-M), the continual merger OPCM with a resumable state, and a
-/// model-level driver that streams tensors through callbacks and reports every tensor, and the
-/// registry of the methods by name with their typed parameters (registry.hpp).
+/// model-level driver that streams tensors through callbacks and reports every tensor.
+///
+/// The registry of the methods by name with their typed parameters is included separately,
+/// `<wproj/merging/registry.hpp>`: its factories instantiate every merger for float and double,
+/// a compile-time cost only programs that choose a method at run time (the CLI) should pay.
 
 #include "linalg.hpp"
 #include "linalg/polar.hpp"
@@ -16,4 +19,3 @@
 #include "merging/spectral.hpp"
 #include "merging/opcm.hpp"
 #include "merging/driver.hpp"
-#include "merging/registry.hpp"

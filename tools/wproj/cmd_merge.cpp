@@ -2,6 +2,7 @@
 #include "common.hpp"
 
 #include <wproj/merging.hpp>
+#include <wproj/merging/registry.hpp>
 #include <wproj/version.hpp>
 
 #include <nlohmann/json.hpp>
