@@ -19,8 +19,8 @@ const MatF& dctInput() {
   return g;
 }
 
-wproj::DctAlgorithm algorithmOf(benchmark::State& state) {
-  return state.range(0) == 0 ? wproj::DctAlgorithm::Fast : wproj::DctAlgorithm::Dense;
+wproj::DCTAlgorithm algorithmOf(benchmark::State& state) {
+  return state.range(0) == 0 ? wproj::DCTAlgorithm::Fast : wproj::DCTAlgorithm::Dense;
 }
 
 void setDenseRate(benchmark::State& state) {
@@ -33,7 +33,7 @@ void setDenseRate(benchmark::State& state) {
 // S = C·G (every column transformed); arg 0 = FFT path, 1 = dense GEMM path (matrix cached).
 void BM_DctTransform(benchmark::State& state) {
   const MatF& g = dctInput();
-  wproj::Dct<float> dct(kDctN, algorithmOf(state));
+  wproj::DCT<float> dct(kDctN, algorithmOf(state));
   MatF s = dct.ofColumns(g);  // warm-up: FFT plan, twiddles, the explicit matrix when dense
   for (auto _ : state) {
     s = dct.ofColumns(g);
@@ -48,7 +48,7 @@ BENCHMARK(BM_DctTransform)->ArgName("dense")->Arg(0)->Arg(1)->Unit(benchmark::kM
 // (a fresh call each time, as an optimizer step would make it).
 void BM_DctSelect(benchmark::State& state) {
   const MatF& g = dctInput();
-  wproj::DctSelection<float> sel;
+  wproj::DCTSelection<float> sel;
   for (auto _ : state) {
     sel = wproj::dctSelect(g, kDctRank, wproj::Side::Left, wproj::ScoreNorm::L1, algorithmOf(state));
     benchmark::DoNotOptimize(sel.projected.data());
@@ -62,7 +62,7 @@ BENCHMARK(BM_DctSelect)->ArgName("dense")->Arg(0)->Arg(1)->Unit(benchmark::kMill
 // arg = threads (1, or 0 = automatic: all hardware threads).
 void BM_DctTransformInto(benchmark::State& state) {
   const MatF& g = dctInput();
-  wproj::Dct<float> dct(kDctN, wproj::DctAlgorithm::Fast);
+  wproj::DCT<float> dct(kDctN, wproj::DCTAlgorithm::Fast);
   dct.setThreads(int(state.range(0)));
   MatF s;
   dct.ofColumnsInto(g, s);
@@ -80,7 +80,7 @@ void BM_DctSelectIndices(benchmark::State& state) {
   const MatF& g = dctInput();
   std::vector<wproj::Index> idx;
   for (auto _ : state) {
-    wproj::Dct<float> dct(kDctN, wproj::DctAlgorithm::Fast);
+    wproj::DCT<float> dct(kDctN, wproj::DCTAlgorithm::Fast);
     dct.setThreads(int(state.range(0)));
     idx = wproj::topIndices(dct.scoresOfColumns(g, wproj::ScoreNorm::L1), kDctRank);
     benchmark::DoNotOptimize(idx.data());

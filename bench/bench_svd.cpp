@@ -147,7 +147,7 @@ void BM_RefreshExact(benchmark::State& state) {
   const DriftingGradient& w = DriftingGradient::get();
   wproj::TruncatedSVD<MatF> svd;
   svd.setRank(kGradRank);
-  if (state.range(0) == 1) svd.setMethod(wproj::SvdMethod::Bdc);
+  if (state.range(0) == 1) svd.setMethod(wproj::SVDMethod::Bdc);
   for (auto _ : state) {
     svd.compute(w.g);
     benchmark::DoNotOptimize(svd.matrixU().data());

@@ -208,12 +208,12 @@ Model mergeOpcm(const Model& base, const std::vector<Model>& models, const std::
   auto fetchTask = [&](int i) {
     return [&, i](const std::string& n) { return Mat(models[std::size_t(i)].at(n) - base.at(n)); };
   };
-  wproj::ContinualMerger<float> opcm;
+  wproj::OpcmMerging<float> opcm;
   opcm.setAlpha(alpha);
   const std::size_t half = order.size() / 2;
   for (std::size_t k = 0; k < half; ++k) steps->push_back(opcm.addModel(kNames, fetchTask(order[k])));
   opcm.save(path);  // e.g. the process stops here and restarts when the next model arrives
-  wproj::ContinualMerger<float> resumed;
+  wproj::OpcmMerging<float> resumed;
   resumed.load(path);
   std::remove(path.c_str());
   for (std::size_t k = half; k < order.size(); ++k) {
@@ -307,15 +307,15 @@ int main(int argc, char** argv) {
   }
   const std::string batchMem = kb(std::size_t(T) * P);
   wproj::MergeReport rep, tsvReport;
-  evalRow("task arithmetic (l=0.3)", mergeAll(wproj::TaskArithmetic<float>(0.3), base, models, &rep), batchMem);
-  evalRow("task arithmetic (l=1/T)", mergeAll(wproj::TaskArithmetic<float>(1.0 / T), base, models, &rep), batchMem);
+  evalRow("task arithmetic (l=0.3)", mergeAll(wproj::TaskArithmeticMerging<float>(0.3), base, models, &rep), batchMem);
+  evalRow("task arithmetic (l=1/T)", mergeAll(wproj::TaskArithmeticMerging<float>(1.0 / T), base, models, &rep), batchMem);
   {
     // Task arithmetic with the best lambda chosen on the test sets themselves: an optimistic
     // (oracle) bound for task arithmetic, which in practice tunes lambda on validation data.
     double bestAvg = -1, bestLambda = 0;
     Model best;
     for (int k = 1; k <= 10; ++k) {
-      const Model m = mergeAll(wproj::TaskArithmetic<float>(0.1 * k), base, models, &rep);
+      const Model m = mergeAll(wproj::TaskArithmeticMerging<float>(0.1 * k), base, models, &rep);
       double avg = 0;
       for (int t = 0; t < T; ++t) avg += accuracy(m, tasks[std::size_t(t)]) / T;
       if (avg > bestAvg) {

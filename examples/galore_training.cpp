@@ -322,22 +322,22 @@ int main(int argc, char** argv) {
                        a.setLearningRate(lr);
                        return std::make_unique<Wrapped<wproj::AdamW<float>>>(a);
                      }});
-  methods.push_back({"GaLore-AdamW, exact SVD", projected<wproj::SvdBasis<float>>(cfg, glr, 1.0f, none)});
-  methods.push_back({"GaLore-AdamW, SVD, min_state side", projected<wproj::SvdBasis<float>>(cfg, glr, 1.0f, [](auto& p) {
+  methods.push_back({"GaLore-AdamW, exact SVD", projected<wproj::SVDBasis<float>>(cfg, glr, 1.0f, none)});
+  methods.push_back({"GaLore-AdamW, SVD, min_state side", projected<wproj::SVDBasis<float>>(cfg, glr, 1.0f, [](auto& p) {
                        p.setProjectionType(wproj::ProjectionType::MinState);
                      })});
   methods.push_back({"GaLore-AdamW, randomized warm start",
                      projected<wproj::RandomizedBasis<float>>(cfg, glr, 1.0f, [](auto& p) { p.basis().setSeed(1); })});
-  methods.push_back({"GaLore-AdamW, DCT columns (SVD-free)", projected<wproj::DctBasis<float>>(cfg, glr, 1.0f, none, wproj::MomentPolicy::Rotate)});
-  methods.push_back({"GaLore-AdamW, online PCA (OSD)", projected<wproj::OnlinePcaBasis<float>>(cfg, glr, 1.0f, none)});
+  methods.push_back({"GaLore-AdamW, DCT columns (SVD-free)", projected<wproj::DCTBasis<float>>(cfg, glr, 1.0f, none, wproj::MomentPolicy::Rotate)});
+  methods.push_back({"GaLore-AdamW, online PCA (OSD)", projected<wproj::OnlinePCABasis<float>>(cfg, glr, 1.0f, none)});
   methods.push_back({"GaLore-AdamW, seeded Gaussian (Flora)",
                      projected<wproj::GaussianBasis<float>>(cfg, glr, 1.0f, [](auto& p) { p.basis().setSeed(3); },
                                                             wproj::MomentPolicy::Rotate)});
   methods.push_back({"GaLore-AdamW, GRASS top-r rows",
                      projected<wproj::RowSelectionBasis<float>>(cfg, glr, 1.0f, none, wproj::MomentPolicy::Rotate)});
-  methods.push_back({"Q-GaLore INT4, fixed gap", projected<wproj::QuantizedBasis<wproj::SvdBasis<float>>>(cfg, glr, 1.0f, none)});
+  methods.push_back({"Q-GaLore INT4, fixed gap", projected<wproj::QuantizedBasis<wproj::SVDBasis<float>>>(cfg, glr, 1.0f, none)});
   methods.push_back({"Q-GaLore INT4, adaptive gap",
-                     projected<wproj::QuantizedBasis<wproj::SvdBasis<float>>>(cfg, glr, 1.0f, [](auto& p) { p.setAdaptiveGap(true); })});
+                     projected<wproj::QuantizedBasis<wproj::SVDBasis<float>>>(cfg, glr, 1.0f, [](auto& p) { p.setAdaptiveGap(true); })});
   methods.push_back({"Adafactor (full rank)",
                      [&](Index, Index, Index) -> std::unique_ptr<MatrixOptimizer> {
                        wproj::AdafactorOptions o;
@@ -349,11 +349,11 @@ int main(int argc, char** argv) {
                      [&](Index layer, Index rows, Index cols) -> std::unique_ptr<MatrixOptimizer> {
                        wproj::AdafactorOptions o;
                        o.relativeStep = true;
-                       wproj::ProjectedAdafactor<wproj::SvdBasis<float>> opt;
+                       wproj::ProjectedAdafactor<wproj::SVDBasis<float>> opt;
                        opt.setOptions(o);
                        opt.projector().setRank(std::max<Index>(1, std::min(rows, cols) / 4)).setUpdateGap(cfg.gap).setScale(1.0f)
                            .setOffset(layer * cfg.gap / 2);
-                       return std::make_unique<WrappedProjectedAdafactor<wproj::SvdBasis<float>>>(std::move(opt));
+                       return std::make_unique<WrappedProjectedAdafactor<wproj::SVDBasis<float>>>(std::move(opt));
                      },
                      true});
 

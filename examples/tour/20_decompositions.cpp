@@ -41,7 +41,7 @@ void run(std::ostream& os, const tour::Options& opt) {
   // 1. Exact truncated SVD versus randomized SVD.
   auto t0 = std::chrono::steady_clock::now();
   wproj::TruncatedSVD<Mat> exact;
-  exact.setRank(k).setMethod(wproj::SvdMethod::Bdc).compute(a);
+  exact.setRank(k).setMethod(wproj::SVDMethod::Bdc).compute(a);
   const double tExact = seconds(t0);
   const double optimal = (a - exact.reconstruct()).norm() / a.norm();
   os << "  " << std::left << std::setw(34) << "method" << std::right << std::setw(12) << "err/optimal" << std::setw(12)
@@ -57,7 +57,7 @@ void run(std::ostream& os, const tour::Options& opt) {
   row("TruncatedSVD (BDCSVD)", optimal, -1, tExact);
   t0 = std::chrono::steady_clock::now();
   wproj::TruncatedSVD<Mat> gram;
-  gram.setRank(k).setMethod(wproj::SvdMethod::Gram).compute(a);
+  gram.setRank(k).setMethod(wproj::SVDMethod::Gram).compute(a);
   row("TruncatedSVD (Gram, double)", (a - gram.reconstruct()).norm() / a.norm(), -1, seconds(t0));
   struct Variant {
     const char* name;

@@ -93,13 +93,13 @@ void run(std::ostream& os, const tour::Options& opt) {
   row("AdamW (full rank)", a, 0);
 
   using wproj::MomentPolicy;
-  wproj::ProjectedAdamW<wproj::SvdBasis<float>> galore;
+  wproj::ProjectedAdamW<wproj::SVDBasis<float>> galore;
   galore.projector().setRank(r).setUpdateGap(gap).setScale(1.0f);
   galore.setLearningRate(lr);
   const Outcome g = train(galore, task, steps, lr);
   row("GaLore-AdamW (SVD, keep moments)", g, galore.projector().stats().refreshes);
 
-  wproj::ProjectedAdamW<wproj::SvdBasis<float>> rot;
+  wproj::ProjectedAdamW<wproj::SVDBasis<float>> rot;
   rot.projector().setRank(r).setUpdateGap(gap).setScale(1.0f);
   rot.setLearningRate(lr).setMomentPolicy(MomentPolicy::Rotate);
   const Outcome gr = train(rot, task, steps, lr);
@@ -111,13 +111,13 @@ void run(std::ostream& os, const tour::Options& opt) {
   const Outcome rr = train(rnd, task, steps, lr);
   row("GaLore-AdamW (randomized, rotate)", rr, rnd.projector().stats().refreshes);
 
-  wproj::ProjectedAdamW<wproj::DctBasis<float>> dct;
+  wproj::ProjectedAdamW<wproj::DCTBasis<float>> dct;
   dct.projector().setRank(r).setUpdateGap(gap).setScale(1.0f);
   dct.setLearningRate(lr).setMomentPolicy(MomentPolicy::Rotate);
   const Outcome d = train(dct, task, steps, lr);
   row("GaLore-AdamW (DCT, rotate)", d, dct.projector().stats().refreshes);
 
-  wproj::ProjectedAdamW<wproj::QuantizedBasis<wproj::SvdBasis<float>>> q;
+  wproj::ProjectedAdamW<wproj::QuantizedBasis<wproj::SVDBasis<float>>> q;
   q.projector().setRank(r).setUpdateGap(gap).setScale(1.0f).setAdaptiveGap(true);
   q.setLearningRate(lr).setMomentPolicy(MomentPolicy::Rotate);
   const Outcome qo = train(q, task, steps, lr);

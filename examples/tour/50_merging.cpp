@@ -35,13 +35,13 @@ void run(std::ostream& os, const tour::Options& opt) {
   }
 
   // OPCM: models arrive one at a time; the state is one accumulator, saved and resumed half-way.
-  wproj::ContinualMerger<float> opcm;
+  wproj::OpcmMerging<float> opcm;
   opcm.setAlpha(0.5);
   std::stringstream checkpoint;
   for (int t = 0; t < tasks; ++t) {
     if (t == tasks / 2) {
       opcm.save(checkpoint);
-      wproj::ContinualMerger<float> resumed;
+      wproj::OpcmMerging<float> resumed;
       resumed.load(checkpoint);
       opcm = resumed;
     }
@@ -53,7 +53,7 @@ void run(std::ostream& os, const tour::Options& opt) {
     Mat delta;
   };
   std::vector<Row> rows;
-  rows.push_back({"task arithmetic (l=0.3)", wproj::TaskArithmetic<float>(0.3).mergeDelta(taus)});
+  rows.push_back({"task arithmetic (l=0.3)", wproj::TaskArithmeticMerging<float>(0.3).mergeDelta(taus)});
   rows.push_back({"TIES (density 0.2)", wproj::TiesMerging<float>().mergeDelta(taus)});
   rows.push_back({"Iso-C", wproj::IsoCMerging<float>().mergeDelta(taus)});
   rows.push_back({"Iso-CTS (common 0.8)", wproj::IsoCtsMerging<float>().mergeDelta(taus)});

@@ -17,7 +17,7 @@ py::array dctT(const py::array& x, int axis, bool inverse) {
     py::gil_scoped_release release;
     wproj::checkNonEmpty(v, "dct", "X");
     const Index n = alongColumnsOfView ? v.rows() : v.cols();
-    wproj::Dct<S> plan(n);
+    wproj::DCT<S> plan(n);
     if (alongColumnsOfView) out = inverse ? plan.inverseOfColumns(v) : plan.ofColumns(v);
     else out = inverse ? plan.inverseOfRows(v) : plan.ofRows(v);
   }

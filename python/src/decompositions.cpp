@@ -92,9 +92,9 @@ py::tuple truncatedSvdT(const py::array& a, Index rank, const std::string& metho
   wproj::TruncatedSVD<Mat<S>> svd;
   if (rank >= 1) svd.setRank(rank);
   else if (rank != -1) throw py::value_error("argument 'rank' = " + std::to_string(rank) + "; expected >= 1, or None for all");
-  if (method == "auto") svd.setMethod(wproj::SvdMethod::Auto);
-  else if (method == "bdc") svd.setMethod(wproj::SvdMethod::Bdc);
-  else if (method == "gram") svd.setMethod(wproj::SvdMethod::Gram);
+  if (method == "auto") svd.setMethod(wproj::SVDMethod::Auto);
+  else if (method == "bdc") svd.setMethod(wproj::SVDMethod::Bdc);
+  else if (method == "gram") svd.setMethod(wproj::SVDMethod::Gram);
   else throw py::value_error("argument 'method' = '" + method + "'; expected 'auto', 'bdc' or 'gram'");
   Mat<S> u, v;
   Vec<S> s;

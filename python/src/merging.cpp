@@ -36,7 +36,7 @@ py::array mergeT(const py::array& base, const std::vector<py::array>& models, co
 template <typename S>
 py::array opcmT(const py::array& base, const std::vector<py::array>& models, double alpha) {
   Mat<S> theta0 = withView<S>(base, [](const auto& v) { return Mat<S>(v); });
-  wproj::ContinualMerger<S> opcm;
+  wproj::OpcmMerging<S> opcm;
   opcm.setAlpha(alpha);
   Mat<S> out;
   {
@@ -84,7 +84,7 @@ py::array dispatch(py::handle base, py::handle models, Run32 run32, Run64 run64)
 
 void initMerging(py::module_& m) {
   m.def("merge_task_arithmetic", [](py::handle base, py::handle models, double scale) {
-    return dispatch(base, models, WPROJ_PY_MERGE(wproj::TaskArithmetic, mg.setScale(scale)));
+    return dispatch(base, models, WPROJ_PY_MERGE(wproj::TaskArithmeticMerging, mg.setScale(scale)));
   });
   m.def("merge_ties", [](py::handle base, py::handle models, double density, double scale) {
     return dispatch(base, models, WPROJ_PY_MERGE(wproj::TiesMerging, mg.setDensity(density).setScale(scale)));
@@ -96,7 +96,7 @@ void initMerging(py::module_& m) {
     return dispatch(base, models, WPROJ_PY_MERGE(wproj::SlerpMerging, mg.setT(t).setLerpThreshold(threshold)));
   });
   m.def("merge_model_stock", [](py::handle base, py::handle models) {
-    return dispatch(base, models, WPROJ_PY_MERGE(wproj::ModelStock, (void)0));
+    return dispatch(base, models, WPROJ_PY_MERGE(wproj::ModelStockMerging, (void)0));
   });
   m.def("merge_iso_c", [](py::handle base, py::handle models, double scale) {
     return dispatch(base, models, WPROJ_PY_MERGE(wproj::IsoCMerging, mg.setScale(scale)));

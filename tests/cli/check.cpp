@@ -376,16 +376,16 @@ int checkMerge(const std::string& method, double p1, const std::string& outPath,
   for (const auto& n : base.names())
     if (wio::isConvertibleFloat(base.info(n).dtype)) names.push_back(n);
   std::map<std::string, MatF> want;
-  if (method == "task_arithmetic") want = mergeInMemory(wproj::TaskArithmetic<float>().setScale(p1), base, models, names, rules);
+  if (method == "task_arithmetic") want = mergeInMemory(wproj::TaskArithmeticMerging<float>().setScale(p1), base, models, names, rules);
   else if (method == "ties") want = mergeInMemory(wproj::TiesMerging<float>().setDensity(p1), base, models, names, rules);
   else if (method == "dare") want = mergeInMemory(wproj::DareMerging<float>().setDropRate(p1).setSeed(3), base, models, names, rules);
   else if (method == "iso_c") want = mergeInMemory(wproj::IsoCMerging<float>().setScale(p1), base, models, names, rules);
   else if (method == "tsv") want = mergeInMemory(wproj::TsvMerging<float>().setScale(p1), base, models, names, rules);
   else if (method == "iso_cts") want = mergeInMemory(wproj::IsoCtsMerging<float>().setScale(p1), base, models, names, rules);
-  else if (method == "model_stock") want = mergeInMemory(wproj::ModelStock<float>(), base, models, names, rules);
+  else if (method == "model_stock") want = mergeInMemory(wproj::ModelStockMerging<float>(), base, models, names, rules);
   else if (method == "slerp") want = mergeInMemory(wproj::SlerpMerging<float>().setT(p1), base, models, names, rules);
   else if (method == "opcm") {
-    wproj::ContinualMerger<float> cm;
+    wproj::OpcmMerging<float> cm;
     cm.setAlpha(p1).setRules(rules);
     for (auto* m : models)
       cm.addModel(names, [&](const std::string& n) { return MatF(m->read<float>(n) - base.read<float>(n)); });

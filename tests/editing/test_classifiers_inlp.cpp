@@ -86,7 +86,7 @@ TEMPLATE_TEST_CASE("LinearSVM: KKT conditions of the squared-hinge primal, hinge
     sep.row(i) += (T(zs(i) ? 1 : -1) * T(1.0) - proj) * u.transpose();  // margin ±1 along u
   }
   wproj::LinearSVM<T> hinge;
-  hinge.setLoss(wproj::SvmLoss::Hinge).setC(100).setFitIntercept(true).fit(sep, zs);
+  hinge.setLoss(wproj::SVMLoss::Hinge).setC(100).setFitIntercept(true).fit(sep, zs);
   CHECK(hinge.score(sep, zs) == 1.0);
 }
 

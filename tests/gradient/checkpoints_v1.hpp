@@ -2,7 +2,7 @@
 // the tests can check that this format still loads. Produced by:
 //   ProjectedAdamW<RandomizedBasis<float>>: rank 2, gap 2, seed 7, oversampling 3, lr 0.01;
 //     W = gaussianMatrix(8, 5, seed 1), three steps with G_t = gaussianMatrix(8, 5, seed 10 + t).
-//   ProjectedAdafactor<QuantizedBasis<SvdBasis<float>>>: lr 0.01 (relativeStep off), rank 2, gap 2,
+//   ProjectedAdafactor<QuantizedBasis<SVDBasis<float>>>: lr 0.01 (relativeStep off), rank 2, gap 2,
 //     adaptive gap (queue 2, threshold 0.1), INT4 group size 4;
 //     W = gaussianMatrix(5, 8, seed 2), three steps with G_t = gaussianMatrix(5, 8, seed 20 + t).
 #pragma once

@@ -4,8 +4,8 @@
 // Produced, with W = gaussianMatrix(8, 5, seed 1) and G_t = W − gaussianMatrix(8, 5, seed 2)
 // + 0.1·gaussianMatrix(8, 5, seed 100 + t), by four steps (lr set to 0.005 after the second), a
 // save (…Weights, …Checkpoint), then steps 4–8 (…Next):
-//   ProjectedAdamW<OnlinePcaBasis<float>>: rank 2, gap 3, MomentPolicy::Rotate, lr 0.01, wd 0.01.
-//   ProjectedAdafactor<OnlinePcaBasis<float>>: rank 2, gap 3, MomentPolicy::Rotate, external lr
+//   ProjectedAdamW<OnlinePCABasis<float>>: rank 2, gap 3, MomentPolicy::Rotate, lr 0.01, wd 0.01.
+//   ProjectedAdafactor<OnlinePCABasis<float>>: rank 2, gap 3, MomentPolicy::Rotate, external lr
 //     0.01 (relativeStep off), beta1 0.9, wd 0.01.
 #pragma once
 

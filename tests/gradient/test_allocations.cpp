@@ -79,26 +79,26 @@ TEST_CASE("the counters see allocations", "[gradient][alloc]") {
 
 TEST_CASE("projected optimizers allocate nothing per step after the first", "[gradient][alloc]") {
   const Index gap = 1000;  // no refresh during the measured steps
-  CHECK(countFor<ProjectedAdamW<SvdBasis<float>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
-  CHECK(countFor<ProjectedAdamW<SvdBasis<double>>>(
+  CHECK(countFor<ProjectedAdamW<SVDBasis<float>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
+  CHECK(countFor<ProjectedAdamW<SVDBasis<double>>>(
             [&](auto& o) { o.projector().setRank(6).setUpdateGap(gap).setProjectionType(ProjectionType::Left); }) == 0);
-  CHECK(countFor<ProjectedAdamW<SvdBasis<float>>>(
+  CHECK(countFor<ProjectedAdamW<SVDBasis<float>>>(
             [&](auto& o) { o.projector().setRank(6).setUpdateGap(gap).setProjectionType(ProjectionType::Full); o.setWeightDecay(0.1); }) == 0);
   CHECK(countFor<ProjectedAdamW<RandomizedBasis<float>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
   CHECK(countFor<ProjectedAdamW<RandomizedBasis<double>>>(
             [&](auto& o) { o.projector().setRank(6).setUpdateGap(gap).setProjectionType(ProjectionType::Left); }) == 0);
-  CHECK(countFor<ProjectedAdamW<DctBasis<float>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
-  CHECK(countFor<ProjectedAdamW<DctBasis<float>>>([&](auto& o) {
+  CHECK(countFor<ProjectedAdamW<DCTBasis<float>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
+  CHECK(countFor<ProjectedAdamW<DCTBasis<float>>>([&](auto& o) {
           o.projector().setRank(6).setUpdateGap(gap).setProjectionType(ProjectionType::Left);
           o.setMomentPolicy(MomentPolicy::Rotate).setWeightDecay(0.01);
         }) == 0);
-  CHECK(countFor<ProjectedAdamW<SvdBasis<float>>>(
+  CHECK(countFor<ProjectedAdamW<SVDBasis<float>>>(
             [&](auto& o) { o.projector().setRank(6).setUpdateGap(gap).setProjectionType(ProjectionType::MinState); }) == 0);
-  CHECK(countFor<ProjectedAdamW<OnlinePcaBasis<float>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
+  CHECK(countFor<ProjectedAdamW<OnlinePCABasis<float>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
   CHECK(countFor<ProjectedAdamW<GaussianBasis<float>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
   CHECK(countFor<ProjectedAdamW<RowSelectionBasis<float>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
-  CHECK(countFor<ProjectedAdamW<QuantizedBasis<SvdBasis<float>>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
-  CHECK(countFor<ProjectedAdafactor<SvdBasis<float>>>([&](auto& o) {
+  CHECK(countFor<ProjectedAdamW<QuantizedBasis<SVDBasis<float>>>>([&](auto& o) { o.projector().setRank(6).setUpdateGap(gap); }) == 0);
+  CHECK(countFor<ProjectedAdafactor<SVDBasis<float>>>([&](auto& o) {
           AdafactorOptions a;
           a.beta1 = 0.9;
           a.relativeStep = true;
@@ -110,7 +110,7 @@ TEST_CASE("projected optimizers allocate nothing per step after the first", "[gr
 TEST_CASE("full-rank baselines and row-major maps allocate nothing per step", "[gradient][alloc]") {
   CHECK(countFor<AdamW<float>>([](auto& o) { o.setWeightDecay(0.01); }) == 0);
   CHECK(countFor<Adafactor<float>>([](auto&) {}) == 0);
-  ProjectedAdamW<SvdBasis<float>> opt;
+  ProjectedAdamW<SVDBasis<float>> opt;
   opt.projector().setRank(5).setUpdateGap(1000);
   RowMajorMat<float> w = gaussian<float>(30, 50, 3), g = gaussian<float>(30, 50, 4);
   Eigen::Map<RowMajorMat<float>> wm(w.data(), 30, 50);
@@ -124,13 +124,13 @@ TEST_CASE("full-rank baselines and row-major maps allocate nothing per step", "[
 TEST_CASE("projected optimizers allocate nothing per step at 1024x512, r = 128", "[gradient][alloc]") {
   const Index gap = 1000, m = 1024, n = 512, r = 128;
   const int steps = 3;
-  CHECK(countFor<ProjectedAdamW<SvdBasis<float>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, m, n, steps) == 0);
-  CHECK(countFor<ProjectedAdamW<SvdBasis<float>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, n, m, steps) == 0);
-  CHECK(countFor<ProjectedAdamW<SvdBasis<double>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, m, n, steps) == 0);
+  CHECK(countFor<ProjectedAdamW<SVDBasis<float>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, m, n, steps) == 0);
+  CHECK(countFor<ProjectedAdamW<SVDBasis<float>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, n, m, steps) == 0);
+  CHECK(countFor<ProjectedAdamW<SVDBasis<double>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, m, n, steps) == 0);
   CHECK(countFor<ProjectedAdamW<RandomizedBasis<float>>>(
             [&](auto& o) { o.projector().setRank(r).setUpdateGap(gap).setProjectionType(ProjectionType::Full); }, m, n, steps) == 0);
-  CHECK(countFor<ProjectedAdamW<OnlinePcaBasis<float>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, m, n, steps) == 0);
-  CHECK(countFor<ProjectedAdamW<OnlinePcaBasis<float>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, n, m, steps) == 0);
+  CHECK(countFor<ProjectedAdamW<OnlinePCABasis<float>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, m, n, steps) == 0);
+  CHECK(countFor<ProjectedAdamW<OnlinePCABasis<float>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, n, m, steps) == 0);
   CHECK(countFor<ProjectedAdafactor<RandomizedBasis<float>>>([&](auto& o) { o.projector().setRank(r).setUpdateGap(gap); }, m, n, steps) ==
         0);
   ProjectedAdamW<RandomizedBasis<float>> opt;

@@ -23,23 +23,23 @@ Mat<S> refreshed(Basis& b, const Mat<S>& g, Side side, Index r, std::uint64_t k 
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("SvdBasis: P spans the leading singular vectors of G", "[gradient][bases]", float, double) {
+TEMPLATE_TEST_CASE("SVDBasis: P spans the leading singular vectors of G", "[gradient][bases]", float, double) {
   using S = TestType;
   const Mat<S> g = withSpectrum<S>(30, 18, geometricSpectrum(18, 1e3), 11);
   const Eigen::BDCSVD<Mat<double>> ref(g.template cast<double>(), Eigen::ComputeThinU | Eigen::ComputeThinV);
   for (Index r : {Index(1), Index(5), Index(18)}) {
-    SvdBasis<S> b;
+    SVDBasis<S> b;
     const Mat<S> pl = refreshed(b, g, Side::Left, r);
     CHECK(pl.rows() == 30);
     CHECK(orthoError(pl) < 1e3 * eps<S>());
     CHECK(overlap(pl, ref.matrixU().leftCols(r)) == Approx(1.0).margin(1e3 * eps<S>() * 30));
-    SvdBasis<S> c;
+    SVDBasis<S> c;
     const Mat<S> pr = refreshed(c, g, Side::Right, r);
     CHECK(pr.rows() == 18);
     CHECK(overlap(pr, ref.matrixV().leftCols(r)) == Approx(1.0).margin(1e3 * eps<S>() * 30));
   }
   // A non-finite gradient is rejected and the previous basis kept.
-  SvdBasis<S> b;
+  SVDBasis<S> b;
   const Mat<S> p0 = refreshed(b, g, Side::Left, 3);
   Mat<S> bad = g;
   bad(2, 2) = std::numeric_limits<S>::quiet_NaN();
@@ -233,7 +233,7 @@ TEST_CASE("Int4Matrix: Q-GaLore quantiser, known answer and round-trip bound", "
 
 TEST_CASE("QuantizedBasis: projections use the dequantised INT4 basis", "[gradient][bases]") {
   const Mat<float> g = gaussian<float>(64, 40, 8);
-  QuantizedBasis<SvdBasis<float>> qb;
+  QuantizedBasis<SVDBasis<float>> qb;
   REQUIRE(qb.refresh(g, Side::Left, 8, 0, nullptr).ok);
   Mat<float> p;
   qb.denseBasis(p);
@@ -242,11 +242,11 @@ TEST_CASE("QuantizedBasis: projections use the dequantised INT4 basis", "[gradie
   CHECK(qb.stateBytes() == qb.quantized().bytes());
 }
 
-TEST_CASE("OnlinePcaBasis: the tracked gradient matches finite differences of ‖X P Pᵀ − X‖²", "[gradient][bases]") {
+TEST_CASE("OnlinePCABasis: the tracked gradient matches finite differences of ‖X P Pᵀ − X‖²", "[gradient][bases]") {
   const Mat<double> g = gaussian<double>(15, 10, 9);
   for (Side side : {Side::Left, Side::Right}) {
-    OnlinePcaBasis<double> b;
-    b.setRule(OnlinePcaRule::Sgd);
+    OnlinePCABasis<double> b;
+    b.setRule(OnlinePCARule::Sgd);
     const Mat<double> p0 = refreshed(b, gaussian<double>(15, 10, 10), side, 3);
     const Mat<double> ghat = g / g.norm();
     const Mat<double> x = side == Side::Right ? ghat : Mat<double>(ghat.transpose());
@@ -266,16 +266,16 @@ TEST_CASE("OnlinePcaBasis: the tracked gradient matches finite differences of �
     CHECK((grad - fd).norm() < 1e-6 * (1 + fd.norm()));
     CHECK((b.matrixP() - (p0 - lr * grad)).norm() < 1e-12);
     // Starting from a random orthonormal P, SGD steps decrease the loss towards the PCA optimum.
-    OnlinePcaBasis<double> c;
-    c.setRule(OnlinePcaRule::Adam);
+    OnlinePCABasis<double> c;
+    c.setRule(OnlinePCARule::Adam);
     refreshed(c, gaussian<double>(15, 10, 11), side, 3);
     const double before = loss(c.matrixP());
     for (int t = 0; t < 200; ++t) c.track(g, side, 0.01);
     CHECK(loss(c.matrixP()) < before);
   }
   // With re-orthonormalisation a scheduled refresh restores PᵀP = I.
-  OnlinePcaBasis<double> d;
-  d.setRule(OnlinePcaRule::Sgd).setReorthonormalize(true);
+  OnlinePCABasis<double> d;
+  d.setRule(OnlinePCARule::Sgd).setReorthonormalize(true);
   refreshed(d, g, Side::Left, 3);
   d.track(gaussian<double>(15, 10, 12), Side::Left, 0.5);
   CHECK(orthoError(d.matrixP()) > 1e-6);
@@ -283,7 +283,7 @@ TEST_CASE("OnlinePcaBasis: the tracked gradient matches finite differences of �
   CHECK(orthoError(d.matrixP()) < 1e-12);
 }
 
-TEMPLATE_TEST_CASE("DctBasis: selects the DCT columns with the largest l1 scores", "[gradient][bases]", float, double) {
+TEMPLATE_TEST_CASE("DCTBasis: selects the DCT columns with the largest l1 scores", "[gradient][bases]", float, double) {
   using S = TestType;
   const Mat<double> c = dctMatrix<double>(12);  // rows are the DCT-II basis vectors
   // A gradient whose rows live on frequencies {2, 5, 7}, plus small noise: those must be chosen.
@@ -291,7 +291,7 @@ TEMPLATE_TEST_CASE("DctBasis: selects the DCT columns with the largest l1 scores
   Mat<double> gd = a.col(0) * c.row(2) + a.col(1) * c.row(5) + 0.5 * a.col(2) * c.row(7);
   gd += 1e-3 * gaussian<double>(20, 12, 2);
   const Mat<S> g = gd.cast<S>();
-  DctBasis<S> b;
+  DCTBasis<S> b;
   REQUIRE(b.refresh(g, Side::Right, 3, 0, nullptr).ok);
   CHECK(b.indices() == std::vector<Index>{2, 5, 7});
   // Against brute force: l1 norms of the columns of S = G Cᵀ, top 5.
@@ -302,7 +302,7 @@ TEMPLATE_TEST_CASE("DctBasis: selects the DCT columns with the largest l1 scores
   std::sort(order.begin(), order.end(), [&](Index x, Index y) { return s.col(x).cwiseAbs().sum() > s.col(y).cwiseAbs().sum(); });
   std::vector<Index> top(order.begin(), order.begin() + 5);
   std::sort(top.begin(), top.end());
-  DctBasis<S> d;
+  DCTBasis<S> d;
   Mat<S> trans;
   REQUIRE(d.refresh(gd.cast<S>(), Side::Right, 5, 0, nullptr).ok);
   const std::vector<Index> before = d.indices();
@@ -315,7 +315,7 @@ TEMPLATE_TEST_CASE("DctBasis: selects the DCT columns with the largest l1 scores
   for (Index i = 0; i < 5; ++i)
     for (Index j = 0; j < 5; ++j) CHECK(trans(i, j) == (before[std::size_t(i)] == top[std::size_t(j)] ? S(1) : S(0)));
   // Left side: rows of C G, on the transposed problem.
-  DctBasis<S> l;
+  DCTBasis<S> l;
   REQUIRE(l.refresh(Mat<S>(g2.transpose().cast<S>()), Side::Left, 5, 0, nullptr).ok);
   CHECK(l.indices() == top);
   // One shared DCT per size.
@@ -345,7 +345,7 @@ TEMPLATE_TEST_CASE("QuantizedBasis: INT4 groups follow Q-GaLore's row-major layo
   for (Side side : {Side::Left, Side::Right}) {
     for (Int4Grouping grouping : {Int4Grouping::QGaLore, Int4Grouping::ColumnMajor}) {
       const Mat<S> g = gaussian<S>(10, 16, 8);
-      QuantizedBasis<SvdBasis<S>> qb;
+      QuantizedBasis<SVDBasis<S>> qb;
       if (grouping == Int4Grouping::ColumnMajor) qb.setGrouping(Int4Grouping::ColumnMajor);
       qb.setGroupSize(gs);
       CHECK(qb.grouping() == grouping);
@@ -379,10 +379,10 @@ TEMPLATE_TEST_CASE("QuantizedBasis: INT4 groups follow Q-GaLore's row-major layo
   }
 }
 
-TEMPLATE_TEST_CASE("OnlinePcaBasis: the step that computes the first basis does not track", "[gradient][bases]", float, double) {
+TEMPLATE_TEST_CASE("OnlinePCABasis: the step that computes the first basis does not track", "[gradient][bases]", float, double) {
   using S = TestType;
   const Mat<S> g0 = gaussian<S>(40, 24, 31), g1 = gaussian<S>(40, 24, 32);
-  ProjectedAdamW<OnlinePcaBasis<S>> opt;
+  ProjectedAdamW<OnlinePCABasis<S>> opt;
   opt.projector().setRank(6).setUpdateGap(10);
   Mat<S> w = gaussian<S>(40, 24, 33);
   opt.step(w, g0);

@@ -33,7 +33,7 @@ TEST_CASE("AdamW: matches the explicit update with bias correction and decoupled
 
 TEST_CASE("ProjectedAdamW: one GaLore step equals project → Adam → α·back-project → decay", "[gradient][optim]") {
   const double lr = 0.02, wd = 0.05, alpha = 0.25;
-  ProjectedAdamW<SvdBasis<double>> opt;
+  ProjectedAdamW<SVDBasis<double>> opt;
   opt.projector().setRank(3).setScale(alpha);
   opt.setLearningRate(lr).setWeightDecay(wd);
   CHECK(opt.options().epsilon == 1e-6);
@@ -176,7 +176,7 @@ TEMPLATE_TEST_CASE("ProjectedAdafactor: 12 steps match a port of transformers' A
     for (const auto& c : adafactorCases()) {
       INFO(c.first << ", shape " << shape.first << "x" << shape.second);
       const Index m = shape.first, n = shape.second, r = 3;
-      ProjectedAdafactor<SvdBasis<S>> opt;
+      ProjectedAdafactor<SVDBasis<S>> opt;
       opt.setOptions(c.second);
       opt.projector().setRank(r).setUpdateGap(1000).setScale(S(0.25));
       const Mat<S> g0 = gaussian<S>(m, n, 30);
@@ -239,7 +239,7 @@ TEST_CASE("Moment policies: rotation is exact for a permutation of selected rows
 
 TEST_CASE("Moment policies: rotation for dense bases uses R = P_oldᵀP_new and R∘R", "[gradient][optim]") {
   const Mat<double> g1 = gaussian<double>(9, 14, 7), g2 = gaussian<double>(9, 14, 8);
-  ProjectedAdamW<SvdBasis<double>> opt;
+  ProjectedAdamW<SVDBasis<double>> opt;
   opt.projector().setRank(4).setUpdateGap(1);
   opt.setMomentPolicy(MomentPolicy::Rotate);
   Mat<double> w = Mat<double>::Zero(9, 14);
@@ -259,7 +259,7 @@ TEST_CASE("Non-finite gradients: reported by exception or skipped, weights never
   Mat<float> bad = g;
   bad(3, 2) = std::numeric_limits<float>::infinity();
   {
-    ProjectedAdamW<SvdBasis<float>> opt;
+    ProjectedAdamW<SVDBasis<float>> opt;
     opt.projector().setRank(2);
     CHECK_THROWS_AS(opt.step(w, bad), InvalidArgument);
     opt.setNonFinitePolicy(NonFinitePolicy::Skip);
@@ -313,13 +313,13 @@ void checkResume(Configure configure, Index m = 16, Index n = 10) {
 
 TEST_CASE("Checkpoint: a resumed run reproduces the next 10 steps bit for bit", "[gradient][optim][checkpoint]") {
   SECTION("SVD, right side, rotate") {
-    checkResume<ProjectedAdamW<SvdBasis<float>>>([](auto& o) {
+    checkResume<ProjectedAdamW<SVDBasis<float>>>([](auto& o) {
       o.projector().setRank(3).setUpdateGap(3).setOffset(1);
       o.setMomentPolicy(MomentPolicy::Rotate).setLearningRate(0.05).setWeightDecay(0.01);
     });
   }
   SECTION("SVD, two-sided, double") {
-    checkResume<ProjectedAdamW<SvdBasis<double>>>([](auto& o) {
+    checkResume<ProjectedAdamW<SVDBasis<double>>>([](auto& o) {
       o.projector().setRank(3).setUpdateGap(4).setProjectionType(ProjectionType::Full);
       o.setLearningRate(0.05);
     });
@@ -331,7 +331,7 @@ TEST_CASE("Checkpoint: a resumed run reproduces the next 10 steps bit for bit", 
     });
   }
   SECTION("online PCA") {
-    checkResume<ProjectedAdamW<OnlinePcaBasis<float>>>([](auto& o) {
+    checkResume<ProjectedAdamW<OnlinePCABasis<float>>>([](auto& o) {
       o.projector().setRank(4).setUpdateGap(4);
       o.projector().basis().setReorthonormalize(true);
     });
@@ -350,13 +350,13 @@ TEST_CASE("Checkpoint: a resumed run reproduces the next 10 steps bit for bit", 
     });
   }
   SECTION("DCT columns, right side, rotate") {
-    checkResume<ProjectedAdamW<DctBasis<float>>>([](auto& o) {
+    checkResume<ProjectedAdamW<DCTBasis<float>>>([](auto& o) {
       o.projector().setRank(4).setUpdateGap(3).setOffset(1);
       o.setMomentPolicy(MomentPolicy::Rotate).setLearningRate(0.05).setWeightDecay(0.01);
     });
   }
   SECTION("DCT columns, left side, l2 score, double") {
-    checkResume<ProjectedAdamW<DctBasis<double>>>([](auto& o) {
+    checkResume<ProjectedAdamW<DCTBasis<double>>>([](auto& o) {
       o.projector().setRank(3).setUpdateGap(2).setProjectionType(ProjectionType::Left);
       o.projector().basis().setScore(ScoreNorm::L2);
     });
@@ -368,7 +368,7 @@ TEST_CASE("Checkpoint: a resumed run reproduces the next 10 steps bit for bit", 
     });
   }
   SECTION("projected Adafactor with first moment") {
-    checkResume<ProjectedAdafactor<SvdBasis<float>>>([](auto& o) {
+    checkResume<ProjectedAdafactor<SVDBasis<float>>>([](auto& o) {
       AdafactorOptions opt;
       opt.beta1 = 0.9;
       opt.relativeStep = true;
@@ -383,7 +383,7 @@ TEST_CASE("Checkpoint: a resumed run reproduces the next 10 steps bit for bit", 
 }
 
 TEST_CASE("Checkpoint: malformed data is rejected with IoError and leaves the optimizer intact", "[gradient][optim][checkpoint]") {
-  ProjectedAdamW<SvdBasis<float>> a;
+  ProjectedAdamW<SVDBasis<float>> a;
   a.projector().setRank(2).setUpdateGap(3);
   Mat<float> w = gaussian<float>(9, 7, 1);
   a.step(w, gaussian<float>(9, 7, 2));
@@ -392,7 +392,7 @@ TEST_CASE("Checkpoint: malformed data is rejected with IoError and leaves the op
   const std::string good = ss.str();
 
   auto loadInto = [](const std::string& bytes) {
-    ProjectedAdamW<SvdBasis<float>> b;
+    ProjectedAdamW<SVDBasis<float>> b;
     b.projector().setRank(2);
     std::stringstream in(bytes);
     b.load(in);
@@ -473,11 +473,11 @@ TEST_CASE("Checkpoint: basis settings are stored and a resume with other setting
   msg = loadMessage<R>(rand(5, 4, 1, true), rand(5, 4, 1, false));
   CHECK(mentions(msg, {"'warmStart'"}));
 
-  using V = ProjectedAdamW<SvdBasis<double>>;
-  auto svd = [](SvdMethod m) { return [=](V& o) { o.projector().setRank(2).basis().setMethod(m); }; };
-  CHECK(loadMessage<V>(svd(SvdMethod::Gram), svd(SvdMethod::Gram)).empty());
-  msg = loadMessage<V>(svd(SvdMethod::Gram), svd(SvdMethod::Bdc));
-  CHECK(mentions(msg, {"SvdBasis", "'method'", "gram", "bdc"}));
+  using V = ProjectedAdamW<SVDBasis<double>>;
+  auto svd = [](SVDMethod m) { return [=](V& o) { o.projector().setRank(2).basis().setMethod(m); }; };
+  CHECK(loadMessage<V>(svd(SVDMethod::Gram), svd(SVDMethod::Gram)).empty());
+  msg = loadMessage<V>(svd(SVDMethod::Gram), svd(SVDMethod::Bdc));
+  CHECK(mentions(msg, {"SVDBasis", "'method'", "gram", "bdc"}));
 
   using Q = ProjectedAdamW<QuantizedBasis<RandomizedBasis<float>>>;
   auto quant = [](Index gs, Int4Grouping gr, std::uint64_t seed) {
@@ -496,9 +496,9 @@ TEST_CASE("Checkpoint: basis settings are stored and a resume with other setting
   using G = ProjectedAdamW<GaussianBasis<float>>;
   auto gauss = [](std::uint64_t seed) { return [=](G& o) { o.projector().setRank(3).basis().setSeed(seed); }; };
   CHECK(mentions(loadMessage<G>(gauss(3), gauss(4)), {"GaussianBasis", "'seed'"}));
-  using O = ProjectedAdamW<OnlinePcaBasis<float>>;
+  using O = ProjectedAdamW<OnlinePCABasis<float>>;
   auto pca = [](double mult) { return [=](O& o) { o.projector().setRank(3).basis().setLearningRateMultiplier(mult); }; };
-  CHECK(mentions(loadMessage<O>(pca(1.0), pca(2.0)), {"OnlinePcaBasis", "'learningRateMultiplier'"}));
+  CHECK(mentions(loadMessage<O>(pca(1.0), pca(2.0)), {"OnlinePCABasis", "'learningRateMultiplier'"}));
 }
 
 TEST_CASE("Checkpoint: version-1 files (without basis settings) still load and resume", "[gradient][optim][checkpoint]") {
@@ -532,11 +532,11 @@ TEST_CASE("Checkpoint: version-1 files (without basis settings) still load and r
   // A version-1 Adafactor + INT4 checkpoint: options without warmupInit, INT4 codes without an
   // order field (column-major), no grouping; its stored group size is still checked.
   const std::string v1b(reinterpret_cast<const char*>(kAdafactorQuantizedV1), sizeof(kAdafactorQuantizedV1));
-  auto configureQ = [](ProjectedAdafactor<QuantizedBasis<SvdBasis<float>>>& o, Index groupSize) {
+  auto configureQ = [](ProjectedAdafactor<QuantizedBasis<SVDBasis<float>>>& o, Index groupSize) {
     o.projector().setRank(2).setUpdateGap(2).setAdaptiveGap(true, 2, 0.1);
     o.projector().basis().setGroupSize(groupSize);
   };
-  ProjectedAdafactor<QuantizedBasis<SvdBasis<float>>> q;
+  ProjectedAdafactor<QuantizedBasis<SVDBasis<float>>> q;
   configureQ(q, 4);
   std::stringstream in2(v1b);
   REQUIRE_NOTHROW(q.load(in2));
@@ -551,7 +551,7 @@ TEST_CASE("Checkpoint: version-1 files (without basis settings) still load and r
   Mat<float> wq = gaussian<float>(5, 8, 2);
   CHECK(q.step(wq, gaussian<float>(5, 8, 23)) == StepOutcome::Applied);
   CHECK(wq.allFinite());
-  ProjectedAdafactor<QuantizedBasis<SvdBasis<float>>> q8;
+  ProjectedAdafactor<QuantizedBasis<SVDBasis<float>>> q8;
   configureQ(q8, 8);
   std::stringstream in3(v1b);
   CHECK_THROWS_AS(q8.load(in3), IoError);

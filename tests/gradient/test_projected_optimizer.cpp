@@ -70,11 +70,11 @@ struct RuleWithoutNames {
   using Options = SgdOptions;
 };
 template <typename S>
-struct TrackingBasisWithoutTrack : SvdBasis<S> {
+struct TrackingBasisWithoutTrack : SVDBasis<S> {
   static constexpr bool kTracksSteps = true;
 };
 template <typename S>
-struct BasisWithoutRefresh : SvdBasis<S> {
+struct BasisWithoutRefresh : SVDBasis<S> {
   void refresh() = delete;
 };
 
@@ -87,10 +87,10 @@ bool bitEqual(const B& a, const B& b) {
 }  // namespace
 
 TEST_CASE("Protocol checks: the library's bases and rules pass, incomplete ones are detected", "[gradient][optim]") {
-  static_assert(IsGradientBasis<SvdBasis<float>>::value && IsGradientBasis<RandomizedBasis<double>>::value, "");
-  static_assert(IsGradientBasis<DctBasis<float>>::value && IsGradientBasis<OnlinePcaBasis<double>>::value, "");
+  static_assert(IsGradientBasis<SVDBasis<float>>::value && IsGradientBasis<RandomizedBasis<double>>::value, "");
+  static_assert(IsGradientBasis<DCTBasis<float>>::value && IsGradientBasis<OnlinePCABasis<double>>::value, "");
   static_assert(IsGradientBasis<GaussianBasis<float>>::value && IsGradientBasis<RowSelectionBasis<double>>::value, "");
-  static_assert(IsGradientBasis<QuantizedBasis<SvdBasis<float>>>::value, "");
+  static_assert(IsGradientBasis<QuantizedBasis<SVDBasis<float>>>::value, "");
   static_assert(IsProjectedRule<AdamRule<float>>::value && IsProjectedRule<AdamRule<double>>::value, "");
   static_assert(IsProjectedRule<AdafactorRule<float>>::value && IsProjectedRule<AdafactorRule<double>>::value, "");
   static_assert(IsProjectedRule<SgdRule<float>>::value, "");
@@ -111,9 +111,9 @@ TEMPLATE_TEST_CASE("ProjectedOptimizer: a non-finite update is skipped, resets t
                    "[gradient][optim]", float, double) {
   using S = TestType;
   const Index m = 10, n = 6;
-  ProjectedOptimizer<OnlinePcaBasis<S>, SgdRule<S>> opt;
+  ProjectedOptimizer<OnlinePCABasis<S>, SgdRule<S>> opt;
   opt.projector().setRank(2).setUpdateGap(4);
-  GradientProjector<OnlinePcaBasis<S>> ref;  // the oracle: the same projector driven by hand
+  GradientProjector<OnlinePCABasis<S>> ref;  // the oracle: the same projector driven by hand
   ref.setRank(2).setUpdateGap(4);
   Mat<S> w = gaussian<S>(m, n, 1), wRef = w;
   const double lrs[] = {0.01, 0.005, 0.005, 0.002, 0.002, 0.004, 0.004};
@@ -163,10 +163,10 @@ TEMPLATE_TEST_CASE("ProjectedAdafactor: skipped updates track a moving basis wit
   o.scaleParameter = false;
   o.learningRate = 0.01;
   o.epsilon1 = double(std::numeric_limits<S>::denorm_min());
-  ProjectedAdafactor<OnlinePcaBasis<S>> opt;
+  ProjectedAdafactor<OnlinePCABasis<S>> opt;
   opt.projector().setRank(2).setUpdateGap(10);
   opt.setOptions(o);
-  GradientProjector<OnlinePcaBasis<S>> ref;
+  GradientProjector<OnlinePCABasis<S>> ref;
   ref.setRank(2).setUpdateGap(10);
   const Mat<S> w0 = gaussian<S>(m, n, 3);
   Mat<S> w = w0;
@@ -184,7 +184,7 @@ TEMPLATE_TEST_CASE("ProjectedAdafactor: skipped updates track a moving basis wit
   CHECK(opt.skippedSteps() == 4);
   CHECK(opt.stepCount() == 0);
   // The basis did move: tracking ran on steps 1–3.
-  GradientProjector<OnlinePcaBasis<S>> still;
+  GradientProjector<OnlinePCABasis<S>> still;
   still.setRank(2).setUpdateGap(10);
   Mat<S> g0 = S(10) * gaussian<S>(m, n, 70);
   g0.row(0).setZero();
@@ -224,10 +224,10 @@ void checkOverflowSkipped(Opt& opt) {
 TEMPLATE_TEST_CASE("Non-finite low-rank updates: ProjectedAdamW and ProjectedAdafactor take the same path", "[gradient][optim]",
                    float, double) {
   using S = TestType;
-  ProjectedAdamW<SvdBasis<S>> a;
+  ProjectedAdamW<SVDBasis<S>> a;
   checkOverflowSkipped(a);
   CHECK(a.firstMoment().isZero(0) == false);  // the step after the reset started new moments
-  ProjectedAdafactor<SvdBasis<S>> f;
+  ProjectedAdafactor<SVDBasis<S>> f;
   f.setLearningRate(0.01);
   checkOverflowSkipped(f);
 }
@@ -269,10 +269,10 @@ void checkPinned(const unsigned char (&weights)[NW], const unsigned char (&ckptB
 
 TEST_CASE("Checkpoint: version-2 files of the optimizers before the shared base resume bit for bit", "[gradient][optim][checkpoint]") {
   SECTION("ProjectedAdamW, online PCA, rotate, lr changed after the first steps") {
-    checkPinned<ProjectedAdamW<OnlinePcaBasis<float>>>(kAdamWOnlinePcaV2Weights, kAdamWOnlinePcaV2Checkpoint, kAdamWOnlinePcaV2Next);
+    checkPinned<ProjectedAdamW<OnlinePCABasis<float>>>(kAdamWOnlinePcaV2Weights, kAdamWOnlinePcaV2Checkpoint, kAdamWOnlinePcaV2Next);
   }
   SECTION("ProjectedAdafactor, online PCA, first moment, rotate, lr changed after the first steps") {
-    checkPinned<ProjectedAdafactor<OnlinePcaBasis<float>>>(kAdafactorOnlinePcaV2Weights, kAdafactorOnlinePcaV2Checkpoint,
+    checkPinned<ProjectedAdafactor<OnlinePCABasis<float>>>(kAdafactorOnlinePcaV2Weights, kAdafactorOnlinePcaV2Checkpoint,
                                                            kAdafactorOnlinePcaV2Next);
   }
 }
@@ -280,7 +280,7 @@ TEST_CASE("Checkpoint: version-2 files of the optimizers before the shared base 
 TEMPLATE_TEST_CASE("GradientProjector: project and addBack before the first basis throw InvalidArgument", "[gradient][projector]",
                    float, double) {
   using S = TestType;
-  GradientProjector<SvdBasis<S>> p;
+  GradientProjector<SVDBasis<S>> p;
   p.setRank(2);
   const Mat<S> g = gaussian<S>(6, 4, 1);
   Mat<S> w = gaussian<S>(6, 4, 2), r(6, 2);

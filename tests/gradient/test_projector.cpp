@@ -13,13 +13,13 @@ namespace {
 
 /// An SVD basis whose refreshes can be made to fail on demand.
 template <typename S>
-struct FlakyBasis : SvdBasis<S> {
+struct FlakyBasis : SVDBasis<S> {
   static constexpr const char* kName = "FlakyBasis";
   static inline bool fail = false;
   template <typename D>
   RefreshResult refresh(const Eigen::MatrixBase<D>& g, Side side, Index rank, std::uint64_t k, Mat<S>* t) {
     if (fail) return RefreshResult{};
-    return SvdBasis<S>::refresh(g, side, rank, k, t);
+    return SVDBasis<S>::refresh(g, side, rank, k, t);
   }
 };
 
@@ -61,7 +61,7 @@ TEMPLATE_TEST_CASE("projector: back(project(G)) equals the explicit projection f
     for (auto shape : {std::pair<Index, Index>{14, 9}, {9, 14}, {11, 11}}) {
       const Index m = shape.first, n = shape.second, mn = std::min(m, n);
       for (Index r : {Index(1), Index(4), mn}) {
-        checkIdentity<SvdBasis<S>>(m, n, r, type);
+        checkIdentity<SVDBasis<S>>(m, n, r, type);
         checkIdentity<GaussianBasis<S>>(m, n, r, type);
         checkIdentity<RowSelectionBasis<S>>(m, n, r, type);
       }
@@ -73,7 +73,7 @@ TEMPLATE_TEST_CASE("projector: sides are explicit state, square projected shapes
   using S = TestType;
   const Mat<S> tall = gaussian<S>(12, 7, 1), wide = gaussian<S>(7, 12, 2);
   auto sideOf = [](ProjectionType t, const Mat<S>& g) {
-    GradientProjector<SvdBasis<S>> p;
+    GradientProjector<SVDBasis<S>> p;
     p.setRank(3).setProjectionType(t);
     p.init(g.rows(), g.cols());
     return p.side();
@@ -90,7 +90,7 @@ TEMPLATE_TEST_CASE("projector: sides are explicit state, square projected shapes
   // MinState really is the smaller state: moments (2 x projected size) plus a dense basis.
   for (const Mat<S>* g : {&tall, &wide}) {
     auto stateOf = [&](ProjectionType t) {
-      ProjectedAdamW<SvdBasis<S>> opt;
+      ProjectedAdamW<SVDBasis<S>> opt;
       opt.projector().setRank(3).setProjectionType(t);
       Mat<S> w = Mat<S>::Zero(g->rows(), g->cols());
       opt.step(w, *g);
@@ -102,7 +102,7 @@ TEMPLATE_TEST_CASE("projector: sides are explicit state, square projected shapes
 
   // reverse_std on a 12x7 gradient at rank 7: the projected matrix is 7x7 (square). The
   // upstream code would guess the side from that shape; ours uses the stored side.
-  GradientProjector<SvdBasis<S>> p;
+  GradientProjector<SVDBasis<S>> p;
   p.setRank(7).setScale(S(1)).setProjectionType(ProjectionType::ReverseStd);
   p.beginStep(tall);
   const Mat<S> low = p.project(tall);
@@ -116,7 +116,7 @@ TEMPLATE_TEST_CASE("projector: sides are explicit state, square projected shapes
 
 TEMPLATE_TEST_CASE("projector: rank is checked against min(m, n) up front", "[gradient][projector]", float, double) {
   using S = TestType;
-  GradientProjector<SvdBasis<S>> p;
+  GradientProjector<SVDBasis<S>> p;
   p.setRank(8);
   const Mat<S> g = gaussian<S>(10, 7, 3);
   CHECK_THROWS_AS(p.beginStep(g), InvalidArgument);
@@ -128,11 +128,11 @@ TEMPLATE_TEST_CASE("projector: rank is checked against min(m, n) up front", "[gr
   }
   CHECK_THROWS_AS(p.setRank(0), InvalidArgument);
   CHECK_THROWS_AS(p.setUpdateGap(0), InvalidArgument);
-  GradientProjector<SvdBasis<S>> q;
+  GradientProjector<SVDBasis<S>> q;
   q.setUpdateGap(5);
   CHECK_THROWS_AS(q.setOffset(5), InvalidArgument);
   // Shape changes after the first step are rejected.
-  GradientProjector<SvdBasis<S>> u;
+  GradientProjector<SVDBasis<S>> u;
   u.setRank(2);
   u.beginStep(g);
   const Mat<S> other = gaussian<S>(9, 7, 4);
@@ -144,7 +144,7 @@ TEMPLATE_TEST_CASE("projector: row-major maps project like column-major matrices
   const Mat<S> g = gaussian<S>(13, 8, 5);
   RowMajorMat<S> rm = g;
   Eigen::Map<const RowMajorMat<S>> map(rm.data(), rm.rows(), rm.cols());
-  GradientProjector<SvdBasis<S>> a, b;
+  GradientProjector<SVDBasis<S>> a, b;
   a.setRank(3).setProjectionType(ProjectionType::Left);
   b.setRank(3).setProjectionType(ProjectionType::Left);
   a.beginStep(g);
@@ -180,7 +180,7 @@ TEST_CASE("projector: refresh schedule is 0, T, 2T, ... and offset o gives 0, o,
 
 TEST_CASE("projector: adaptive gap doubles after 5 similar bases and not for unrelated ones", "[gradient][projector]") {
   const Mat<double> fixed = withSpectrum<double>(20, 12, geometricSpectrum(12, 100), 9);
-  GradientProjector<SvdBasis<double>> p;
+  GradientProjector<SVDBasis<double>> p;
   p.setRank(3).setUpdateGap(1).setAdaptiveGap(true);
   for (Index s = 0; s < 6; ++s) {
     p.beginStep(fixed);
@@ -197,7 +197,7 @@ TEST_CASE("projector: adaptive gap doubles after 5 similar bases and not for unr
   }
   CHECK(p.updateGap() >= 4);
 
-  GradientProjector<SvdBasis<double>> q;
+  GradientProjector<SVDBasis<double>> q;
   q.setRank(2).setUpdateGap(1).setAdaptiveGap(true);
   for (Index s = 0; s < 30; ++s) {
     const Mat<double> g = gaussian<double>(40, 30, 500 + std::uint64_t(s));
@@ -212,7 +212,7 @@ TEST_CASE("projector: adaptive gap doubles after 5 similar bases and not for unr
 TEST_CASE("projector: adaptive gap uses Q-GaLore's sliding window (not cleared after an increase) and a cap",
           "[gradient][projector]") {
   const Mat<double> fixed = withSpectrum<double>(20, 12, geometricSpectrum(12, 100), 9);
-  GradientProjector<SvdBasis<double>> p;
+  GradientProjector<SVDBasis<double>> p;
   p.setRank(3).setUpdateGap(1).setAdaptiveGap(true).setMaxUpdateGap(8).setRefreshSchedule(RefreshSchedule::FromLastRefresh);
   std::vector<Index> at, gaps;
   for (Index s = 0; s < 40; ++s) {
@@ -268,7 +268,7 @@ namespace {
 std::pair<std::vector<Index>, std::vector<Index>> adaptiveSchedule(RefreshSchedule rule, Index gap, Index queue, Index maxGap,
                                                                    Index steps) {
   const Mat<double> fixed = withSpectrum<double>(20, 12, geometricSpectrum(12, 100), 9);
-  GradientProjector<SvdBasis<double>> p;
+  GradientProjector<SVDBasis<double>> p;
   p.setRank(3).setUpdateGap(gap).setAdaptiveGap(true, queue).setMaxUpdateGap(maxGap);
   p.setRefreshSchedule(rule);
   std::vector<Index> at, gaps;
@@ -288,7 +288,7 @@ std::pair<std::vector<Index>, std::vector<Index>> adaptiveSchedule(RefreshSchedu
 
 TEST_CASE("projector: after an adaptive gap increase the next refresh is the next multiple of the new gap (Q-GaLore)",
           "[gradient][projector]") {
-  CHECK(GradientProjector<SvdBasis<double>>().refreshSchedule() == RefreshSchedule::Multiples);
+  CHECK(GradientProjector<SVDBasis<double>>().refreshSchedule() == RefreshSchedule::Multiples);
   // Q-GaLore refreshes when step % T == 0 for the current T. T = 3, window of 3:
   //   0 (first basis, no overlap), 3, 6 (window 2/3), 9 (window full, mean 1 → T = 6; next
   //   multiple of 6 after 9: 12), 12 (→ T = 12; next multiple of 12 after 12: 24), 24 (→ 24; 48),
@@ -308,7 +308,7 @@ TEST_CASE("projector: after an adaptive gap increase the next refresh is the nex
 
 TEST_CASE("projector: with an offset the schedule keeps its phase o + kT after a gap increase", "[gradient][projector]") {
   const Mat<double> fixed = withSpectrum<double>(20, 12, geometricSpectrum(12, 100), 9);
-  GradientProjector<SvdBasis<double>> p;
+  GradientProjector<SVDBasis<double>> p;
   p.setRank(3).setUpdateGap(4).setOffset(1).setAdaptiveGap(true, 1);
   std::vector<Index> at;
   for (Index s = 0; s < 40; ++s) {

@@ -5,8 +5,8 @@
 #include <set>
 
 using namespace wproj_test;
-using wproj::Dct;
-using wproj::DctAlgorithm;
+using wproj::DCT;
+using wproj::DCTAlgorithm;
 using wproj::ScoreNorm;
 
 namespace {
@@ -52,7 +52,7 @@ TEMPLATE_TEST_CASE("Fast (Makhoul/FFT) and dense DCTs agree with the formula", "
     Mat<double> ref(7, n);
     for (Index i = 0; i < 7; ++i) ref.row(i) = dctFormula(x.row(i).transpose().template cast<double>()).transpose();
     const double scale = ref.norm();
-    for (DctAlgorithm alg : {DctAlgorithm::Dense, DctAlgorithm::Fast, DctAlgorithm::Auto}) {
+    for (DCTAlgorithm alg : {DCTAlgorithm::Dense, DCTAlgorithm::Fast, DCTAlgorithm::Auto}) {
       const Mat<T> rows = wproj::dctOfRows(x, alg);
       CHECK((rows.template cast<double>() - ref).norm() < tol * scale);
       const Mat<T> cols = wproj::dctOfColumns(Mat<T>(x.transpose()), alg);
@@ -63,7 +63,7 @@ TEMPLATE_TEST_CASE("Fast (Makhoul/FFT) and dense DCTs agree with the formula", "
     }
     // Inverse against the explicit transpose.
     const Mat<double> c = wproj::dctMatrix<double>(n);
-    CHECK((wproj::idctOfRows(x, DctAlgorithm::Fast).template cast<double>() - x.template cast<double>() * c).norm() <
+    CHECK((wproj::idctOfRows(x, DCTAlgorithm::Fast).template cast<double>() - x.template cast<double>() * c).norm() <
           tol * scale);
   }
 }
@@ -74,7 +74,7 @@ TEMPLATE_TEST_CASE("DCT of row-major maps and reuse of a plan", "[dct]", float, 
   const Mat<T> x = gaussian<T>(m, n, 5);
   RowMajorMat<T> rm = x;
   Eigen::Map<const RowMajorMat<T>> map(rm.data(), m, n);
-  Dct<T> fast(n, DctAlgorithm::Fast), dense(n, DctAlgorithm::Dense);
+  DCT<T> fast(n, DCTAlgorithm::Fast), dense(n, DCTAlgorithm::Dense);
   const Mat<T> a = fast.ofRows(map), b = dense.ofRows(x);
   CHECK((a - b).norm() < 1e3 * eps<T>() * x.norm());
   // The same plan transforms many inputs.
@@ -98,7 +98,7 @@ TEMPLATE_TEST_CASE("Batched fast DCT: many vectors, mixed radices, threads, layo
     const Mat<T> x = gaussian<T>(count, n, 500 + n);
     const Mat<double> c = wproj::dctMatrix<double>(n);
     const Mat<double> ref = x.template cast<double>() * c.transpose();
-    Dct<T> fast(n, DctAlgorithm::Fast);
+    DCT<T> fast(n, DCTAlgorithm::Fast);
     fast.setThreads(1);
     const Mat<T> one = fast.ofRows(x);
     CHECK((one.template cast<double>() - ref).norm() < tol * ref.norm());
@@ -138,17 +138,17 @@ TEMPLATE_TEST_CASE("Batched fast DCT: many vectors, mixed radices, threads, layo
 }
 
 TEST_CASE("DCT cost model", "[dct]") {
-  CHECK_FALSE(Dct<float>::fastIsCheaper(16));
-  CHECK_FALSE(Dct<float>::fastIsCheaper(128));
-  CHECK(Dct<float>::fastIsCheaper(4096));
-  CHECK(Dct<float>::fastIsCheaper(11008));       // 2^8 · 43
-  CHECK_FALSE(Dct<float>::fastIsCheaper(4099));  // prime: the FFT degenerates to O(N²)
-  CHECK(Dct<float>::largestPrimeFactor(11008) == 43);
-  CHECK(Dct<float>::largestPrimeFactor(1) == 1);
-  CHECK(Dct<float>::largestPrimeFactor(97) == 97);
-  CHECK(Dct<double>(4096).usesFast());
-  CHECK_FALSE(Dct<double>(4096, DctAlgorithm::Dense).usesFast());
-  CHECK(Dct<double>(8, DctAlgorithm::Fast).usesFast());
+  CHECK_FALSE(DCT<float>::fastIsCheaper(16));
+  CHECK_FALSE(DCT<float>::fastIsCheaper(128));
+  CHECK(DCT<float>::fastIsCheaper(4096));
+  CHECK(DCT<float>::fastIsCheaper(11008));       // 2^8 · 43
+  CHECK_FALSE(DCT<float>::fastIsCheaper(4099));  // prime: the FFT degenerates to O(N²)
+  CHECK(DCT<float>::largestPrimeFactor(11008) == 43);
+  CHECK(DCT<float>::largestPrimeFactor(1) == 1);
+  CHECK(DCT<float>::largestPrimeFactor(97) == 97);
+  CHECK(DCT<double>(4096).usesFast());
+  CHECK_FALSE(DCT<double>(4096, DCTAlgorithm::Dense).usesFast());
+  CHECK(DCT<double>(8, DCTAlgorithm::Fast).usesFast());
 }
 
 TEST_CASE("Column/row scores and top-r selection", "[dct]") {
@@ -213,7 +213,7 @@ TEMPLATE_TEST_CASE("Streaming DCT scores and selection equal the stored transfor
   const double tol = std::is_same<T, float>::value ? 1e-4 : 1e-10;
   const Index n = 192, count = 75, r = 9;  // 192 = 4·4·4·3; 75 vectors: two full batches + a partial one
   const Mat<T> g = gaussian<T>(count, n, 91);  // rows are the vectors (Side::Right)
-  Dct<T> fast(n, DctAlgorithm::Fast), dense(n, DctAlgorithm::Dense);
+  DCT<T> fast(n, DCTAlgorithm::Fast), dense(n, DCTAlgorithm::Dense);
   const Mat<T> s = dense.ofRows(g);
   for (ScoreNorm norm : {ScoreNorm::L1, ScoreNorm::L2}) {
     const Eigen::VectorXd ref = wproj::columnScores(s, norm);
@@ -249,10 +249,10 @@ TEMPLATE_TEST_CASE("Streaming DCT scores and selection equal the stored transfor
   // dctSelect / dctTopIndices through the fast path agree with the dense path on both sides.
   for (wproj::Side side : {wproj::Side::Right, wproj::Side::Left}) {
     const Mat<T> x = side == wproj::Side::Right ? g : Mat<T>(g.transpose());
-    const auto a = wproj::dctSelect(x, r, side, ScoreNorm::L1, DctAlgorithm::Fast);
-    const auto b = wproj::dctSelect(x, r, side, ScoreNorm::L1, DctAlgorithm::Dense);
+    const auto a = wproj::dctSelect(x, r, side, ScoreNorm::L1, DCTAlgorithm::Fast);
+    const auto b = wproj::dctSelect(x, r, side, ScoreNorm::L1, DCTAlgorithm::Dense);
     CHECK(a.indices == b.indices);
-    CHECK(wproj::dctTopIndices(x, r, side, ScoreNorm::L1, DctAlgorithm::Fast) == a.indices);
+    CHECK(wproj::dctTopIndices(x, r, side, ScoreNorm::L1, DCTAlgorithm::Fast) == a.indices);
     CHECK((a.projected - b.projected).norm() < tol * b.projected.norm());
   }
   // Non-finite input is reported, never transformed silently.
@@ -268,9 +268,9 @@ TEMPLATE_TEST_CASE("Streaming DCT scores and selection equal the stored transfor
 TEST_CASE("DCT functions reject invalid arguments", "[dct][errors]") {
   using wproj::InvalidArgument;
   CHECK_THROWS_AS(wproj::dctMatrix<double>(0), InvalidArgument);
-  CHECK_THROWS_AS(Dct<double>(0), InvalidArgument);
+  CHECK_THROWS_AS(DCT<double>(0), InvalidArgument);
   CHECK_THROWS_AS(wproj::dctOfRows(Eigen::MatrixXd(3, 0)), InvalidArgument);
-  Dct<double> d(4);
+  DCT<double> d(4);
   CHECK_THROWS_AS(d.ofRows(Eigen::MatrixXd::Ones(2, 5)), InvalidArgument);
   CHECK_THROWS_AS(d.ofColumns(Eigen::MatrixXd::Ones(5, 2)), InvalidArgument);
   Eigen::MatrixXd bad = Eigen::MatrixXd::Ones(2, 4);

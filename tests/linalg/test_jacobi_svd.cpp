@@ -34,7 +34,7 @@ TEMPLATE_TEST_CASE("jacobiSvd of a square matrix matches BDCSVD to rounding, zer
         Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(ad.transpose() * ad);
         w = eig.eigenvectors();
       }
-      const wproj::detail::JacobiSvdResult r = wproj::detail::jacobiSvd(a, preconditioned ? &w : nullptr, eps<T>());
+      const wproj::detail::JacobiSVDResult r = wproj::detail::jacobiSvd(a, preconditioned ? &w : nullptr, eps<T>());
       CHECK(r.info == Eigen::Success);
       Eigen::BDCSVD<Mat<T>> ref(a);
       const Vec<T> refS = ref.singularValues();
@@ -47,7 +47,7 @@ TEMPLATE_TEST_CASE("jacobiSvd of a square matrix matches BDCSVD to rounding, zer
     }
   }
   // The zero matrix: σ = 0 and orthonormal U, V.
-  const wproj::detail::JacobiSvdResult z = wproj::detail::jacobiSvd(Mat<T>::Zero(5, 5), nullptr, eps<T>());
+  const wproj::detail::JacobiSVDResult z = wproj::detail::jacobiSvd(Mat<T>::Zero(5, 5), nullptr, eps<T>());
   CHECK(z.s.norm() == 0.0);
   CHECK(orthoError(z.u) <= 1e-14);
   CHECK(orthoError(z.v) <= 1e-14);

@@ -4,7 +4,7 @@
 
 using namespace wproj_test;
 using wproj::RankRule;
-using wproj::SvdMethod;
+using wproj::SVDMethod;
 using wproj::TruncatedSVD;
 
 TEMPLATE_TEST_CASE("TruncatedSVD matches BDCSVD on tall, wide and square inputs", "[truncated_svd]", float, double) {
@@ -15,7 +15,7 @@ TEMPLATE_TEST_CASE("TruncatedSVD matches BDCSVD on tall, wide and square inputs"
     const Index m = sh[0], n = sh[1], r = std::min(m, n);
     const Vec<double> sigma = geometricSpectrum(r, 1e2);
     const Mat<T> a = withSpectrum<T>(m, n, sigma, 11);
-    for (SvdMethod method : {SvdMethod::Auto, SvdMethod::Bdc, SvdMethod::Gram}) {
+    for (SVDMethod method : {SVDMethod::Auto, SVDMethod::Bdc, SVDMethod::Gram}) {
       CAPTURE(m, n, wproj::toString(method));
       TruncatedSVD<Mat<T>> svd;
       svd.setRank(12).setMethod(method).compute(a);
@@ -43,7 +43,7 @@ TEMPLATE_TEST_CASE("TruncatedSVD reads row-major maps without changing the resul
   const Mat<T> a = gaussian<T>(70, 40, 3);
   RowMajorMat<T> rm = a;
   Eigen::Map<const RowMajorMat<T>> map(rm.data(), rm.rows(), rm.cols());
-  for (SvdMethod method : {SvdMethod::Bdc, SvdMethod::Gram}) {
+  for (SVDMethod method : {SVDMethod::Bdc, SVDMethod::Gram}) {
     TruncatedSVD<Mat<T>> x, y;
     x.setRank(5).setMethod(method).compute(a);
     y.setRank(5).setMethod(method).compute(map);
@@ -59,7 +59,7 @@ TEMPLATE_TEST_CASE("TruncatedSVD reads row-major maps without changing the resul
 
 TEMPLATE_TEST_CASE("TruncatedSVD: rank >= min(m,n), rank deficiency and zero matrices", "[truncated_svd]", float, double) {
   using T = TestType;
-  for (SvdMethod method : {SvdMethod::Auto, SvdMethod::Bdc, SvdMethod::Gram}) {
+  for (SVDMethod method : {SVDMethod::Auto, SVDMethod::Bdc, SVDMethod::Gram}) {
     CAPTURE(wproj::toString(method));
     // rank larger than min(m,n) is clamped.
     const Mat<T> a = gaussian<T>(30, 12, 5);
@@ -188,7 +188,7 @@ TEST_CASE("RankRule and TruncatedSVD reject invalid arguments", "[truncated_svd]
 TEMPLATE_TEST_CASE("TruncatedSVD sign convention is deterministic", "[truncated_svd][signs]", float, double) {
   using T = TestType;
   const Mat<T> a = gaussian<T>(45, 35, 9);
-  for (SvdMethod method : {SvdMethod::Bdc, SvdMethod::Gram}) {
+  for (SVDMethod method : {SVDMethod::Bdc, SVDMethod::Gram}) {
     TruncatedSVD<Mat<T>> x, y;
     x.setRank(6).setMethod(method).compute(a);
     y.setRank(6).setMethod(method).compute(-a);  // singular vectors of −A differ by a sign
@@ -208,8 +208,8 @@ TEMPLATE_TEST_CASE("TruncatedSVD sign convention is deterministic", "[truncated_
   s << 5, 4, 3, 2, 1;
   const Mat<T> b = withSpectrum<T>(60, 40, s, 4);
   TruncatedSVD<Mat<T>> p, g;
-  p.setRank(5).setMethod(SvdMethod::Bdc).compute(b);
-  g.setRank(5).setMethod(SvdMethod::Gram).compute(b);
+  p.setRank(5).setMethod(SVDMethod::Bdc).compute(b);
+  g.setRank(5).setMethod(SVDMethod::Gram).compute(b);
   CHECK((p.matrixU() - g.matrixU()).norm() < (std::is_same<T, float>::value ? 1e-3 : 1e-9));
   CHECK((p.matrixV() - g.matrixV()).norm() < (std::is_same<T, float>::value ? 1e-3 : 1e-9));
 }
@@ -220,9 +220,9 @@ TEST_CASE("TruncatedSVD Auto avoids the Gram route when the kept spectrum is too
   const Mat<double> a = withSpectrum<double>(200, 20, s, 2);
   TruncatedSVD<Mat<double>> svd;
   svd.setRank(20).compute(a);
-  CHECK(svd.methodUsed() == SvdMethod::Bdc);
+  CHECK(svd.methodUsed() == SVDMethod::Bdc);
   CHECK(std::abs(svd.singularValues()(19) / s(19) - 1.0) < 1e-6);
   svd.setRank(5).compute(a);  // σ_4/σ_0 ≈ 0.02: Gram is fine
-  CHECK(svd.methodUsed() == SvdMethod::Gram);
+  CHECK(svd.methodUsed() == SVDMethod::Gram);
   CHECK(std::abs(svd.singularValues()(4) / s(4) - 1.0) < 1e-10);
 }

@@ -25,7 +25,7 @@ Mat<T> col(std::initializer_list<double> v) {
 TEMPLATE_TEST_CASE("task arithmetic is lambda times the sum", "[merging][baselines]", float, double) {
   using T = TestType;
   std::vector<Mat<T>> taus{gaussian<T>(7, 5, 1), gaussian<T>(7, 5, 2), gaussian<T>(7, 5, 3)};
-  wproj::TaskArithmetic<T> ta(0.3);
+  wproj::TaskArithmeticMerging<T> ta(0.3);
   wproj::TensorReport rep;
   const Mat<T> d = ta.mergeDelta(taus, &rep);
   const Mat<T> expect = T(0.3) * (taus[0] + taus[1] + taus[2]);
@@ -143,7 +143,7 @@ TEMPLATE_TEST_CASE("Model Stock ratio t = N cos / (1 + (N-1) cos)", "[merging][m
   using T = TestType;
   // Two unit vectors at 60 degrees: cos = 0.5, t = 2*0.5/1.5 = 2/3.
   const Mat<T> a = col<T>({1, 0}), b = col<T>({0.5, std::sqrt(3.0) / 2});
-  wproj::ModelStock<T> ms;
+  wproj::ModelStockMerging<T> ms;
   wproj::TensorReport rep;
   const Mat<T> d = ms.mergeDelta({a, b}, &rep);
   CHECK((d - T(2.0 / 3.0) * (a + b) / T(2)).norm() < 1e-6);
@@ -158,7 +158,7 @@ TEMPLATE_TEST_CASE("Model Stock ratio t = N cos / (1 + (N-1) cos)", "[merging][m
   c /= 3;
   REQUIRE(c > 0);
   const double t = 3 * c / (1 + 2 * c);
-  CHECK(std::abs(wproj::ModelStock<T>::ratio(3, c) - t) < 1e-12);
+  CHECK(std::abs(wproj::ModelStockMerging<T>::ratio(3, c) - t) < 1e-12);
   const Mat<T> expect = T(t / 3) * (taus[0] + taus[1] + taus[2]);
   CHECK((ms.mergeDelta(taus) - expect).norm() <= 1e-5 * expect.norm());
   // Negative cosine clamps to t = 0 with a warning; zero vectors count as cos 0 with a warning.
@@ -172,20 +172,20 @@ TEMPLATE_TEST_CASE("zero task vectors give finite (zero) deltas; mismatched shap
                    double) {
   using T = TestType;
   const std::vector<Mat<T>> zeros{Mat<T>::Zero(4, 3), Mat<T>::Zero(4, 3)};
-  CHECK(wproj::TaskArithmetic<T>().mergeDelta(zeros).isZero(0));
+  CHECK(wproj::TaskArithmeticMerging<T>().mergeDelta(zeros).isZero(0));
   CHECK(wproj::TiesMerging<T>().mergeDelta(zeros).isZero(0));
   CHECK(wproj::DareMerging<T>().mergeDelta(zeros).isZero(0));
   wproj::TensorReport rep;
-  CHECK(wproj::ModelStock<T>().mergeDelta(zeros, &rep).isZero(0));
+  CHECK(wproj::ModelStockMerging<T>().mergeDelta(zeros, &rep).isZero(0));
   CHECK_FALSE(rep.warnings.empty());
   CHECK(wproj::SlerpMerging<T>().mergeDelta(zeros).isZero(0));
   const std::vector<Mat<T>> bad{gaussian<T>(3, 4, 1), gaussian<T>(4, 3, 2)};
   CHECK_THROWS_WITH(wproj::TiesMerging<T>().mergeDelta(bad), Contains("task vector 1 has shape 4x3; expected 3x4"));
-  CHECK_THROWS_AS(wproj::TaskArithmetic<T>().mergeDelta(bad), wproj::InvalidArgument);
-  CHECK_THROWS_AS(wproj::TaskArithmetic<T>().mergeDelta({}), wproj::InvalidArgument);
+  CHECK_THROWS_AS(wproj::TaskArithmeticMerging<T>().mergeDelta(bad), wproj::InvalidArgument);
+  CHECK_THROWS_AS(wproj::TaskArithmeticMerging<T>().mergeDelta({}), wproj::InvalidArgument);
   Mat<T> nan = gaussian<T>(3, 4, 1);
   nan(1, 1) = std::numeric_limits<T>::quiet_NaN();
-  CHECK_THROWS_AS(wproj::TaskArithmetic<T>().mergeDelta({nan}), wproj::InvalidArgument);
+  CHECK_THROWS_AS(wproj::TaskArithmeticMerging<T>().mergeDelta({nan}), wproj::InvalidArgument);
   // Row-major maps over foreign buffers work as inputs of taskVector.
   std::vector<T> buf0(12), buf1(12);
   for (int i = 0; i < 12; ++i) {
@@ -221,7 +221,7 @@ TEMPLATE_TEST_CASE("the driver streams tensors, applies rules and reports every 
 
   wproj::MergeRules rules;
   rules.add("^embed\\.", wproj::TensorAction::Skip).add("bias$", wproj::TensorAction::Average);
-  wproj::ModelMerger<wproj::TaskArithmetic<T>> driver(wproj::TaskArithmetic<T>(0.5));
+  wproj::ModelMerger<wproj::TaskArithmeticMerging<T>> driver(wproj::TaskArithmeticMerging<T>(0.5));
   driver.setRules(rules);
   const wproj::MergeReport rep = driver.merge(names, 3, fetchBase, fetchModel, sink);
 

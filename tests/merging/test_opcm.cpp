@@ -64,7 +64,7 @@ TEMPLATE_TEST_CASE("OPCM projection equals the full-SVD reference (tall, wide, s
   for (auto [m, n] : {std::pair<Index, Index>{24, 10}, {9, 30}, {16, 16}}) {
     for (double alpha : {0.5, 0.2, 0.9}) {
       const auto taus = tasks<T>(m, n, 5, 11 + m);
-      wproj::ContinualMerger<T> opcm;
+      wproj::OpcmMerging<T> opcm;
       opcm.setAlpha(alpha);
       Mat<double> sRef = taus[0].template cast<double>();
       opcm.add(taus[0]);
@@ -131,7 +131,7 @@ TEMPLATE_TEST_CASE("model-level OPCM: rules, global norms, constant state, bit-i
   wproj::MergeRules rules;
   rules.add("^head\\.", wproj::TensorAction::Skip);
 
-  wproj::ContinualMerger<T> full;
+  wproj::OpcmMerging<T> full;
   full.setRules(rules);
   std::vector<std::size_t> bytes;
   Mat<double> sBias = Mat<double>::Zero(12, 1);
@@ -162,12 +162,12 @@ TEMPLATE_TEST_CASE("model-level OPCM: rules, global norms, constant state, bit-i
   CHECK(std::abs(full.scale() - (normSum / models) / std::sqrt(s2)) <= 1e-5 * full.scale());
 
   // Resume: 2 models, save, load into a fresh merger, 4 more models = the uninterrupted run, bit for bit.
-  wproj::ContinualMerger<T> first;
+  wproj::OpcmMerging<T> first;
   first.setRules(rules);
   for (int t = 0; t < 2; ++t) first.addModel(names, fetchFor(t));
   std::stringstream state2;
   first.save(state2);
-  wproj::ContinualMerger<T> resumed;
+  wproj::OpcmMerging<T> resumed;
   resumed.load(state2);
   CHECK(resumed.numModels() == 2);
   for (int t = 2; t < models; ++t) resumed.addModel(names, fetchFor(t));
@@ -194,7 +194,7 @@ TEMPLATE_TEST_CASE("OPCM edge cases: zero task vectors, more models than the ran
                    double) {
   using T = TestType;
   // Zero first model: nothing to project against (warning), no NaN.
-  wproj::ContinualMerger<T> z;
+  wproj::OpcmMerging<T> z;
   z.add(Mat<T>(Mat<T>::Zero(6, 4)));
   CHECK(z.scale() == 0);
   CHECK(z.mergedDelta().isZero(0));
@@ -205,11 +205,11 @@ TEMPLATE_TEST_CASE("OPCM edge cases: zero task vectors, more models than the ran
   CHECK((z.accumulator() - g).norm() == 0);
   CHECK(z.mergedDelta().allFinite());
   // All zero: scale 0, merged delta zero, still finite.
-  wproj::ContinualMerger<T> allZero;
+  wproj::OpcmMerging<T> allZero;
   for (int i = 0; i < 3; ++i) allZero.add(Mat<T>(Mat<T>::Zero(3, 3)));
   CHECK(allZero.mergedDelta().isZero(0));
   // Many more models than min(m, n) = 3: stays finite, the norm of the merged delta is the mean norm.
-  wproj::ContinualMerger<T> many;
+  wproj::OpcmMerging<T> many;
   double meanNorm = 0;
   for (int i = 0; i < 12; ++i) {
     const Mat<T> t = gaussian<T>(3, 5, 50 + i);
@@ -219,7 +219,7 @@ TEMPLATE_TEST_CASE("OPCM edge cases: zero task vectors, more models than the ran
   CHECK(many.mergedDelta().allFinite());
   CHECK(std::abs(double(many.mergedDelta().norm()) - meanNorm) <= 1e-4 * meanNorm);
   // Mismatched shape: a clear error, the merger is then unusable until a state is loaded.
-  wproj::ContinualMerger<T> opcm;
+  wproj::OpcmMerging<T> opcm;
   opcm.add(gaussian<T>(5, 4, 1));
   std::stringstream saved;
   opcm.save(saved);
@@ -239,7 +239,7 @@ TEMPLATE_TEST_CASE("OPCM edge cases: zero task vectors, more models than the ran
 
 TEMPLATE_TEST_CASE("the OPCM state file is validated on load", "[merging][opcm][io]", float, double) {
   using T = TestType;
-  wproj::ContinualMerger<T> opcm;
+  wproj::OpcmMerging<T> opcm;
   opcm.setAlpha(0.3);
   opcm.add(gaussian<T>(5, 4, 1)).add(gaussian<T>(5, 4, 2));
   std::stringstream ss;
@@ -247,7 +247,7 @@ TEMPLATE_TEST_CASE("the OPCM state file is validated on load", "[merging][opcm][
   const std::string good = ss.str();
   auto loadFrom = [](const std::string& bytes) {
     std::stringstream in(bytes);
-    wproj::ContinualMerger<T> m;
+    wproj::OpcmMerging<T> m;
     m.load(in);
     return m;
   };
@@ -267,10 +267,10 @@ TEMPLATE_TEST_CASE("the OPCM state file is validated on load", "[merging][opcm][
   CHECK_THROWS_AS(loadFrom(std::string()), wproj::IoError);
   using Other = typename std::conditional<std::is_same<T, float>::value, double, float>::type;
   std::stringstream in(good);
-  wproj::ContinualMerger<Other> wrongType;
+  wproj::OpcmMerging<Other> wrongType;
   CHECK_THROWS_WITH(wrongType.load(in), Contains("scalars"));
   // A failed load leaves the target untouched.
-  wproj::ContinualMerger<T> keep;
+  wproj::OpcmMerging<T> keep;
   keep.add(gaussian<T>(2, 2, 9));
   std::stringstream bad(flipped);
   CHECK_THROWS_AS(keep.load(bad), wproj::IoError);
@@ -278,7 +278,7 @@ TEMPLATE_TEST_CASE("the OPCM state file is validated on load", "[merging][opcm][
   // File round trip (written atomically).
   const std::string path = "opcm_state_test_" + std::to_string(sizeof(T)) + ".bin";
   opcm.save(path);
-  wproj::ContinualMerger<T> fromFile;
+  wproj::OpcmMerging<T> fromFile;
   fromFile.load(path);
   CHECK(fromFile.accumulator() == opcm.accumulator());
   std::remove(path.c_str());
@@ -297,8 +297,8 @@ Mat<T> opcmFixtureMatrix(int r, int c, int seed) {
 }
 
 template <typename T>
-wproj::ContinualMerger<T> opcmFixtureRun(int models) {
-  wproj::ContinualMerger<T> m;
+wproj::OpcmMerging<T> opcmFixtureRun(int models) {
+  wproj::OpcmMerging<T> m;
   m.setAlpha(0.4);
   const std::vector<std::string> names = {"w", "b"};
   for (int t = 0; t < models; ++t)
@@ -317,7 +317,7 @@ TEMPLATE_TEST_CASE("OPCM state files written by wproj 0.1.0 (format 1) still loa
   const double scale010 = isFloat ? kOpcmStateV1FloatScale : kOpcmStateV1DoubleScale;
   REQUIRE(v1.substr(0, 7) == "WPJOPCM");
   std::stringstream in(v1);
-  wproj::ContinualMerger<T> loaded;
+  wproj::OpcmMerging<T> loaded;
   REQUIRE_NOTHROW(loaded.load(in));
   CHECK(loaded.numModels() == 2);
   CHECK(loaded.alpha() == 0.4);
@@ -338,7 +338,7 @@ TEMPLATE_TEST_CASE("OPCM state files written by wproj 0.1.0 (format 1) still loa
   std::string bad = v1;
   bad[v1.size() / 2] ^= 0x20;
   std::stringstream badIn(bad);
-  wproj::ContinualMerger<T> m;
+  wproj::OpcmMerging<T> m;
   CHECK_THROWS_AS(m.load(badIn), wproj::IoError);
   // Saved again, it is written in the current format.
   std::stringstream out;
@@ -356,11 +356,11 @@ TEMPLATE_TEST_CASE("the OPCM state uses the common container: version, kind, che
   REQUIRE(good.substr(0, 8) == "WPROJBIN");
   std::uint32_t version = 0;
   std::memcpy(&version, &good[8], 4);
-  CHECK(version == wproj::ContinualMerger<T>::kFormatVersion);
+  CHECK(version == wproj::OpcmMerging<T>::kFormatVersion);
   CHECK(good.find("wproj.opcm") == 20);
   auto loadFrom = [](const std::string& bytes) {
     std::stringstream in(bytes);
-    wproj::ContinualMerger<T> m;
+    wproj::OpcmMerging<T> m;
     m.load(in);
     return m;
   };
@@ -385,12 +385,12 @@ TEMPLATE_TEST_CASE("the OPCM state uses the common container: version, kind, che
   CHECK_THROWS_WITH(loadFrom(other.str()), Contains("holds a 'wproj.gradient'; expected a 'wproj.opcm'"));
   // A truncated version-1 file.
   const std::string v1(reinterpret_cast<const char*>(kOpcmStateV1Double), sizeof(kOpcmStateV1Double));
-  wproj::ContinualMerger<double> d;
+  wproj::OpcmMerging<double> d;
   std::stringstream shortIn(v1.substr(0, v1.size() - 9));
   CHECK_THROWS_AS(d.load(shortIn), wproj::IoError);
 }
 
-TEST_CASE("ContinualMerger::save(path) writes through the atomic writer (no fixed temporary name)", "[merging][opcm][io]") {
+TEST_CASE("OpcmMerging::save(path) writes through the atomic writer (no fixed temporary name)", "[merging][opcm][io]") {
   const std::string dir = "opcm_atomic_test_dir";
   ::mkdir(dir.c_str(), 0777);
   const std::string path = dir + "/state.bin";
@@ -398,7 +398,7 @@ TEST_CASE("ContinualMerger::save(path) writes through the atomic writer (no fixe
   { std::ofstream(path + ".tmp") << "stale"; }
   const auto opcm = opcmFixtureRun<float>(2);
   opcm.save(path);
-  wproj::ContinualMerger<float> back;
+  wproj::OpcmMerging<float> back;
   back.load(path);
   CHECK(back.accumulator("w") == opcm.accumulator("w"));
   std::ifstream stale(path + ".tmp");

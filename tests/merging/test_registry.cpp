@@ -97,18 +97,18 @@ TEMPLATE_TEST_CASE("every registry entry runs with its defaults and equals the d
                    double) {
   using T = TestType;
   const Models<T> three(3, 11), two(2, 12);
-  checkSame(byRegistry<T>("task_arithmetic", {}, three), byHand(wproj::TaskArithmetic<T>(), three));
+  checkSame(byRegistry<T>("task_arithmetic", {}, three), byHand(wproj::TaskArithmeticMerging<T>(), three));
   checkSame(byRegistry<T>("ties", {}, three), byHand(wproj::TiesMerging<T>(), three));
   checkSame(byRegistry<T>("dare", {}, three), byHand(wproj::DareMerging<T>(), three));
   checkSame(byRegistry<T>("slerp", {}, two), byHand(wproj::SlerpMerging<T>(), two));
-  checkSame(byRegistry<T>("model_stock", {}, three), byHand(wproj::ModelStock<T>(), three));
+  checkSame(byRegistry<T>("model_stock", {}, three), byHand(wproj::ModelStockMerging<T>(), three));
   checkSame(byRegistry<T>("iso_c", {}, three), byHand(wproj::IsoCMerging<T>(), three));
   checkSame(byRegistry<T>("iso_cts", {}, three), byHand(wproj::IsoCtsMerging<T>(), three));
   checkSame(byRegistry<T>("tsv", {}, three), byHand(wproj::TsvMerging<T>(), three));
-  // OPCM: the models added one at a time to a ContinualMerger, then θ₀ + λS written.
+  // OPCM: the models added one at a time to a OpcmMerging, then θ₀ + λS written.
   std::map<std::string, Mat<T>> opcm;
   {
-    wproj::ContinualMerger<T> cm;
+    wproj::OpcmMerging<T> cm;
     for (Index i = 0; i < three.count(); ++i)
       cm.addModel(three.names, [&](const std::string& n) { return Mat<T>(three.tuned[std::size_t(i)].at(n) - three.base.at(n)); });
     cm.writeMerged([&](const std::string& n) { return three.base.at(n); },
@@ -130,7 +130,7 @@ TEMPLATE_TEST_CASE("every registry entry runs with its defaults and equals the d
 TEMPLATE_TEST_CASE("registry factories equal the hand-built mergers", "[merging][registry]", float, double) {
   using T = TestType;
   const Models<T> three(3, 21), two(2, 22);
-  checkSame(byRegistry<T>("task_arithmetic", {{"lambda", num(0.4)}}, three), byHand(wproj::TaskArithmetic<T>(0.4), three));
+  checkSame(byRegistry<T>("task_arithmetic", {{"lambda", num(0.4)}}, three), byHand(wproj::TaskArithmeticMerging<T>(0.4), three));
   checkSame(byRegistry<T>("ties", {{"density", num(0.5)}, {"lambda", num(0.8)}}, three),
             byHand(wproj::TiesMerging<T>().setDensity(0.5).setScale(0.8), three));
   checkSame(byRegistry<T>("dare", {{"drop", num(0.3)}, {"seed", num(5)}, {"lambda", num(1.2)}}, three),

@@ -24,7 +24,7 @@ namespace {
 /// Calls f(merger) for every per-tensor merger that accepts `count` task vectors.
 template <typename T, typename F>
 void forEachMerger(Index count, F&& f) {
-  f(wproj::TaskArithmetic<T>(0.4));
+  f(wproj::TaskArithmeticMerging<T>(0.4));
   f(wproj::TiesMerging<T>().setDensity(0.3).setScale(0.8));
   f(wproj::TiesMerging<T>().setDensity(1.0));
   f(wproj::DareMerging<T>().setDropRate(0.4).setSeed(11).setScale(0.9));
@@ -32,7 +32,7 @@ void forEachMerger(Index count, F&& f) {
   f(wproj::IsoCtsMerging<T>().setScale(0.7));
   f(wproj::IsoCtsMerging<T>().setCommonFraction(0.5));
   f(wproj::TsvMerging<T>().setScale(1.1));
-  if (count >= 2) f(wproj::ModelStock<T>());
+  if (count >= 2) f(wproj::ModelStockMerging<T>());
   if (count == 2) f(wproj::SlerpMerging<T>().setT(0.3));
 }
 
@@ -176,7 +176,7 @@ TEMPLATE_TEST_CASE("Model Stock's one-pass cosine equals the pairwise mean", "[m
         sum += double(taus[i].template cast<double>().cwiseProduct(taus[j].template cast<double>()).sum()) / (ni * nj);
     }
   Index zeros = 0;
-  const double c = wproj::ModelStock<T>::meanCosine(taus, &zeros);
+  const double c = wproj::ModelStockMerging<T>::meanCosine(taus, &zeros);
   CHECK(std::abs(c - sum / pairs) <= 1e-12);
   CHECK(zeros == 1);
 }
@@ -187,7 +187,7 @@ TEMPLATE_TEST_CASE("streaming: misuse and bad task vectors are reported", "[merg
   CHECK_THROWS_AS(ties.begin(4, 3, 0), wproj::InvalidArgument);
   CHECK_THROWS_AS(ties.begin(0, 3, 2), wproj::InvalidArgument);
   CHECK_THROWS_AS(wproj::SlerpMerging<T>().begin(4, 3, 3), wproj::InvalidArgument);
-  CHECK_THROWS_AS(wproj::ModelStock<T>().begin(4, 3, 1), wproj::InvalidArgument);
+  CHECK_THROWS_AS(wproj::ModelStockMerging<T>().begin(4, 3, 1), wproj::InvalidArgument);
   auto acc = ties.begin(4, 3, 2);
   CHECK_THROWS_WITH(acc.add(0, 0, gaussian<T>(3, 4, 1)), Contains("task vector 0 has shape 3x4; expected 4x3"));
   Mat<T> nan = gaussian<T>(4, 3, 1);
@@ -234,7 +234,7 @@ TEMPLATE_TEST_CASE("the driver streams: equals mergeDelta, fetches once per pass
     CHECK(peakMany <= repMany.peakResidentBytes + tensor);
   };
   forEachMerger<T>(8, check);
-  check(wproj::ModelStock<T>());
+  check(wproj::ModelStockMerging<T>());
   // The average action is a running mean.
   wproj::MergeRules avg;
   avg.add("w", wproj::TensorAction::Average);

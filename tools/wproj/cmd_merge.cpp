@@ -424,7 +424,7 @@ class MergeRun {
     std::map<std::string, wproj::TensorReport> trs;
     m_last = m_progress.seconds();
     for (const auto& n : m_p.merged) {
-      wproj::ContinualMerger<Scalar> cm;
+      wproj::OpcmMerging<Scalar> cm;
       cm.setAlpha(alpha).setRules(buildRules(m_c));
       wproj::TensorReport tr;
       const bool counted = m_p.decision.at(n).action != wproj::TensorAction::Skip;

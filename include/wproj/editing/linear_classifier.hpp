@@ -295,7 +295,7 @@ class LogisticRegression : public LinearClassifierBase<Scalar_> {
 };
 
 /// The loss of a linear SVM.
-enum class SvmLoss {
+enum class SVMLoss {
   Hinge,        ///< max(0, 1 − y f)  (L1-loss SVM)
   SquaredHinge  ///< max(0, 1 − y f)²  (L2-loss SVM; scikit-learn LinearSVC's default)
 };
@@ -326,8 +326,8 @@ class LinearSVM : public LinearClassifierBase<Scalar_> {
     m_c = c;
     return *this;
   }
-  /// The loss ℓ (default `SvmLoss::SquaredHinge`).
-  LinearSVM& setLoss(SvmLoss loss) { m_loss = loss; return *this; }
+  /// The loss ℓ (default `SVMLoss::SquaredHinge`).
+  LinearSVM& setLoss(SVMLoss loss) { m_loss = loss; return *this; }
   /// Fit an intercept through a constant feature (default false).
   LinearSVM& setFitIntercept(bool on) { m_fitIntercept = on; return *this; }
   /// Balanced class weights n/(K·n_class) (default false).
@@ -362,8 +362,8 @@ class LinearSVM : public LinearClassifierBase<Scalar_> {
       Eigen::VectorXd alpha = Eigen::VectorXd::Zero(n), upper(n), diag(n), qii(n);
       for (Index i = 0; i < n; ++i) {
         const double ci = m_c * s(i);
-        upper(i) = m_loss == SvmLoss::Hinge ? ci : std::numeric_limits<double>::infinity();
-        diag(i) = m_loss == SvmLoss::Hinge ? 0.0 : 0.5 / ci;
+        upper(i) = m_loss == SVMLoss::Hinge ? ci : std::numeric_limits<double>::infinity();
+        diag(i) = m_loss == SVMLoss::Hinge ? 0.0 : 0.5 / ci;
         qii(i) = sq(i) + diag(i);
       }
       Eigen::VectorXd theta = Eigen::VectorXd::Zero(p);
@@ -401,12 +401,15 @@ class LinearSVM : public LinearClassifierBase<Scalar_> {
 
  private:
   double m_c = 1.0;
-  SvmLoss m_loss = SvmLoss::SquaredHinge;
+  SVMLoss m_loss = SVMLoss::SquaredHinge;
   bool m_fitIntercept = false;
   bool m_balanced = false;
   Index m_maxIterations = 1000;
   double m_tolerance = 1e-4;
   std::uint64_t m_seed = 0;
 };
+
+// Names before 0.2.0 (see the naming rule in docs/index.md); they will be removed in 1.0.
+using SvmLoss [[deprecated("renamed wproj::SVMLoss")]] = SVMLoss;
 
 }  // namespace wproj

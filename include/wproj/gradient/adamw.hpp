@@ -303,9 +303,9 @@ class AdamW {
 /// is counted in `skippedSteps()`. After the first step no call allocates except refreshes.
 ///
 /// \code
-///   wproj::GradientProjector<wproj::SvdBasis<float>> galore;
+///   wproj::GradientProjector<wproj::SVDBasis<float>> galore;
 ///   galore.setRank(128).setUpdateGap(200).setScale(0.25f);
-///   wproj::ProjectedAdamW<wproj::SvdBasis<float>> opt(galore);
+///   wproj::ProjectedAdamW<wproj::SVDBasis<float>> opt(galore);
 ///   opt.setLearningRate(1e-3).setWeightDecay(0.01);
 ///   for (const auto& g : gradients) opt.step(w, g);  // w, g: m×n
 /// \endcode

@@ -42,7 +42,7 @@ std::shared_ptr<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>> sha
 ///
 /// Knobs: `setScore` (L1). The gathered P is a per-layer workspace for the GEMMs (`workspaceBytes`).
 template <typename Scalar_>
-class DctBasis : public detail::DenseBasisStorage<Scalar_> {
+class DCTBasis : public detail::DenseBasisStorage<Scalar_> {
   using Base = detail::DenseBasisStorage<Scalar_>;
 
  public:
@@ -51,12 +51,12 @@ class DctBasis : public detail::DenseBasisStorage<Scalar_> {
   /// Dense matrix type of the gathered P and the transitions.
   using Matrix = typename Base::Matrix;
   /// Tag of this policy in checkpoints.
-  static constexpr const char* kName = "DctBasis";
+  static constexpr const char* kName = "DCTBasis";
   /// False: the basis changes only at refreshes.
   static constexpr bool kTracksSteps = false;
 
   /// Norm that ranks the DCT columns (default L1, as dct_adamw).
-  DctBasis& setScore(ScoreNorm s) {
+  DCTBasis& setScore(ScoreNorm s) {
     m_score = s;
     return *this;
   }
@@ -143,5 +143,9 @@ class DctBasis : public detail::DenseBasisStorage<Scalar_> {
   std::vector<Index> m_idx;
   std::shared_ptr<const Matrix> m_q;
 };
+
+// Names before 0.2.0 (see the naming rule in docs/index.md); they will be removed in 1.0.
+template <typename Scalar_>
+using DctBasis [[deprecated("renamed wproj::DCTBasis")]] = DCTBasis<Scalar_>;
 
 }  // namespace wproj

@@ -14,7 +14,7 @@
 namespace wproj {
 
 /// How the online PCA basis takes its gradient step on P.
-enum class OnlinePcaRule { Adam, Sgd };
+enum class OnlinePCARule { Adam, Sgd };
 
 /// Online Subspace Descent's basis: P is initialised once by a truncated SVD of the first
 /// gradient and then follows the gradient subspace by one optimizer step per training step on
@@ -29,7 +29,7 @@ enum class OnlinePcaRule { Adam, Sgd };
 /// when on, every scheduled refresh re-orthonormalises P with `orthonormalizeInPlace`).
 /// State: P and, for Adam, its two moments (3·ambient·r scalars).
 template <typename Scalar_>
-class OnlinePcaBasis : public detail::DenseBasisStorage<Scalar_> {
+class OnlinePCABasis : public detail::DenseBasisStorage<Scalar_> {
   using Base = detail::DenseBasisStorage<Scalar_>;
 
  public:
@@ -38,28 +38,28 @@ class OnlinePcaBasis : public detail::DenseBasisStorage<Scalar_> {
   /// Dense matrix type of P, its moments and the transitions.
   using Matrix = typename Base::Matrix;
   /// Tag of this policy in checkpoints.
-  static constexpr const char* kName = "OnlinePcaBasis";
+  static constexpr const char* kName = "OnlinePCABasis";
   /// True: the basis moves on every step (`track`).
   static constexpr bool kTracksSteps = true;
 
   /// Optimizer of the online-PCA step on P (default Adam).
-  OnlinePcaBasis& setRule(OnlinePcaRule r) {
+  OnlinePCABasis& setRule(OnlinePCARule r) {
     m_rule = r;
     return *this;
   }
   /// Multiplier of the projection learning rate (positive, finite; default 1).
-  OnlinePcaBasis& setLearningRateMultiplier(double c) {
-    requireArg(c > 0 && std::isfinite(c), "OnlinePcaBasis::setLearningRateMultiplier", "c", c, "> 0");
+  OnlinePCABasis& setLearningRateMultiplier(double c) {
+    requireArg(c > 0 && std::isfinite(c), "OnlinePCABasis::setLearningRateMultiplier", "c", c, "> 0");
     m_mult = c;
     return *this;
   }
   /// Re-orthonormalise P at every scheduled refresh (default false).
-  OnlinePcaBasis& setReorthonormalize(bool on) {
+  OnlinePCABasis& setReorthonormalize(bool on) {
     m_reortho = on;
     return *this;
   }
   /// The optimizer of the online-PCA step.
-  OnlinePcaRule rule() const { return m_rule; }
+  OnlinePCARule rule() const { return m_rule; }
   /// Multiplier of the projection learning rate.
   double learningRateMultiplier() const { return m_mult; }
   /// True when scheduled refreshes re-orthonormalise P.
@@ -108,7 +108,7 @@ class OnlinePcaBasis : public detail::DenseBasisStorage<Scalar_> {
       gradient(g.derived().transpose(), s);
     const Scalar lr = Scalar(baseLr * m_mult);
     ++m_t;
-    if (m_rule == OnlinePcaRule::Sgd) {
+    if (m_rule == OnlinePCARule::Sgd) {
       this->m_p.noalias() -= lr * m_grad;
     } else {
       const Scalar b1 = Scalar(0.9), b2 = Scalar(0.999), eps = Scalar(1e-8);
@@ -147,7 +147,7 @@ class OnlinePcaBasis : public detail::DenseBasisStorage<Scalar_> {
     const double mult = ckpt::readPod<double>(is, "online PCA lr multiplier");
     if (!(mult > 0 && std::isfinite(mult))) throw IoError("checkpoint: online PCA lr multiplier must be > 0");
     const bool reortho = ckpt::readBounded<std::uint8_t>(is, "reorthonormalize flag", 0, 1) != 0;
-    ckpt::expectSetting(kName, "rule", std::string(rule == 0 ? "Adam" : "Sgd"), std::string(m_rule == OnlinePcaRule::Adam ? "Adam" : "Sgd"));
+    ckpt::expectSetting(kName, "rule", std::string(rule == 0 ? "Adam" : "Sgd"), std::string(m_rule == OnlinePCARule::Adam ? "Adam" : "Sgd"));
     ckpt::expectSetting(kName, "learningRateMultiplier", mult, m_mult);
     ckpt::expectSetting(kName, "reorthonormalize", reortho, m_reortho);
     m_t = ckpt::readBounded<std::int64_t>(is, "online PCA step", 0, std::numeric_limits<std::int64_t>::max());
@@ -197,12 +197,17 @@ class OnlinePcaBasis : public detail::DenseBasisStorage<Scalar_> {
       detail::reserveGemm<Scalar>(d[0], d[1], d[2]);
   }
 
-  OnlinePcaRule m_rule = OnlinePcaRule::Adam;
+  OnlinePCARule m_rule = OnlinePCARule::Adam;
   double m_mult = 1.0;
   bool m_reortho = false;
   Index m_t = 0;
   Matrix m_m, m_v;
   Matrix m_a, m_c, m_grad, m_k, m_ata;
 };
+
+// Names before 0.2.0 (see the naming rule in docs/index.md); they will be removed in 1.0.
+template <typename Scalar_>
+using OnlinePcaBasis [[deprecated("renamed wproj::OnlinePCABasis")]] = OnlinePCABasis<Scalar_>;
+using OnlinePcaRule [[deprecated("renamed wproj::OnlinePCARule")]] = OnlinePCARule;
 
 }  // namespace wproj

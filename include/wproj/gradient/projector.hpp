@@ -45,7 +45,7 @@ enum class RefreshSchedule {
 };
 
 /// Projects the gradient G (m×n) of one weight matrix into a rank-r subspace chosen by the basis
-/// policy `Basis` (SvdBasis, RandomizedBasis, DctBasis, OnlinePcaBasis, GaussianBasis,
+/// policy `Basis` (SVDBasis, RandomizedBasis, DCTBasis, OnlinePCABasis, GaussianBasis,
 /// RowSelectionBasis, QuantizedBasis\<Inner\>) and maps low-rank updates back, as GaLore does.
 ///
 /// - The side is explicit state resolved once from the projection type and the shape

@@ -20,7 +20,7 @@ enum class Int4Grouping {
   ColumnMajor
 };
 
-/// Wraps a dense basis policy `Inner` (e.g. `SvdBasis<float>`): after each refresh the new P is
+/// Wraps a dense basis policy `Inner` (e.g. `SVDBasis<float>`): after each refresh the new P is
 /// quantised to INT4 (`Int4Matrix`, groups of 256, asymmetric min/max) and the projections use
 /// the dequantised matrix, so training sees exactly the precision Q-GaLore stores. The overlap
 /// and the moment transition are computed on the dequantised bases. Pair it with

@@ -14,10 +14,10 @@ namespace wproj {
 /// convention). A decomposition that fails (`info() != Success`) or returns non-finite vectors
 /// is rejected and the previous basis kept.
 ///
-/// Knobs: `setMethod` (SvdMethod::Auto by default: BDCSVD or a double-precision Gram
+/// Knobs: `setMethod` (SVDMethod::Auto by default: BDCSVD or a double-precision Gram
 /// eigendecomposition). State: P (ambient×r).
 template <typename Scalar_>
-class SvdBasis : public detail::DenseBasisStorage<Scalar_> {
+class SVDBasis : public detail::DenseBasisStorage<Scalar_> {
   using Base = detail::DenseBasisStorage<Scalar_>;
 
  public:
@@ -26,17 +26,17 @@ class SvdBasis : public detail::DenseBasisStorage<Scalar_> {
   /// Dense matrix type of P and the transitions.
   using Matrix = typename Base::Matrix;
   /// Tag of this policy in checkpoints.
-  static constexpr const char* kName = "SvdBasis";
+  static constexpr const char* kName = "SVDBasis";
   /// False: the basis changes only at refreshes.
   static constexpr bool kTracksSteps = false;
 
-  /// Decomposition used by `TruncatedSVD` (default `SvdMethod::Auto`).
-  SvdBasis& setMethod(SvdMethod m) {
+  /// Decomposition used by `TruncatedSVD` (default `SVDMethod::Auto`).
+  SVDBasis& setMethod(SVDMethod m) {
     m_method = m;
     return *this;
   }
   /// The decomposition used by `TruncatedSVD`.
-  SvdMethod method() const { return m_method; }
+  SVDMethod method() const { return m_method; }
 
   /// New P: the leading r left (Left side) or right (Right side) singular vectors of G. A non-finite
   /// G, a failed decomposition or non-finite vectors keep the previous basis.
@@ -64,14 +64,18 @@ class SvdBasis : public detail::DenseBasisStorage<Scalar_> {
   void load(std::istream& is, Index ambient, Index rank) {
     ckpt::expectTag(is, kName);
     if (ckpt::streamVersion(is) >= 2) {
-      const auto m = SvdMethod(ckpt::readBounded<std::int32_t>(is, "SVD method", 0, 2));
+      const auto m = SVDMethod(ckpt::readBounded<std::int32_t>(is, "SVD method", 0, 2));
       ckpt::expectSetting(kName, "method", std::string(toString(m)), std::string(toString(m_method)));
     }
     this->loadDense(is, ambient, rank);
   }
 
  private:
-  SvdMethod m_method = SvdMethod::Auto;
+  SVDMethod m_method = SVDMethod::Auto;
 };
+
+// Names before 0.2.0 (see the naming rule in docs/index.md); they will be removed in 1.0.
+template <typename Scalar_>
+using SvdBasis [[deprecated("renamed wproj::SVDBasis")]] = SVDBasis<Scalar_>;
 
 }  // namespace wproj

@@ -2,7 +2,7 @@
 #pragma once
 
 /// \file
-/// A batched complex FFT: one plan of length n transforms `BatchFft::Lanes` independent
+/// A batched complex FFT: one plan of length n transforms `BatchFFT::Lanes` independent
 /// sequences at once, with every arithmetic operation acting on a whole lane group (one SIMD
 /// register of 64 bytes: 16 floats or 8 doubles) — the data layout is element-major,
 /// buffer[k·Lanes + lane]. Mixed radix (4, 2, 3, 5, then any prime), decimation in time,
@@ -21,7 +21,7 @@ namespace wproj {
 namespace detail {
 
 template <typename Scalar>
-class BatchFft {
+class BatchFFT {
  public:
   /// Sequences transformed together (one 64-byte lane group).
   static constexpr int Lanes = int(64 / sizeof(Scalar));
@@ -31,8 +31,8 @@ class BatchFft {
   /// Scratch buffers of n·Lanes scalars (aligned to Eigen's maximum alignment).
   using Buffer = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
 
-  explicit BatchFft(Index n = 1) : m_n(n) {
-    requireArg(n >= 1, "BatchFft", "n", n, ">= 1");
+  explicit BatchFFT(Index n = 1) : m_n(n) {
+    requireArg(n >= 1, "BatchFFT", "n", n, ">= 1");
     const double pi = 3.14159265358979323846264338327950288;
     m_twRe.resize(n);
     m_twIm.resize(n);
@@ -178,4 +178,5 @@ class BatchFft {
 };
 
 }  // namespace detail
+
 }  // namespace wproj

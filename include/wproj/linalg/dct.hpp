@@ -28,8 +28,8 @@
 namespace wproj {
 
 /// How a DCT of many rows/columns is evaluated.
-enum class DctAlgorithm {
-  Auto,   ///< the cheaper of Dense and Fast by `Dct::fastIsCheaper` (cost model)
+enum class DCTAlgorithm {
+  Auto,   ///< the cheaper of Dense and Fast by `DCT::fastIsCheaper` (cost model)
   Dense,  ///< one GEMM with the explicit N×N matrix (2·count·N² flops, at GEMM speed)
   Fast    ///< one length-N FFT per row (Makhoul), O(count·N log N)
 };
@@ -61,17 +61,17 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> dctMatrix(Index n) {
 /// twiddle post-processing, all vectorised across vectors. Large transforms are split over
 /// `threads()` threads (default: all hardware threads once the matrix has ≥ 2²⁰ entries).
 /// Workspaces are kept between calls, so repeated single-threaded calls do not allocate beyond
-/// their result. A `Dct` may be shared by threads only for concurrent calls with the Dense
+/// their result. A `DCT` may be shared by threads only for concurrent calls with the Dense
 /// algorithm; give each thread its own otherwise.
 /// Example:
 /// \code
 /// Eigen::MatrixXf g = Eigen::MatrixXf::Random(64, 256);
-/// wproj::Dct<float> dct(256);
+/// wproj::DCT<float> dct(256);
 /// Eigen::MatrixXf s = dct.ofRows(g);         // G Cᵀ: the DCT-II of every row
 /// Eigen::MatrixXf back = dct.inverseOfRows(s);  // G again, up to rounding
 /// \endcode
 template <typename Scalar_>
-class Dct {
+class DCT {
  public:
   /// Floating-point type of the transformed values (float or double).
   using Scalar = Scalar_;
@@ -79,11 +79,11 @@ class Dct {
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
   /// Dense vector type of a single signal.
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
-  static_assert(std::is_floating_point<Scalar>::value, "Dct: float or double");
+  static_assert(std::is_floating_point<Scalar>::value, "DCT: float or double");
 
   /// A DCT of size n ≥ 1 evaluated with `algorithm` (default Auto).
-  explicit Dct(Index n, DctAlgorithm algorithm = DctAlgorithm::Auto)
-      : m_n(n), m_algorithm(algorithm), m_fft((requireArg(n >= 1, "Dct", "n", n, ">= 1"), n)) {
+  explicit DCT(Index n, DCTAlgorithm algorithm = DCTAlgorithm::Auto)
+      : m_n(n), m_algorithm(algorithm), m_fft((requireArg(n >= 1, "DCT", "n", n, ">= 1"), n)) {
     const double pi = 3.14159265358979323846264338327950288;
     m_wr.resize(n);
     m_wi.resize(n);
@@ -110,17 +110,17 @@ class Dct {
 
   /// Transform length n.
   Index size() const { return m_n; }
-  /// The evaluation algorithm (`DctAlgorithm::Auto` unless set).
-  DctAlgorithm algorithm() const { return m_algorithm; }
+  /// The evaluation algorithm (`DCTAlgorithm::Auto` unless set).
+  DCTAlgorithm algorithm() const { return m_algorithm; }
   /// Selects the evaluation algorithm. Returns *this.
-  Dct& setAlgorithm(DctAlgorithm a) {
+  DCT& setAlgorithm(DCTAlgorithm a) {
     m_algorithm = a;
     return *this;
   }
   /// Threads of the fast path: 0 (default) = all hardware threads for matrices of ≥ 2²⁰
   /// entries and one below; t ≥ 1 = exactly t (at most one per batch of vectors).
-  Dct& setThreads(int threads) {
-    requireArg(threads >= 0, "Dct::setThreads", "threads", threads, ">= 0 (0 = automatic)");
+  DCT& setThreads(int threads) {
+    requireArg(threads >= 0, "DCT::setThreads", "threads", threads, ">= 0 (0 = automatic)");
     m_threads = threads;
     return *this;
   }
@@ -145,14 +145,14 @@ class Dct {
 
   /// Whether `Auto` (or the fixed choice) evaluates with the FFT.
   bool usesFast() const {
-    return m_algorithm == DctAlgorithm::Fast || (m_algorithm == DctAlgorithm::Auto && fastIsCheaper(m_n));
+    return m_algorithm == DCTAlgorithm::Fast || (m_algorithm == DCTAlgorithm::Auto && fastIsCheaper(m_n));
   }
 
   /// X Cᵀ: the DCT of every row of x (x has n columns).
   template <typename Derived>
   Matrix ofRows(const Eigen::MatrixBase<Derived>& x) const {
     Matrix out;
-    apply<false, true>(x, out, "Dct::ofRows");
+    apply<false, true>(x, out, "DCT::ofRows");
     return out;
   }
 
@@ -160,7 +160,7 @@ class Dct {
   template <typename Derived>
   Matrix ofColumns(const Eigen::MatrixBase<Derived>& x) const {
     Matrix out;
-    apply<false, false>(x, out, "Dct::ofColumns");
+    apply<false, false>(x, out, "DCT::ofColumns");
     return out;
   }
 
@@ -168,7 +168,7 @@ class Dct {
   template <typename Derived>
   Matrix inverseOfRows(const Eigen::MatrixBase<Derived>& x) const {
     Matrix out;
-    apply<true, true>(x, out, "Dct::inverseOfRows");
+    apply<true, true>(x, out, "DCT::inverseOfRows");
     return out;
   }
 
@@ -176,7 +176,7 @@ class Dct {
   template <typename Derived>
   Matrix inverseOfColumns(const Eigen::MatrixBase<Derived>& x) const {
     Matrix out;
-    apply<true, false>(x, out, "Dct::inverseOfColumns");
+    apply<true, false>(x, out, "DCT::inverseOfColumns");
     return out;
   }
 
@@ -184,13 +184,13 @@ class Dct {
   /// `out` must not alias x.
   template <typename Derived>
   void ofRowsInto(const Eigen::MatrixBase<Derived>& x, Matrix& out) const {
-    apply<false, true>(x, out, "Dct::ofRowsInto");
+    apply<false, true>(x, out, "DCT::ofRowsInto");
   }
 
   /// `ofColumns` into `out` (resized only when its shape differs). `out` must not alias x.
   template <typename Derived>
   void ofColumnsInto(const Eigen::MatrixBase<Derived>& x, Matrix& out) const {
-    apply<false, false>(x, out, "Dct::ofColumnsInto");
+    apply<false, false>(x, out, "DCT::ofColumnsInto");
   }
 
   /// Score of every frequency over the DCTs of the rows of x: Σ_i |(X Cᵀ)_ik| (L1) or its
@@ -198,28 +198,28 @@ class Dct {
   /// path keeps one batch of rows at a time).
   template <typename Derived>
   Eigen::VectorXd scoresOfRows(const Eigen::MatrixBase<Derived>& x, ScoreNorm norm = ScoreNorm::L1) const {
-    return frequencyScores<true>(x, norm, "Dct::scoresOfRows");
+    return frequencyScores<true>(x, norm, "DCT::scoresOfRows");
   }
 
   /// Score of every frequency over the DCTs of the columns of x = `rowScores(ofColumns(x), norm)`,
   /// without storing the transform.
   template <typename Derived>
   Eigen::VectorXd scoresOfColumns(const Eigen::MatrixBase<Derived>& x, ScoreNorm norm = ScoreNorm::L1) const {
-    return frequencyScores<false>(x, norm, "Dct::scoresOfColumns");
+    return frequencyScores<false>(x, norm, "DCT::scoresOfColumns");
   }
 
   /// Columns `idx` of ofRows(x) (rows(x) × idx.size()), without storing the whole transform.
   template <typename Derived>
   Matrix selectedOfRows(const Eigen::MatrixBase<Derived>& x, const std::vector<Index>& idx) const {
-    checkShape(x, -1, m_n, "Dct::selectedOfRows", "x");
-    return selectedFrequencies<true>(x, idx, "Dct::selectedOfRows");
+    checkShape(x, -1, m_n, "DCT::selectedOfRows", "x");
+    return selectedFrequencies<true>(x, idx, "DCT::selectedOfRows");
   }
 
   /// Rows `idx` of ofColumns(x) (idx.size() × cols(x)), without storing the whole transform.
   template <typename Derived>
   Matrix selectedOfColumns(const Eigen::MatrixBase<Derived>& x, const std::vector<Index>& idx) const {
-    checkShape(x, m_n, -1, "Dct::selectedOfColumns", "x");
-    return selectedFrequencies<false>(x, idx, "Dct::selectedOfColumns");
+    checkShape(x, m_n, -1, "DCT::selectedOfColumns", "x");
+    return selectedFrequencies<false>(x, idx, "DCT::selectedOfColumns");
   }
 
   /// The largest prime factor of n (1 for n = 1).
@@ -234,7 +234,7 @@ class Dct {
   }
 
  private:
-  using Fft = detail::BatchFft<Scalar>;
+  using Fft = detail::BatchFFT<Scalar>;
   using Lane = typename Fft::Lane;
   using LaneMap = typename Fft::LaneMap;
   using ConstLaneMap = typename Fft::ConstLaneMap;
@@ -497,7 +497,7 @@ class Dct {
   }
 
   Index m_n;
-  DctAlgorithm m_algorithm;
+  DCTAlgorithm m_algorithm;
   Fft m_fft;
   Eigen::Array<Scalar, Eigen::Dynamic, 1> m_wr, m_wi, m_iwr, m_iwi;
   std::vector<double> m_scale;
@@ -510,34 +510,39 @@ class Dct {
 /// X Cᵀ: the orthonormal DCT-II of every row of x (scipy.fft.dct(x, axis=1, norm='ortho')).
 template <typename Derived>
 Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic> dctOfRows(
-    const Eigen::MatrixBase<Derived>& x, DctAlgorithm algorithm = DctAlgorithm::Auto) {
+    const Eigen::MatrixBase<Derived>& x, DCTAlgorithm algorithm = DCTAlgorithm::Auto) {
   checkNonEmpty(x, "dctOfRows", "x");
-  return Dct<typename Derived::Scalar>(x.cols(), algorithm).ofRows(x);
+  return DCT<typename Derived::Scalar>(x.cols(), algorithm).ofRows(x);
 }
 
 /// C X: the orthonormal DCT-II of every column of x (scipy.fft.dct(x, axis=0, norm='ortho')).
 template <typename Derived>
 Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic> dctOfColumns(
-    const Eigen::MatrixBase<Derived>& x, DctAlgorithm algorithm = DctAlgorithm::Auto) {
+    const Eigen::MatrixBase<Derived>& x, DCTAlgorithm algorithm = DCTAlgorithm::Auto) {
   checkNonEmpty(x, "dctOfColumns", "x");
-  return Dct<typename Derived::Scalar>(x.rows(), algorithm).ofColumns(x);
+  return DCT<typename Derived::Scalar>(x.rows(), algorithm).ofColumns(x);
 }
 
 /// X C: the inverse (orthonormal DCT-III) of every row (scipy.fft.idct(x, axis=1, norm='ortho')).
 template <typename Derived>
 Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic> idctOfRows(
-    const Eigen::MatrixBase<Derived>& x, DctAlgorithm algorithm = DctAlgorithm::Auto) {
+    const Eigen::MatrixBase<Derived>& x, DCTAlgorithm algorithm = DCTAlgorithm::Auto) {
   checkNonEmpty(x, "idctOfRows", "x");
-  return Dct<typename Derived::Scalar>(x.cols(), algorithm).inverseOfRows(x);
+  return DCT<typename Derived::Scalar>(x.cols(), algorithm).inverseOfRows(x);
 }
 
 /// Cᵀ X: the inverse (orthonormal DCT-III) of every column.
 template <typename Derived>
 Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic> idctOfColumns(
-    const Eigen::MatrixBase<Derived>& x, DctAlgorithm algorithm = DctAlgorithm::Auto) {
+    const Eigen::MatrixBase<Derived>& x, DCTAlgorithm algorithm = DCTAlgorithm::Auto) {
   checkNonEmpty(x, "idctOfColumns", "x");
-  return Dct<typename Derived::Scalar>(x.rows(), algorithm).inverseOfColumns(x);
+  return DCT<typename Derived::Scalar>(x.rows(), algorithm).inverseOfColumns(x);
 }
+
+// Names before 0.2.0 (see the naming rule in docs/index.md); they will be removed in 1.0.
+template <typename Scalar_>
+using Dct [[deprecated("renamed wproj::DCT")]] = DCT<Scalar_>;
+using DctAlgorithm [[deprecated("renamed wproj::DCTAlgorithm")]] = DCTAlgorithm;
 
 }  // namespace wproj
 

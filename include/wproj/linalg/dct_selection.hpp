@@ -62,7 +62,7 @@ std::vector<Index> topIndices(const Eigen::MatrixBase<Derived>& scores, Index r)
 
 /// Result of `dctSelect`: the chosen DCT frequencies and the projected matrix.
 template <typename Scalar>
-struct DctSelection {
+struct DCTSelection {
   std::vector<Index> indices;  ///< r frequencies, by decreasing score
   Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> projected;  ///< Right: S[:, idx] (m×r); Left: S[idx, :] (r×n)
 };
@@ -73,12 +73,12 @@ struct DctSelection {
 /// batch of 2·Lanes vectors at a time, so the extra memory is O(n) instead of m·n.
 template <typename Derived>
 std::vector<Index> dctTopIndices(const Eigen::MatrixBase<Derived>& g, Index r, Side side, ScoreNorm norm = ScoreNorm::L1,
-                                 DctAlgorithm algorithm = DctAlgorithm::Auto) {
+                                 DCTAlgorithm algorithm = DCTAlgorithm::Auto) {
   using Scalar = typename Derived::Scalar;
   checkNonEmpty(g, "dctTopIndices", "g");
   const Index dim = side == Side::Right ? g.cols() : g.rows();
   requireArg(r >= 1 && r <= dim, "dctTopIndices", "r", r, "a value in [1, " + std::to_string(dim) + "]");
-  Dct<Scalar> dct(dim, algorithm);
+  DCT<Scalar> dct(dim, algorithm);
   return topIndices(side == Side::Right ? dct.scoresOfRows(g, norm) : dct.scoresOfColumns(g, norm), r);
 }
 
@@ -89,15 +89,15 @@ std::vector<Index> dctTopIndices(const Eigen::MatrixBase<Derived>& g, Index r, S
 /// The fast path runs the transform twice (scores, then the selected frequencies) and never
 /// stores S; the dense path forms S once.
 template <typename Derived>
-DctSelection<typename Derived::Scalar> dctSelect(const Eigen::MatrixBase<Derived>& g, Index r, Side side,
+DCTSelection<typename Derived::Scalar> dctSelect(const Eigen::MatrixBase<Derived>& g, Index r, Side side,
                                                  ScoreNorm norm = ScoreNorm::L1,
-                                                 DctAlgorithm algorithm = DctAlgorithm::Auto) {
+                                                 DCTAlgorithm algorithm = DCTAlgorithm::Auto) {
   using Scalar = typename Derived::Scalar;
   checkNonEmpty(g, "dctSelect", "g");
   const Index dim = side == Side::Right ? g.cols() : g.rows();
   requireArg(r >= 1 && r <= dim, "dctSelect", "r", r, "a value in [1, " + std::to_string(dim) + "]");
-  DctSelection<Scalar> out;
-  Dct<Scalar> dct(dim, algorithm);
+  DCTSelection<Scalar> out;
+  DCT<Scalar> dct(dim, algorithm);
   if (!dct.usesFast()) {
     if (side == Side::Right) {
       const auto s = dct.ofRows(g);
@@ -122,5 +122,9 @@ DctSelection<typename Derived::Scalar> dctSelect(const Eigen::MatrixBase<Derived
   }
   return out;
 }
+
+// Names before 0.2.0 (see the naming rule in docs/index.md); they will be removed in 1.0.
+template <typename Scalar>
+using DctSelection [[deprecated("renamed wproj::DCTSelection")]] = DCTSelection<Scalar>;
 
 }  // namespace wproj

@@ -25,7 +25,7 @@ class IncrementalSVD;
 
 /// `SVDBase` traits of `IncrementalSVD` (its accessors answer at any time: rank 0 before `initialize()`).
 template <typename MatrixType_>
-struct SvdTraits<IncrementalSVD<MatrixType_>> {
+struct SVDTraits<IncrementalSVD<MatrixType_>> {
   using MatrixType = MatrixType_;
   static constexpr bool ChecksComputed = false;
 };
@@ -122,7 +122,7 @@ class IncrementalSVD : public SVDBase<IncrementalSVD<MatrixType_>> {
   IncrementalSVD& initialize(const Eigen::MatrixBase<Derived>& a) {
     checkNonEmpty(a, "IncrementalSVD::initialize", "a");
     TruncatedSVD<Matrix> svd;
-    svd.setMethod(SvdMethod::Bdc).compute(a);  // checks finiteness
+    svd.setMethod(SVDMethod::Bdc).compute(a);  // checks finiteness
     m_u = svd.matrixU();
     m_v = svd.matrixV();
     m_s = svd.singularValues();

@@ -33,7 +33,7 @@ namespace wproj {
 namespace detail {
 
 /// Result of `jacobiSvd`: X = U·diag(s)·Vᵀ with s descending, U and V orthogonal (n×n).
-struct JacobiSvdResult {
+struct JacobiSVDResult {
   Eigen::MatrixXd u, v;
   Eigen::VectorXd s;
   Eigen::ComputationInfo info = Eigen::Success;
@@ -95,10 +95,10 @@ inline bool jacobiSweeps(Eigen::MatrixXd& y, Eigen::MatrixXd& v, double tol) {
 /// bases. `info` is `NoConvergence` when the sweeps did not converge (the result is still the
 /// best available).
 template <typename Derived>
-JacobiSvdResult jacobiSvd(const Eigen::MatrixBase<Derived>& x, const Eigen::MatrixXd* gramVectors, double unit) {
+JacobiSVDResult jacobiSvd(const Eigen::MatrixBase<Derived>& x, const Eigen::MatrixXd* gramVectors, double unit) {
   const Index n = x.cols();
   WPROJ_ASSERT(x.rows() == n);
-  JacobiSvdResult out;
+  JacobiSVDResult out;
   const Eigen::MatrixXd xd = x.template cast<double>();
   Eigen::MatrixXd v;
   if (gramVectors) {

@@ -54,7 +54,7 @@ class RandomizedSVD;
 
 /// `SVDBase` traits of `RandomizedSVD` (its accessors assert that `compute()` ran).
 template <typename MatrixType_>
-struct SvdTraits<RandomizedSVD<MatrixType_>> {
+struct SVDTraits<RandomizedSVD<MatrixType_>> {
   using MatrixType = MatrixType_;
   static constexpr bool ChecksComputed = true;
 };
@@ -400,7 +400,7 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
     Matrix p = tall ? a : Matrix(a.transpose());
     orthonormalizeInPlace(p, OrthoMethod::Auto);
     const Matrix r = tall ? Matrix(p.transpose() * a) : Matrix(p.transpose() * a.transpose());  // s×s
-    const detail::JacobiSvdResult svd = detail::jacobiSvd(r, nullptr, double(unitRoundoff<RealScalar>()));
+    const detail::JacobiSVDResult svd = detail::jacobiSvd(r, nullptr, double(unitRoundoff<RealScalar>()));
     const Eigen::VectorXd& s = svd.s;
     const Index kk = std::min(k, s.size());
     Matrix left = p * svd.u.leftCols(kk).template cast<Scalar>();
@@ -652,7 +652,7 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
     Matrix p = zb;
     orthonormalizeInPlace(p, OrthoMethod::Auto);
     const Matrix r = p.transpose() * zb;  // L×L
-    const detail::JacobiSvdResult svd =
+    const detail::JacobiSVDResult svd =
         detail::jacobiSvd(r, eig.info() == Eigen::Success ? &eig.eigenvectors() : nullptr,
                           double(unitRoundoff<RealScalar>()));
     const Index k2 = std::min<Index>(L, select(svd.s));

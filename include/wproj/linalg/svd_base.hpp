@@ -15,7 +15,7 @@ namespace wproj {
 /// `using MatrixType = …;` and `static constexpr bool ChecksComputed` (whether the accessors
 /// assert that a decomposition was computed).
 template <typename Derived>
-struct SvdTraits;
+struct SVDTraits;
 
 /// Base of the thin/truncated SVD classes (curiously recurring template pattern): holds
 /// A ≈ U Σ Vᵀ with U m×k and V n×k (orthonormal columns) and the k singular values
@@ -25,7 +25,7 @@ template <typename Derived>
 class SVDBase {
  public:
   /// The matrix type the derived class decomposes.
-  using MatrixType = typename SvdTraits<Derived>::MatrixType;
+  using MatrixType = typename SVDTraits<Derived>::MatrixType;
   /// Scalar type of the decomposed matrix.
   using Scalar = typename MatrixType::Scalar;
   /// Real type of the singular values.
@@ -77,7 +77,7 @@ class SVDBase {
   SVDBase() = default;
 
   void requireComputed() const {
-    if constexpr (SvdTraits<Derived>::ChecksComputed) WPROJ_ASSERT(m_computed);
+    if constexpr (SVDTraits<Derived>::ChecksComputed) WPROJ_ASSERT(m_computed);
   }
 
   Matrix m_u, m_v;

@@ -7,7 +7,7 @@
 /// `TruncatedSVD` computes the leading singular triplets of a dense matrix either through Eigen's
 /// divide-and-conquer `BDCSVD` or through the eigendecomposition of the smaller Gram matrix
 /// (AᵀA or AAᵀ, always accumulated in double precision), whichever the method choice and the
-/// spectrum allow (see `SvdMethod`).
+/// spectrum allow (see `SVDMethod`).
 ///
 /// **Sign convention** (used by every SVD class of wproj: `TruncatedSVD`, `RandomizedSVD`,
 /// `IncrementalSVD`): for every i, the entry of largest magnitude of the left singular vector u_i
@@ -35,18 +35,18 @@
 namespace wproj {
 
 /// How `TruncatedSVD` computes the decomposition.
-enum class SvdMethod {
+enum class SVDMethod {
   Auto,  ///< Gram when it is faster and its accuracy condition holds for the selected rank, else Bdc
   Bdc,   ///< Eigen's BDCSVD (divide and conquer on a bidiagonal form): backward stable for any spectrum
   Gram   ///< eigendecomposition of the smaller Gram matrix in double precision (accuracy caveat below)
 };
 
 /// Name of a method ("auto", "bdc", "gram").
-inline const char* toString(SvdMethod m) {
+inline const char* toString(SVDMethod m) {
   switch (m) {
-    case SvdMethod::Auto: return "auto";
-    case SvdMethod::Bdc: return "bdc";
-    case SvdMethod::Gram: return "gram";
+    case SVDMethod::Auto: return "auto";
+    case SVDMethod::Bdc: return "bdc";
+    case SVDMethod::Gram: return "gram";
   }
   return "?";
 }
@@ -106,7 +106,7 @@ class TruncatedSVD;
 
 /// `SVDBase` traits of `TruncatedSVD` (its accessors assert that `compute()` ran).
 template <typename MatrixType_>
-struct SvdTraits<TruncatedSVD<MatrixType_>> {
+struct SVDTraits<TruncatedSVD<MatrixType_>> {
   using MatrixType = MatrixType_;
   static constexpr bool ChecksComputed = true;
 };
@@ -114,14 +114,14 @@ struct SvdTraits<TruncatedSVD<MatrixType_>> {
 /// Exact truncated SVD A ≈ U_k Σ_k V_kᵀ of a dense matrix, with the rank chosen by a `RankRule`.
 ///
 /// Methods (`setMethod`):
-/// - `SvdMethod::Bdc`: Eigen's `BDCSVD` (thin U and V), backward stable.
-/// - `SvdMethod::Gram`: with s = min(m, n), the s×s Gram matrix (AᵀA when m ≥ n, else AAᵀ) is
+/// - `SVDMethod::Bdc`: Eigen's `BDCSVD` (thin U and V), backward stable.
+/// - `SVDMethod::Gram`: with s = min(m, n), the s×s Gram matrix (AᵀA when m ≥ n, else AAᵀ) is
 ///   accumulated in double precision, diagonalised, and the other factor recovered as
 ///   U_k = A V_k Σ_k⁻¹ (then re-orthonormalised by one Cholesky-QR pass when needed).
 ///   Accuracy caveat: σ_i carries an absolute error ≈ u_d·σ_0²/σ_i (u_d = 1.1e-16) instead of
 ///   ≈ u·σ_0, so it is accurate when σ_k/σ_0 ≫ √u_d ≈ 1e-8; directions with σ_i below about
 ///   √u_d·σ_0 are noise (they are completed to an orthonormal set, their σ_i kept as computed).
-/// - `SvdMethod::Auto` (default): Gram when it is faster (see docs/decompositions.md for the
+/// - `SVDMethod::Auto` (default): Gram when it is faster (see docs/decompositions.md for the
 ///   measured crossover) and σ_k/σ_0 is large enough that its error stays within a small factor
 ///   of BDCSVD's (float: σ_k/σ_0 ≥ 1e-6; double: σ_k/σ_0 ≥ 1e-3); otherwise Bdc.
 ///
@@ -174,18 +174,18 @@ class TruncatedSVD : public SVDBase<TruncatedSVD<MatrixType_>> {
     m_rule = rule;
     return *this;
   }
-  /// Selects the algorithm (default `SvdMethod::Auto`).
-  TruncatedSVD& setMethod(SvdMethod method) {
+  /// Selects the algorithm (default `SVDMethod::Auto`).
+  TruncatedSVD& setMethod(SVDMethod method) {
     m_method = method;
     return *this;
   }
 
   /// The rank rule (default: keep all min(m, n)).
   const RankRule& rankRule() const { return m_rule; }
-  /// The requested algorithm (`SvdMethod::Auto` unless set).
-  SvdMethod method() const { return m_method; }
+  /// The requested algorithm (`SVDMethod::Auto` unless set).
+  SVDMethod method() const { return m_method; }
   /// The algorithm the last `compute()` used (Bdc or Gram).
-  SvdMethod methodUsed() const { return m_used; }
+  SVDMethod methodUsed() const { return m_used; }
 
   /// Computes the truncated SVD of `a` (any dense expression, row-major maps included).
   template <typename Derived>
@@ -203,13 +203,13 @@ class TruncatedSVD : public SVDBase<TruncatedSVD<MatrixType_>> {
     const Index m = a.rows(), n = a.cols(), s = std::min(m, n), big = std::max(m, n);
 
     bool done = false;
-    if (m_method == SvdMethod::Gram || (m_method == SvdMethod::Auto && gramIsFaster(big, s))) {
-      done = computeGram(a, m_method == SvdMethod::Gram);
-      if (done) m_used = SvdMethod::Gram;
+    if (m_method == SVDMethod::Gram || (m_method == SVDMethod::Auto && gramIsFaster(big, s))) {
+      done = computeGram(a, m_method == SVDMethod::Gram);
+      if (done) m_used = SVDMethod::Gram;
     }
     if (!done) {
       computeBdc(a);
-      m_used = SvdMethod::Bdc;
+      m_used = SVDMethod::Bdc;
     }
     detail::applySignConvention(m_u, m_v);
     m_computed = true;
@@ -306,8 +306,8 @@ class TruncatedSVD : public SVDBase<TruncatedSVD<MatrixType_>> {
   }
 
   RankRule m_rule;
-  SvdMethod m_method = SvdMethod::Auto;
-  SvdMethod m_used = SvdMethod::Bdc;
+  SVDMethod m_method = SVDMethod::Auto;
+  SVDMethod m_used = SVDMethod::Bdc;
   using Base::m_computed;
   using Base::m_info;
   using Base::m_s;
@@ -315,5 +315,8 @@ class TruncatedSVD : public SVDBase<TruncatedSVD<MatrixType_>> {
   using Base::m_v;
   Index m_rows = 0, m_cols = 0;
 };
+
+// Names before 0.2.0 (see the naming rule in docs/index.md); they will be removed in 1.0.
+using SvdMethod [[deprecated("renamed wproj::SVDMethod")]] = SVDMethod;
 
 }  // namespace wproj

@@ -47,19 +47,19 @@ inline std::string fmt(double x) {
 /// Task arithmetic (Ilharco et al., ICLR 2023): Δ = λ Σ_i τ_i. λ = 1 by default (0.3 is the usual
 /// choice for eight CLIP tasks).
 template <typename Scalar_>
-class TaskArithmetic : public detail::TensorMergerBase<TaskArithmetic<Scalar_>, Scalar_> {
+class TaskArithmeticMerging : public detail::TensorMergerBase<TaskArithmeticMerging<Scalar_>, Scalar_> {
  public:
   /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
   /// Dense matrix type of task vectors and merged deltas.
   using Matrix = MergeMatrix<Scalar>;
 
-  TaskArithmetic() = default;
+  TaskArithmeticMerging() = default;
   /// A merger with scale λ = `scale` (finite).
-  explicit TaskArithmetic(double scale) { setScale(scale); }
+  explicit TaskArithmeticMerging(double scale) { setScale(scale); }
   /// Sets λ (finite).
-  TaskArithmetic& setScale(double lambda) {
-    requireArg(std::isfinite(lambda), "TaskArithmetic::setScale", "lambda", lambda, "a finite number");
+  TaskArithmeticMerging& setScale(double lambda) {
+    requireArg(std::isfinite(lambda), "TaskArithmeticMerging::setScale", "lambda", lambda, "a finite number");
     m_scale = lambda;
     return *this;
   }
@@ -70,7 +70,7 @@ class TaskArithmetic : public detail::TensorMergerBase<TaskArithmetic<Scalar_>, 
   /// Defined entry by entry (or on the tensor as a flat vector): the default rules apply it to every tensor.
   static constexpr bool kElementwise = true;
   /// The name `mergeDelta` errors carry.
-  static constexpr const char* kWhere = "TaskArithmetic::mergeDelta";
+  static constexpr const char* kWhere = "TaskArithmeticMerging::mergeDelta";
   /// Method name and λ, as used in reports.
   std::string describe() const { return "task arithmetic (lambda=" + detail::fmt(m_scale) + ")"; }
 
@@ -79,7 +79,7 @@ class TaskArithmetic : public detail::TensorMergerBase<TaskArithmetic<Scalar_>, 
   /// Starts the streaming merge of one rows×cols tensor from `count` ≥ 1 task vectors; `report`, when given, is filled
   /// at `finish()`.
   Accumulator begin(Index rows, Index cols, Index count, TensorReport* report = nullptr) const {
-    return Accumulator("TaskArithmetic", describe(), rows, cols, count, report, m_scale);
+    return Accumulator("TaskArithmeticMerging", describe(), rows, cols, count, report, m_scale);
   }
   /// The incoming task vector and the running sum.
   static std::size_t workingSetBytes(Index rows, Index cols, Index count) {
@@ -462,7 +462,7 @@ class SlerpMerging : public detail::TensorMergerBase<SlerpMerging<Scalar_>, Scal
 /// mean cosine would give t < 0 or a pole; this is reported); pairs with a zero task vector
 /// count as cosine 0 (reported).
 template <typename Scalar_>
-class ModelStock : public detail::TensorMergerBase<ModelStock<Scalar_>, Scalar_> {
+class ModelStockMerging : public detail::TensorMergerBase<ModelStockMerging<Scalar_>, Scalar_> {
  public:
   /// Floating-point type of the task vectors.
   using Scalar = Scalar_;
@@ -501,7 +501,7 @@ class ModelStock : public detail::TensorMergerBase<ModelStock<Scalar_>, Scalar_>
   /// Defined entry by entry (or on the tensor as a flat vector): the default rules apply it to every tensor.
   static constexpr bool kElementwise = true;
   /// The name `mergeDelta` errors carry.
-  static constexpr const char* kWhere = "ModelStock::mergeDelta";
+  static constexpr const char* kWhere = "ModelStockMerging::mergeDelta";
   /// Method name, as used in reports (a tensor's report entry adds cos θ and t).
   std::string describe() const { return "model stock"; }
 
@@ -526,9 +526,9 @@ class ModelStock : public detail::TensorMergerBase<ModelStock<Scalar_>, Scalar_>
    public:
     /// An accumulator for `count` task vectors of a rows×cols tensor (what `begin()` returns); `count` must be at least
     /// 2.
-    Accumulator(const ModelStock& m, Index rows, Index cols, Index count, TensorReport* report)
-        : m_report(report), m_sum("ModelStock", m.describe(), rows, cols, count, report, 1.0) {
-      requireArg(count >= 2, "ModelStock", "taskVectors.size()", count, "at least 2 fine-tuned models");
+    Accumulator(const ModelStockMerging& m, Index rows, Index cols, Index count, TensorReport* report)
+        : m_report(report), m_sum("ModelStockMerging", m.describe(), rows, cols, count, report, 1.0) {
+      requireArg(count >= 2, "ModelStockMerging", "taskVectors.size()", count, "at least 2 fine-tuned models");
     }
     /// Number of passes (1).
     Index passes() const { return 1; }
@@ -565,5 +565,11 @@ class ModelStock : public detail::TensorMergerBase<ModelStock<Scalar_>, Scalar_>
     return 2 * detail::tensorBytes(rows, cols, sizeof(Scalar)) + detail::tensorBytes(rows, cols, sizeof(double));
   }
 };
+
+// Names before 0.2.0 (see the naming rule in docs/index.md); they will be removed in 1.0.
+template <typename Scalar_>
+using TaskArithmetic [[deprecated("renamed wproj::TaskArithmeticMerging")]] = TaskArithmeticMerging<Scalar_>;
+template <typename Scalar_>
+using ModelStock [[deprecated("renamed wproj::ModelStockMerging")]] = ModelStockMerging<Scalar_>;
 
 }  // namespace wproj

@@ -10,7 +10,7 @@
 /// vector at a time and the merger's streaming state (task_vectors.hpp) — a running sum, or
 /// per-task factors of fixed total size. Methods with two passes fetch each fine-tuned tensor
 /// twice, which costs nothing extra when the inputs are memory-mapped. For models arriving one
-/// at a time use `ContinualMerger` (opcm.hpp), which has the same callback style.
+/// at a time use `OpcmMerging` (opcm.hpp), which has the same callback style.
 
 #include "../core/config.hpp"
 #include "report.hpp"
@@ -50,8 +50,8 @@ struct TensorCallbacks {
   using Sink = std::function<void(const std::string& name, const Matrix& tensor)>;
 };
 
-/// Merges T fine-tuned models at once with a per-tensor merger `Merger` (TaskArithmetic,
-/// TiesMerging, DareMerging, SlerpMerging, ModelStock, IsoCMerging, IsoCtsMerging, TsvMerging).
+/// Merges T fine-tuned models at once with a per-tensor merger `Merger` (TaskArithmeticMerging,
+/// TiesMerging, DareMerging, SlerpMerging, ModelStockMerging, IsoCMerging, IsoCtsMerging, TsvMerging).
 ///
 /// For each name (in the order given): fetch θ₀, decide the action with the rules, then stream
 /// τ_i = θ_i − θ₀ (shapes checked, with the tensor and model named in the error) one at a time

@@ -109,7 +109,7 @@ MergeMatrix<typename DT::Scalar> opcmProject(const Eigen::MatrixBase<DS>& accumu
 /// accumulators) only the tensor being merged is resident.
 ///
 /// \code
-/// ContinualMerger<float> opcm;
+/// OpcmMerging<float> opcm;
 /// opcm.setAlpha(0.5);
 /// for (auto& theta : models) opcm.add(theta - theta0);   // single-tensor use
 /// Eigen::MatrixXf merged = theta0 + opcm.mergedDelta();
@@ -120,7 +120,7 @@ MergeMatrix<typename DT::Scalar> opcmProject(const Eigen::MatrixBase<DS>& accumu
 /// in the middle of `addModel` (e.g. a tensor with a different shape) the merger is left
 /// invalid: further calls throw `StateError` until a saved state is loaded.
 template <typename Scalar_>
-class ContinualMerger {
+class OpcmMerging {
  public:
   /// Floating-point type of the task vectors and the state.
   using Scalar = Scalar_;
@@ -141,13 +141,13 @@ class ContinualMerger {
   static constexpr const char* kKind = "wproj.opcm";
 
   /// α in [0, 1] (default 0.5): fraction of Σσ that defines the protected top block.
-  ContinualMerger& setAlpha(double alpha) {
-    requireArg(alpha >= 0 && alpha <= 1, "ContinualMerger::setAlpha", "alpha", alpha, "a value in [0, 1]");
+  OpcmMerging& setAlpha(double alpha) {
+    requireArg(alpha >= 0 && alpha <= 1, "OpcmMerging::setAlpha", "alpha", alpha, "a value in [0, 1]");
     m_alpha = alpha;
     return *this;
   }
   /// Per-name rules, applied when a tensor is first seen (the decision is then part of the state).
-  ContinualMerger& setRules(const MergeRules& rules) {
+  OpcmMerging& setRules(const MergeRules& rules) {
     m_rules = rules;
     return *this;
   }
@@ -166,7 +166,7 @@ class ContinualMerger {
 
   /// Merges the next model with a single tensor (name "").
   template <typename Derived>
-  ContinualMerger& add(const Eigen::MatrixBase<Derived>& taskVector) {
+  OpcmMerging& add(const Eigen::MatrixBase<Derived>& taskVector) {
     const Matrix tau = taskVector;
     addModel({std::string()}, [&tau](const std::string&) { return tau; });
     return *this;
@@ -176,9 +176,9 @@ class ContinualMerger {
   /// τ_t = θ_t − θ₀ (skipped tensors are not fetched). After the first model, `names` must hold
   /// the same set of tensors. Returns the per-tensor report of this step.
   MergeReport addModel(const std::vector<std::string>& names, const TensorFetch& fetch) {
-    checkUsable("ContinualMerger::addModel");
-    requireArg(static_cast<bool>(fetch), "ContinualMerger::addModel", "fetch", "empty std::function", "a callable");
-    requireArg(!names.empty(), "ContinualMerger::addModel", "names.size()", names.size(), ">= 1 tensor name");
+    checkUsable("OpcmMerging::addModel");
+    requireArg(static_cast<bool>(fetch), "OpcmMerging::addModel", "fetch", "empty std::function", "a callable");
+    requireArg(!names.empty(), "OpcmMerging::addModel", "names.size()", names.size(), ">= 1 tensor name");
     checkNames(names);
     MergeReport rep;
     rep.method = describe() + ", model " + std::to_string(m_count + 1);
@@ -279,9 +279,9 @@ class ContinualMerger {
 
   /// The merged delta λ·S of tensor `name` (zero for a skipped tensor).
   Matrix mergedDelta(const std::string& name = std::string()) const {
-    checkUsable("ContinualMerger::mergedDelta");
+    checkUsable("OpcmMerging::mergedDelta");
     auto it = m_index.find(name);
-    if (it == m_index.end()) throw InvalidArgument("ContinualMerger::mergedDelta: unknown tensor '" + name + "'");
+    if (it == m_index.end()) throw InvalidArgument("OpcmMerging::mergedDelta: unknown tensor '" + name + "'");
     const Entry& e = m_entries[it->second];
     if (e.action == TensorAction::Skip) return Matrix::Zero(e.rows, e.cols);
     return e.sum * Scalar(scale());
@@ -290,15 +290,15 @@ class ContinualMerger {
   /// The unscaled accumulator S of tensor `name` (empty for a skipped tensor).
   const Matrix& accumulator(const std::string& name = std::string()) const {
     auto it = m_index.find(name);
-    if (it == m_index.end()) throw InvalidArgument("ContinualMerger::accumulator: unknown tensor '" + name + "'");
+    if (it == m_index.end()) throw InvalidArgument("OpcmMerging::accumulator: unknown tensor '" + name + "'");
     return m_entries[it->second].sum;
   }
 
   /// Writes θ = θ₀ + λS of every tensor (in first-seen order) to `sink`, asking `base` for θ₀
   /// one tensor at a time. Returns the report (one entry per tensor, skipped ones included).
   MergeReport writeMerged(const TensorFetch& base, const TensorSink& sink) const {
-    checkUsable("ContinualMerger::writeMerged");
-    requireArg(m_count > 0, "ContinualMerger::writeMerged", "numModels()", m_count, ">= 1 merged model");
+    checkUsable("OpcmMerging::writeMerged");
+    requireArg(m_count > 0, "OpcmMerging::writeMerged", "numModels()", m_count, ">= 1 merged model");
     MergeReport rep;
     rep.method = describe() + ", " + std::to_string(m_count) + " models, scale " + detail::describe(scale());
     const Scalar lambda = Scalar(scale());
@@ -312,7 +312,7 @@ class ContinualMerger {
       tr.action = e.action;
       tr.rule = e.rule;
       Matrix theta = base(e.name);
-      detail::checkShapeAgainst(theta.rows(), theta.cols(), e.rows, e.cols, "ContinualMerger::writeMerged",
+      detail::checkShapeAgainst(theta.rows(), theta.cols(), e.rows, e.cols, "OpcmMerging::writeMerged",
                                 "base tensor '" + e.name + "'", "the shape of the merged task vectors");
       if (e.action == TensorAction::Skip) {
         tr.method = "skipped (base kept)";
@@ -346,7 +346,7 @@ class ContinualMerger {
 
   /// Writes the whole state to `os`.
   void save(std::ostream& os) const {
-    checkUsable("ContinualMerger::save");
+    checkUsable("OpcmMerging::save");
     serial::writeContainer(
         os, kKind,
         [this](auto& enc) {
@@ -370,13 +370,13 @@ class ContinualMerger {
             });
           }
         },
-        "ContinualMerger::save");
+        "OpcmMerging::save");
   }
 
   /// Writes the state to `path` all-or-nothing through `AtomicFile` (a unique temporary file in
   /// the same folder, fsynced, renamed into place, folder fsynced).
   void save(const std::string& path) const {
-    checkUsable("ContinualMerger::save");
+    checkUsable("OpcmMerging::save");
     AtomicFile file(path);
     AtomicFileBuf buf(file);
     std::ostream os(&buf);
@@ -388,26 +388,26 @@ class ContinualMerger {
   /// Replaces the state by the one read from `is` (validated; `IoError` on any inconsistency).
   /// Rules are not part of the file: the per-tensor decisions are.
   void load(std::istream& is) {
-    const char* where = "ContinualMerger::load";
+    const char* where = "OpcmMerging::load";
     const std::string magic = serial::readMagic(is, where);
     if (magic == std::string(kMagic, 8)) return loadVersion1(is);
-    if (magic != std::string(serial::kMagic, 8)) throw IoError("ContinualMerger::load: not an OPCM state (bad magic)");
+    if (magic != std::string(serial::kMagic, 8)) throw IoError("OpcmMerging::load: not an OPCM state (bad magic)");
     serial::Decoder d(is, serial::readHeaderAfterMagic(is, kKind, where), where);
     const std::uint64_t settingsLength = d.section("settings");
     const std::uint64_t settingsEnd = d.remaining() - settingsLength;
     const auto scalarSize = d.pod<std::uint32_t>("scalar size");
     if (scalarSize != sizeof(Scalar))
-      throw IoError("ContinualMerger::load: state holds " + std::to_string(scalarSize) + "-byte scalars; this merger uses " +
+      throw IoError("OpcmMerging::load: state holds " + std::to_string(scalarSize) + "-byte scalars; this merger uses " +
                     std::to_string(sizeof(Scalar)) + "-byte scalars");
     const double alpha = d.pod<double>("alpha");
     const auto count = d.pod<std::uint64_t>("model count");
     const double normSum = d.pod<double>("norm sum");
     const auto n = d.pod<std::uint64_t>("tensor count");
-    if (d.remaining() != settingsEnd) throw IoError("ContinualMerger::load: the settings section has an unexpected length");
-    if (!(alpha >= 0 && alpha <= 1)) throw IoError("ContinualMerger::load: alpha out of [0, 1]");
-    if (!(std::isfinite(normSum) && normSum >= 0)) throw IoError("ContinualMerger::load: invalid norm sum");
+    if (d.remaining() != settingsEnd) throw IoError("OpcmMerging::load: the settings section has an unexpected length");
+    if (!(alpha >= 0 && alpha <= 1)) throw IoError("OpcmMerging::load: alpha out of [0, 1]");
+    if (!(std::isfinite(normSum) && normSum >= 0)) throw IoError("OpcmMerging::load: invalid norm sum");
     if (count > std::uint64_t(std::numeric_limits<std::int64_t>::max()) || (count == 0 && n != 0))
-      throw IoError("ContinualMerger::load: invalid model count");
+      throw IoError("OpcmMerging::load: invalid model count");
     std::vector<Entry> entries;
     std::unordered_map<std::string, std::size_t> index;
     for (std::uint64_t i = 0; i < n; ++i) {
@@ -416,31 +416,31 @@ class ContinualMerger {
       Entry e;
       e.name = d.string("tensor name");
       const auto action = d.pod<std::uint8_t>("tensor action");
-      if (action > std::uint8_t(TensorAction::Skip)) throw IoError("ContinualMerger::load: invalid action for '" + e.name + "'");
+      if (action > std::uint8_t(TensorAction::Skip)) throw IoError("OpcmMerging::load: invalid action for '" + e.name + "'");
       e.action = TensorAction(action);
       e.rule = d.string("rule name");
       const auto rows = d.pod<std::uint64_t>("rows"), cols = d.pod<std::uint64_t>("cols");
       const auto has = d.pod<std::uint8_t>("data flag");
       if (rows == 0 || cols == 0 || rows > serial::kMaxExtent || cols > serial::kMaxExtent)
-        throw IoError("ContinualMerger::load: tensor '" + e.name + "' has an impossible shape");
+        throw IoError("OpcmMerging::load: tensor '" + e.name + "' has an impossible shape");
       e.rows = Index(rows);
       e.cols = Index(cols);
       if (has > 1 || (has == 1) != (e.action != TensorAction::Skip))
-        throw IoError("ContinualMerger::load: inconsistent data flag for '" + e.name + "'");
+        throw IoError("OpcmMerging::load: inconsistent data flag for '" + e.name + "'");
       if (has) e.sum = d.template matrix<Scalar>(("accumulator of '" + e.name + "'").c_str(), e.rows, e.cols);
-      if (d.remaining() != end) throw IoError("ContinualMerger::load: section of tensor '" + e.name + "' has an unexpected length");
-      if (!index.emplace(e.name, entries.size()).second) throw IoError("ContinualMerger::load: duplicate tensor '" + e.name + "'");
+      if (d.remaining() != end) throw IoError("OpcmMerging::load: section of tensor '" + e.name + "' has an unexpected length");
+      if (!index.emplace(e.name, entries.size()).second) throw IoError("OpcmMerging::load: duplicate tensor '" + e.name + "'");
       entries.push_back(std::move(e));
     }
     d.finish();
-    if (is.peek() != std::char_traits<char>::eof()) throw IoError("ContinualMerger::load: trailing bytes after the state");
+    if (is.peek() != std::char_traits<char>::eof()) throw IoError("OpcmMerging::load: trailing bytes after the state");
     commit(alpha, count, normSum, std::move(entries), std::move(index));
   }
 
   /// Loads the state from the file `path`.
   void load(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
-    if (!f) throw IoError("ContinualMerger::load: cannot open '" + path + "'");
+    if (!f) throw IoError("OpcmMerging::load: cannot open '" + path + "'");
     load(f);
   }
 
@@ -474,54 +474,54 @@ class ContinualMerger {
     r.hash = fnv(r.hash, kMagic, 8);
     const auto version = r.template pod<std::uint32_t>();
     if (version != kLegacyFormatVersion)
-      throw IoError("ContinualMerger::load: format version " + std::to_string(version) + " in a WPJOPCM file; expected " +
+      throw IoError("OpcmMerging::load: format version " + std::to_string(version) + " in a WPJOPCM file; expected " +
                     std::to_string(kLegacyFormatVersion) + " (later versions use the WPROJBIN container)");
-    if (r.template pod<std::uint32_t>() != 0x01020304u) throw IoError("ContinualMerger::load: byte order mismatch");
+    if (r.template pod<std::uint32_t>() != 0x01020304u) throw IoError("OpcmMerging::load: byte order mismatch");
     const auto scalarSize = r.template pod<std::uint32_t>();
     if (scalarSize != sizeof(Scalar))
-      throw IoError("ContinualMerger::load: state holds " + std::to_string(scalarSize) + "-byte scalars; this merger uses " +
+      throw IoError("OpcmMerging::load: state holds " + std::to_string(scalarSize) + "-byte scalars; this merger uses " +
                     std::to_string(sizeof(Scalar)) + "-byte scalars");
     r.template pod<std::uint32_t>();
     const double alpha = r.template pod<double>();
     const auto count = r.template pod<std::uint64_t>();
     const double normSum = r.template pod<double>();
     const auto n = r.template pod<std::uint64_t>();
-    if (!(alpha >= 0 && alpha <= 1)) throw IoError("ContinualMerger::load: alpha out of [0, 1]");
-    if (!(std::isfinite(normSum) && normSum >= 0)) throw IoError("ContinualMerger::load: invalid norm sum");
+    if (!(alpha >= 0 && alpha <= 1)) throw IoError("OpcmMerging::load: alpha out of [0, 1]");
+    if (!(std::isfinite(normSum) && normSum >= 0)) throw IoError("OpcmMerging::load: invalid norm sum");
     if (count > std::uint64_t(std::numeric_limits<std::int64_t>::max()) || (count == 0 && n != 0))
-      throw IoError("ContinualMerger::load: invalid model count");
+      throw IoError("OpcmMerging::load: invalid model count");
     std::vector<Entry> entries;
     std::unordered_map<std::string, std::size_t> index;
     for (std::uint64_t i = 0; i < n; ++i) {
       Entry e;
       e.name = r.str();
       const auto action = r.template pod<std::uint8_t>();
-      if (action > std::uint8_t(TensorAction::Skip)) throw IoError("ContinualMerger::load: invalid action for '" + e.name + "'");
+      if (action > std::uint8_t(TensorAction::Skip)) throw IoError("OpcmMerging::load: invalid action for '" + e.name + "'");
       e.action = TensorAction(action);
       e.rule = r.str();
       const auto rows = r.template pod<std::uint64_t>(), cols = r.template pod<std::uint64_t>();
       const auto has = r.template pod<std::uint8_t>();
       if (rows == 0 || cols == 0 || rows > (std::uint64_t(1) << 40) || cols > (std::uint64_t(1) << 40))
-        throw IoError("ContinualMerger::load: tensor '" + e.name + "' has an impossible shape");
+        throw IoError("OpcmMerging::load: tensor '" + e.name + "' has an impossible shape");
       e.rows = Index(rows);
       e.cols = Index(cols);
       if (has > 1 || (has == 1) != (e.action != TensorAction::Skip))
-        throw IoError("ContinualMerger::load: inconsistent data flag for '" + e.name + "'");
+        throw IoError("OpcmMerging::load: inconsistent data flag for '" + e.name + "'");
       if (has) {
-        if (rows > r.remaining / sizeof(Scalar) / cols) throw IoError("ContinualMerger::load: truncated data for '" + e.name + "'");
+        if (rows > r.remaining / sizeof(Scalar) / cols) throw IoError("OpcmMerging::load: truncated data for '" + e.name + "'");
         e.sum.resize(e.rows, e.cols);
         r.bytes(e.sum.data(), std::size_t(rows * cols) * sizeof(Scalar));
-        if (!e.sum.allFinite()) throw IoError("ContinualMerger::load: non-finite values in '" + e.name + "'");
+        if (!e.sum.allFinite()) throw IoError("OpcmMerging::load: non-finite values in '" + e.name + "'");
       }
-      if (!index.emplace(e.name, entries.size()).second) throw IoError("ContinualMerger::load: duplicate tensor '" + e.name + "'");
+      if (!index.emplace(e.name, entries.size()).second) throw IoError("OpcmMerging::load: duplicate tensor '" + e.name + "'");
       entries.push_back(std::move(e));
     }
     const std::uint64_t expect = r.hash;
     std::uint64_t stored = 0;
     r.rawBytes(&stored, sizeof stored);
-    if (stored != expect) throw IoError("ContinualMerger::load: checksum mismatch (corrupted state)");
+    if (stored != expect) throw IoError("OpcmMerging::load: checksum mismatch (corrupted state)");
     if (r.remaining != 0 || is.peek() != std::char_traits<char>::eof())
-      throw IoError("ContinualMerger::load: trailing bytes after the state");
+      throw IoError("OpcmMerging::load: trailing bytes after the state");
     commit(alpha, count, normSum, std::move(entries), std::move(index));
   }
 
@@ -536,9 +536,9 @@ class ContinualMerger {
     std::uint64_t remaining;
     std::uint64_t hash = 1469598103934665603ull;
     void rawBytes(void* p, std::size_t n) {
-      if (n > remaining) throw IoError("ContinualMerger::load: truncated state");
+      if (n > remaining) throw IoError("OpcmMerging::load: truncated state");
       is.read(static_cast<char*>(p), std::streamsize(n));
-      if (std::size_t(is.gcount()) != n) throw IoError("ContinualMerger::load: truncated state");
+      if (std::size_t(is.gcount()) != n) throw IoError("OpcmMerging::load: truncated state");
       remaining -= n;
     }
     void bytes(void* p, std::size_t n) {
@@ -553,7 +553,7 @@ class ContinualMerger {
     }
     std::string str() {
       const auto len = pod<std::uint64_t>();
-      if (len > remaining || len > (std::uint64_t(1) << 20)) throw IoError("ContinualMerger::load: invalid string length");
+      if (len > remaining || len > (std::uint64_t(1) << 20)) throw IoError("OpcmMerging::load: invalid string length");
       std::string s(std::size_t(len), '\0');
       bytes(&s[0], std::size_t(len));
       return s;
@@ -580,24 +580,24 @@ class ContinualMerger {
   void checkNames(const std::vector<std::string>& names) const {
     std::unordered_set<std::string> seen;
     for (const auto& n : names)
-      if (!seen.insert(n).second) throw InvalidArgument("ContinualMerger::addModel: tensor name '" + n + "' appears twice");
+      if (!seen.insert(n).second) throw InvalidArgument("OpcmMerging::addModel: tensor name '" + n + "' appears twice");
     if (m_count == 0) return;
     for (const auto& n : names)
       if (!m_index.count(n))
-        throw InvalidArgument("ContinualMerger::addModel: tensor '" + n + "' was not in the first model; expected the same " +
+        throw InvalidArgument("OpcmMerging::addModel: tensor '" + n + "' was not in the first model; expected the same " +
                               std::to_string(m_entries.size()) + " tensors");
     if (names.size() != m_entries.size())
-      throw InvalidArgument("ContinualMerger::addModel: model has " + std::to_string(names.size()) +
+      throw InvalidArgument("OpcmMerging::addModel: model has " + std::to_string(names.size()) +
                             " tensors; expected the same " + std::to_string(m_entries.size()) + " tensors as the first model");
   }
 
   Matrix fetchChecked(const TensorFetch& fetch, const std::string& name, Index rows, Index cols) const {
     Matrix tau = fetch(name);
-    checkNonEmpty(tau, "ContinualMerger::addModel", ("tensor '" + name + "'").c_str());
+    checkNonEmpty(tau, "OpcmMerging::addModel", ("tensor '" + name + "'").c_str());
     if (rows >= 0)
-      detail::checkShapeAgainst(tau.rows(), tau.cols(), rows, cols, "ContinualMerger::addModel",
+      detail::checkShapeAgainst(tau.rows(), tau.cols(), rows, cols, "OpcmMerging::addModel",
                                 "tensor '" + name + "' of model " + std::to_string(m_count + 1), "its shape in the first model");
-    checkFinite(tau, "ContinualMerger::addModel", ("tensor '" + name + "'").c_str());
+    checkFinite(tau, "OpcmMerging::addModel", ("tensor '" + name + "'").c_str());
     return tau;
   }
 
@@ -609,5 +609,9 @@ class ContinualMerger {
   std::unordered_map<std::string, std::size_t> m_index;
   bool m_valid = true;
 };
+
+// Names before 0.2.0 (see the naming rule in docs/index.md); they will be removed in 1.0.
+template <typename Scalar_>
+using ContinualMerger [[deprecated("renamed wproj::OpcmMerging")]] = OpcmMerging<Scalar_>;
 
 }  // namespace wproj

@@ -6,7 +6,7 @@
 /// method exists there), its typed parameters with defaults, ranges and meaning, whether it needs
 /// a base model, whether it is elementwise or spectral, its number of passes and the number of
 /// models it accepts, and a factory that builds the merger from a parameter map and runs it
-/// through the driver (`ModelMerger`, or `ContinualMerger` for OPCM). Front ends (the `wproj merge`
+/// through the driver (`ModelMerger`, or `OpcmMerging` for OPCM). Front ends (the `wproj merge`
 /// command, its documentation) read their method names, defaults and messages from here.
 ///
 /// \code
@@ -305,8 +305,8 @@ inline bool seedValue(double x) { return x >= 0 && x <= 9007199254740992.0 && x 
 
 struct BuildTaskArithmetic {
   template <typename S>
-  static TaskArithmetic<S> make(const ResolvedParams& p) {
-    return TaskArithmetic<S>().setScale(p.number("lambda"));
+  static TaskArithmeticMerging<S> make(const ResolvedParams& p) {
+    return TaskArithmeticMerging<S>().setScale(p.number("lambda"));
   }
 };
 struct BuildTies {
@@ -334,8 +334,8 @@ struct BuildSlerp {
 };
 struct BuildModelStock {
   template <typename S>
-  static ModelStock<S> make(const ResolvedParams&) {
-    return ModelStock<S>();
+  static ModelStockMerging<S> make(const ResolvedParams&) {
+    return ModelStockMerging<S>();
   }
 };
 struct BuildIsoC {
@@ -357,11 +357,11 @@ struct BuildTsv {
   }
 };
 
-/// OPCM through `ContinualMerger`: the models are added one at a time (τ_i = θ_i − θ₀), then
+/// OPCM through `OpcmMerging`: the models are added one at a time (τ_i = θ_i − θ₀), then
 /// θ₀ + λS is written.
 template <typename Scalar>
 MergeReport runOpcm(const ResolvedParams& p, const MergeJob<Scalar>& job) {
-  ContinualMerger<Scalar> cm;
+  OpcmMerging<Scalar> cm;
   cm.setAlpha(p.number("alpha")).setRules(job.rules);
   const auto model = weightedFetch(p, job);
   std::size_t peak = 0;

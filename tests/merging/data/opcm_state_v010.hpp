@@ -16,7 +16,7 @@
 //   }
 //   template <typename T>
 //   void run(const char* path) {
-//     wproj::ContinualMerger<T> m;
+//     wproj::OpcmMerging<T> m;
 //     m.setAlpha(0.4);
 //     std::vector<std::string> names = {"w", "b"};
 //     for (int t = 0; t < 2; ++t)
