@@ -12,7 +12,7 @@
 #include "gradient/adafactor.hpp"
 #include "gradient/adamw.hpp"
 #include "gradient/basis.hpp"
-#include "gradient/checkpoint.hpp"
+#include "gradient/persistence.hpp"
 #include "gradient/dct_basis.hpp"
 #include "gradient/gaussian_basis.hpp"
 #include "gradient/int4.hpp"

@@ -5,7 +5,7 @@
 /// Adafactor (Shazeer & Stern 2018) at full rank, and Adafactor in a GaLore projected space.
 
 #include "adamw.hpp"
-#include "checkpoint.hpp"
+#include "persistence.hpp"
 #include "moments.hpp"
 #include "projected_optimizer.hpp"
 #include "projector.hpp"

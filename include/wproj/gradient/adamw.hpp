@@ -4,7 +4,7 @@
 /// \file
 /// AdamW (Loshchilov & Hutter 2019) at full rank, and GaLore's projected AdamW (Zhao et al. 2024).
 
-#include "checkpoint.hpp"
+#include "persistence.hpp"
 #include "moments.hpp"
 #include "projected_optimizer.hpp"
 #include "projector.hpp"

@@ -30,7 +30,7 @@
 
 #include "../core/config.hpp"
 #include "../core/side.hpp"
-#include "checkpoint.hpp"
+#include "persistence.hpp"
 #include "gemm.hpp"
 
 #include <Eigen/Core>

@@ -14,7 +14,7 @@
 /// the error can be larger.
 
 #include "../core/config.hpp"
-#include "checkpoint.hpp"
+#include "persistence.hpp"
 
 #include <Eigen/Core>
 

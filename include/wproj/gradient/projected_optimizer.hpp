@@ -7,7 +7,7 @@
 /// handling, the learning-rate ratio of a tracking basis and the common checkpoint fields — with
 /// the update rule (Adam, Adafactor, …) as a policy.
 
-#include "checkpoint.hpp"
+#include "persistence.hpp"
 #include "moments.hpp"
 #include "projector.hpp"
 

@@ -7,7 +7,7 @@
 /// checkpointing.
 
 #include "basis.hpp"
-#include "checkpoint.hpp"
+#include "persistence.hpp"
 
 #include <Eigen/Core>
 
