@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace {
+namespace chapter10 {  // a named namespace per chapter: the chapters compile as one unit
 
 /// Prints, for each condition number, the method each request ended up using and the loss of
 /// orthogonality ‖QᵀQ − I‖_F in units of u·√k (u = unit roundoff of Scalar).
@@ -60,4 +60,4 @@ void run(std::ostream& os, const tour::Options& opt) {
 
 tour::Register chapter{10, "Orthonormal bases", &run};
 
-}  // namespace
+}  // namespace chapter10

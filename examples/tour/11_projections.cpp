@@ -11,7 +11,7 @@
 #include <iomanip>
 #include <vector>
 
-namespace {
+namespace chapter11 {  // a named namespace per chapter: the chapters compile as one unit
 
 using Mat = Eigen::MatrixXd;
 
@@ -79,4 +79,4 @@ void run(std::ostream& os, const tour::Options& opt) {
 
 tour::Register chapter{11, "Subspaces, projectors and null spaces", &run};
 
-}  // namespace
+}  // namespace chapter11

@@ -13,7 +13,7 @@
 #include <cmath>
 #include <iomanip>
 
-namespace {
+namespace chapter20 {  // a named namespace per chapter: the chapters compile as one unit
 
 using Mat = Eigen::MatrixXf;
 
@@ -111,4 +111,4 @@ void run(std::ostream& os, const tour::Options& opt) {
 
 tour::Register chapter{20, "Decompositions: exact, randomized, warm-started, DCT", &run};
 
-}  // namespace
+}  // namespace chapter20

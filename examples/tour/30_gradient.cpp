@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace {
+namespace chapter30 {  // a named namespace per chapter: the chapters compile as one unit
 
 using Mat = Eigen::MatrixXf;
 using wproj::Index;
@@ -135,4 +135,4 @@ void run(std::ostream& os, const tour::Options& opt) {
 
 tour::Register chapter{30, "Gradient projection (GaLore)", &run};
 
-}  // namespace
+}  // namespace chapter30

@@ -9,7 +9,7 @@
 #include <iomanip>
 #include <string>
 
-namespace {
+namespace chapter40 {  // a named namespace per chapter: the chapters compile as one unit
 
 using Mat = Eigen::MatrixXd;
 using Vec = Eigen::VectorXd;
@@ -108,4 +108,4 @@ void run(std::ostream& os, const tour::Options& opt) {
 
 tour::Register chapter{40, "Weight editing: concept erasure", &run};
 
-}  // namespace
+}  // namespace chapter40

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace {
+namespace chapter50 {  // a named namespace per chapter: the chapters compile as one unit
 
 using Mat = Eigen::MatrixXf;
 
@@ -85,4 +85,4 @@ void run(std::ostream& os, const tour::Options& opt) {
 
 tour::Register chapter{50, "Merging task models", &run};
 
-}  // namespace
+}  // namespace chapter50

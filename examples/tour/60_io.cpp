@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace {
+namespace chapter60 {  // a named namespace per chapter: the chapters compile as one unit
 
 void run(std::ostream& os, const tour::Options& opt) {
   namespace wio = wproj::io;
@@ -69,4 +69,4 @@ void run(std::ostream& os, const tour::Options& opt) {
 
 tour::Register chapter{60, "Files: safetensors and .npy", &run};
 
-}  // namespace
+}  // namespace chapter60
