@@ -10,3 +10,4 @@
 #include "gradient.hpp"
 #include "editing.hpp"
 #include "merging.hpp"
+#include "lowrank.hpp"

@@ -89,6 +89,22 @@ class RankRule {
   /// Returns a value in [0, sigma.size()]; tolerance and fraction rules return 0 for a zero spectrum.
   template <typename V>
   Index select(const Eigen::MatrixBase<V>& sigma) const {
+    return selectImpl(sigma, -1.0);
+  }
+  /// Like `select(sigma)` for the leading part of a longer spectrum whose total energy
+  /// Σ_all σ_i² = ‖A‖²_F is known (a truncated or randomized SVD): an `energy(f)` rule then keeps
+  /// the smallest k with Σ_{i<k} σ_i² ≥ f·totalEnergy, or every given value when they do not reach
+  /// it. Other rules ignore `totalEnergy`. Requires a finite totalEnergy ≥ 0.
+  template <typename V>
+  Index select(const Eigen::MatrixBase<V>& sigma, double totalEnergy) const {
+    requireArg(std::isfinite(totalEnergy) && totalEnergy >= 0.0, "RankRule::select", "totalEnergy", totalEnergy,
+               "a finite value >= 0");
+    return selectImpl(sigma, totalEnergy);
+  }
+
+ private:
+  template <typename V>
+  Index selectImpl(const Eigen::MatrixBase<V>& sigma, double givenTotal) const {
     const Index n = sigma.size();
     for (Index i = 0; i < n; ++i) {
       const double s = double(sigma.coeff(i));
@@ -110,6 +126,7 @@ class RankRule {
           const double s = double(sigma.coeff(i));
           total += squares ? s * s : s;
         }
+        if (squares && givenTotal >= 0.0) total = givenTotal;
         const double target = m_param * total;
         double partial = 0;
         k = n;
@@ -138,6 +155,8 @@ class RankRule {
     if (m_maxRank >= 0) k = std::min(k, m_maxRank);
     return k;
   }
+
+ public:
 
   /// A short human-readable description, e.g. "energy(0.9)".
   std::string describe() const {
