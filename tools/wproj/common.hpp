@@ -36,6 +36,7 @@ struct UsageError : CliError {
 void addLinalgCommands(CLI::App& app);
 void addEditCommands(CLI::App& app);
 void addMergeCommand(CLI::App& app);
+void addLoraCommands(CLI::App& app);
 
 inline std::string humanBytes(double b) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -149,10 +150,14 @@ inline void checkOutputFile(const std::string& path, const std::string& option, 
   checkWritableFolder(parentOf(path), option, path);
 }
 
-/// Validates an output folder location that is replaced as a whole (checkpoint folders): its
-/// parent exists and is writable; if it exists it is a folder holding only files wproj writes
-/// there (`*.safetensors`, `model.safetensors.index.json`), so replacing it loses nothing else.
-inline void checkOutputFolder(const std::string& path, const std::string& option) {
+/// What an output folder holds: a checkpoint (`*.safetensors`, `model.safetensors.index.json`) or
+/// a PEFT adapter (`adapter_model.safetensors`, `adapter_config.json`, `README.md`).
+enum class FolderKind { Checkpoint, Adapter };
+
+/// Validates an output folder location that is replaced as a whole (checkpoint or adapter
+/// folders): its parent exists and is writable; if it exists it is a folder holding only files
+/// wproj writes into that kind of folder, so replacing it loses nothing else.
+inline void checkOutputFolder(const std::string& path, const std::string& option, FolderKind kind = FolderKind::Checkpoint) {
   if (path.empty()) throw UsageError(option + ": expected a folder path, got an empty string");
   struct stat st;
   if (::stat(path.c_str(), &st) == 0) {
@@ -161,8 +166,10 @@ inline void checkOutputFolder(const std::string& path, const std::string& option
     for (const auto& n : wproj::io::detail::listDirectory(path)) {
       struct stat e;
       const std::string full = path + "/" + n;
-      const bool ours = (wproj::io::detail::endsWith(n, ".safetensors") || n == "model.safetensors.index.json") &&
-                        ::lstat(full.c_str(), &e) == 0 && S_ISREG(e.st_mode);
+      const bool named = kind == FolderKind::Checkpoint
+                             ? wproj::io::detail::endsWith(n, ".safetensors") || n == "model.safetensors.index.json"
+                             : n == "adapter_model.safetensors" || n == "adapter_config.json" || n == "README.md";
+      const bool ours = named && ::lstat(full.c_str(), &e) == 0 && S_ISREG(e.st_mode);
       if (!ours)
         throw CliError(option + " '" + path + "' holds '" + n +
                        "', which wproj does not write; a folder output replaces the whole folder: use a new or empty folder");
@@ -174,11 +181,11 @@ inline void checkOutputFolder(const std::string& path, const std::string& option
 /// Checks every output location of a command before any work: `out` (-o: a .safetensors file or
 /// a folder replaced as a whole) and, when not empty, `report` (--report: a file, or a special
 /// file such as /dev/stdout), which may neither be the -o file nor lie inside the -o folder.
-/// Returns true when `out` names a file.
-inline bool checkOutputs(const std::string& out, const std::string& report) {
-  const bool fileOut = isFileOutput(out);
+/// Returns true when `out` names a file. An adapter output (`kind` Adapter) is always a folder.
+inline bool checkOutputs(const std::string& out, const std::string& report, FolderKind kind = FolderKind::Checkpoint) {
+  const bool fileOut = kind == FolderKind::Checkpoint && isFileOutput(out);
   if (fileOut) checkOutputFile(out, "-o");
-  else checkOutputFolder(out, "-o");
+  else checkOutputFolder(out, "-o", kind);
   if (!report.empty()) {
     checkOutputFile(report, "--report", true);
     if (canonicalPath(report) == canonicalPath(out))

@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
     wcli::addLinalgCommands(app);
     wcli::addEditCommands(app);
     wcli::addMergeCommand(app);
+    wcli::addLoraCommands(app);
     if (argc > 1 && argv[1][0] != '-') {
       bool known = false;
       std::string names;
