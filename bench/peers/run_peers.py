@@ -57,6 +57,18 @@ def main():
     print(f"  (drifting 4096x11008 gradient built in {time.perf_counter() - t0:.1f} s; previous basis overlap "
           f"{w.overlap(grad.prev_basis, grad.exact_basis):.4f})", flush=True)
     emit(peer_torch.refresh(grad, 2 if quick else 3, exact=not skip_exact))
+    del grad
+
+    # LoRA extraction: the .npy task vectors bench_lora read; svd_lowrank matched to wproj's error
+    # (bench_lora.json beside OUT). Its rows go to peer_lora.json, its ratios are printed here.
+    import peer_lora
+    folder = os.path.dirname(os.path.abspath(out))
+    wproj_json = os.path.join(folder, "bench_lora.json")
+    wproj = peer_lora.load_wproj(wproj_json) if os.path.exists(wproj_json) else {}
+    lora_rows = peer_lora.lora(1 if quick else 3, wproj, skip_exact=skip_exact)
+    with open(os.path.join(folder, "peer_lora.json"), "w") as f:
+        json.dump(lora_rows, f, indent=1)
+    peer_lora.summarize(lora_rows, wproj)
 
 
 if __name__ == "__main__":

@@ -139,3 +139,63 @@ def best_time(fn, repeats, min_seconds=0.0):
 
 def threads():
     return int(os.environ.get("WPROJ_BENCH_THREADS", os.cpu_count() or 1))
+
+
+# LoRA extraction (bench_lora.cpp, peer_lora.py): tau = W_ft - W_base shaped like a fine-tuning delta.
+LORA_SHAPES = ((4096, 11008), (4096, 4096), (1024, 2752))
+LORA_RANKS = (16, 64, 256)
+LORA_SIGNAL_RANK, LORA_DECAY, LORA_NOISE_SHARE, LORA_RMS = 256, 0.7, 0.3, 1e-3
+
+
+def lora_tau(m, n, seed):
+    """A synthetic task vector: sum_i sigma_i u_i v_i^T with sigma_i = i^-0.7 (i <= 256, random
+    orthonormal u_i, v_i) plus dense Gaussian noise holding ~30% of the Frobenius norm, scaled to an
+    entry RMS of 1e-3 (the size of a fine-tuning delta). float32, m x n (out x in, like nn.Linear)."""
+    rng = np.random.default_rng(seed)
+    r = LORA_SIGNAL_RANK
+    sigma = np.arange(1, r + 1, dtype=np.float64) ** -LORA_DECAY
+    u = orthonormal(rng, m, r)
+    v = orthonormal(rng, n, r)
+    tau = rng.standard_normal((m, n), dtype=np.float32)
+    # ||noise||^2 = share^2 / (1 - share^2) * ||low rank||^2: noise ~ share of ||tau|| (nearly orthogonal parts).
+    share = LORA_NOISE_SHARE
+    tau *= np.float32(np.sqrt(share ** 2 / (1 - share ** 2) * np.sum(sigma ** 2) / (m * n)))
+    tau += (u * sigma.astype(np.float32)) @ v.T
+    tau *= np.float32(LORA_RMS * np.sqrt(m * n) / np.linalg.norm(tau.astype(np.float64)))
+    return tau
+
+
+def lora_spectrum(tau):
+    """All singular values of tau (float64, descending) from the eigenvalues of the float64 Gram
+    matrix of its shorter side, and ||tau||_F^2: the exact optimum of every rank."""
+    t = tau.astype(np.float64)
+    g = t @ t.T if t.shape[0] <= t.shape[1] else t.T @ t
+    del t
+    ev = np.linalg.eigvalsh(g)[::-1]
+    return np.sqrt(np.clip(ev, 0.0, None)), float(np.trace(g))
+
+
+def lora_data(folder):
+    """Writes (once) lora_tau_MxN.npy (float32, C order) and lora_sigma_MxN.npy (float64, every
+    singular value) for each shape of LORA_SHAPES into `folder`; bench_lora and peer_lora both read
+    them, so the two sides factor the same bits. Returns {(m, n): (tau path, sigma path)}."""
+    os.makedirs(folder, exist_ok=True)
+    paths = {}
+    for i, (m, n) in enumerate(LORA_SHAPES):
+        tau_path = os.path.join(folder, f"lora_tau_{m}x{n}.npy")
+        sigma_path = os.path.join(folder, f"lora_sigma_{m}x{n}.npy")
+        if not (os.path.exists(tau_path) and os.path.exists(sigma_path)):
+            tau = lora_tau(m, n, seed=40 + i)
+            sigma, _ = lora_spectrum(tau)
+            np.save(tau_path + ".tmp.npy", tau)
+            np.save(sigma_path + ".tmp.npy", sigma)
+            os.replace(tau_path + ".tmp.npy", tau_path)
+            os.replace(sigma_path + ".tmp.npy", sigma_path)
+        paths[(m, n)] = (tau_path, sigma_path)
+    return paths
+
+
+def lora_data_folder():
+    """Where the LoRA workloads live: $WPROJ_LORA_DATA, else a fixed folder under the temp folder."""
+    import tempfile
+    return os.environ.get("WPROJ_LORA_DATA", os.path.join(tempfile.gettempdir(), "wproj-lora-bench"))
