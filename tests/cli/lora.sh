@@ -88,6 +88,14 @@ check applied base_f32.safetensors ft_f32.safetensors merged_e.safetensors a_ene
 "$WPROJ" apply-lora --base base_bf16.safetensors --adapter a_sv -o merged_sv.safetensors > /dev/null
 check applied base_bf16.safetensors ft_bf16.safetensors merged_sv.safetensors a_sv.json 1e-2
 
+step "merge config: a model PATH+ADAPTER_DIR is PATH with the adapter applied"
+printf 'merge_method: task_arithmetic\nbase_model: base_f32.safetensors\nmodels:\n  - model: base_f32.safetensors+a_rank\n' > ta.yaml
+"$WPROJ" merge ta.yaml -o via_merge.safetensors --report via_merge.json
+check close via_merge.safetensors merged.safetensors 1e-6
+printf 'merge_method: task_arithmetic\nbase_model: base_f32.safetensors\nmodels:\n  - model: ft_shape.safetensors+a_rank\n' > ta_bad.yaml
+expect_fail "ft_shape.safetensors+a_rank" "$WPROJ" merge ta_bad.yaml -o via_bad.safetensors
+[ ! -e via_bad.safetensors ] || die "merge failure left output"
+
 step "bad inputs: one line, nothing written"
 expect_fail "model.extra.weight" "$WPROJ" extract-lora --base base_f32.safetensors --model ft_extra.safetensors -o bad1
 expect_fail "shape mismatch for tensor 'lm_head.weight': \[64, 48\].*\[65, 48\]" \

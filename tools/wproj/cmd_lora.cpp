@@ -655,28 +655,7 @@ void runApply(const ApplyOptions& o) {
   checkNotAnInput(o.out, inputs, !fileOut, "-o");
 
   // Everything is validated before anything is written.
-  std::map<std::string, std::string> moduleOfWeight;  // base tensor → module
-  for (const auto& kv : ad.modules) {
-    const std::string wname = AdapterReader::weightOf(kv.first);
-    const std::string problem = ad.validate(kv.first, base.contains(wname) ? &base.info(wname) : nullptr);
-    if (!problem.empty()) throw CliError("--adapter " + o.adapter + ": " + problem);
-    moduleOfWeight[wname] = kv.first;
-  }
-  for (const auto& kv : ad.replacements) {
-    if (!base.contains(kv.first))
-      throw CliError("--adapter " + o.adapter + ": tensor '" + kv.second + "' replaces '" + kv.first + "', which the base model does not have");
-    const auto& tb = base.info(kv.first);
-    const auto& ta = ad.file().info(kv.second);
-    if (ta.shape != tb.shape)
-      throw CliError("--adapter " + o.adapter + ": tensor '" + kv.second + "' is " + ta.shapeString() + " but base tensor '" +
-                     kv.first + "' is " + tb.shapeString());
-    if (moduleOfWeight.count(kv.first))
-      throw CliError("--adapter " + o.adapter + ": tensor '" + kv.first + "' is both adapted and replaced");
-    if (wio::isConvertibleFloat(tb.dtype) != wio::isConvertibleFloat(ta.dtype) ||
-        (!wio::isConvertibleFloat(tb.dtype) && ta.dtype != tb.dtype))
-      throw CliError("--adapter " + o.adapter + ": tensor '" + kv.second + "' is " + ta.dtypeString() + " but base tensor '" +
-                     kv.first + "' is " + tb.dtypeString());
-  }
+  ad.checkAgainst(base, "--adapter " + o.adapter);
   const double sign = o.subtract ? -1.0 : 1.0;
 
   std::unique_ptr<wio::AtomicFolder> folder;
@@ -696,11 +675,11 @@ void runApply(const ApplyOptions& o) {
   for (const auto& n : base.names()) {
     const auto& t = base.info(n);
     const wio::DType dt = dtypeOut(t);
-    auto mod = moduleOfWeight.find(n);
+    const std::string* mod = ad.moduleFor(n);
     auto rep = ad.replacements.find(n);
-    if (mod != moduleOfWeight.end()) {
-      if (t.dtype == wio::DType::F64 || dt == wio::DType::F64) applyOne<double>(base, ad, mod->second, n, sign, w);
-      else applyOne<float>(base, ad, mod->second, n, sign, w);
+    if (mod) {
+      if (t.dtype == wio::DType::F64 || dt == wio::DType::F64) applyOne<double>(base, ad, *mod, n, sign, w);
+      else applyOne<float>(base, ad, *mod, n, sign, w);
       ++adapted;
     } else if (rep != ad.replacements.end() && !o.subtract) {
       const auto& ta = ad.file().info(rep->second);

@@ -1,5 +1,6 @@
 // wproj command-line tool: `wproj merge CONFIG.yaml` — streaming model merging from a mergekit-style config.
 #include "common.hpp"
+#include "peft_adapter.hpp"
 
 #include <wproj/merging.hpp>
 #include <wproj/merging/registry.hpp>
@@ -30,6 +31,7 @@ struct RuleSpec {
 
 struct ModelSpec {
   std::string path;
+  std::string adapter;  // `PATH+ADAPTER_DIR`: a PEFT LoRA adapter applied to PATH on read
   double weight = 1.0;
 };
 
@@ -48,6 +50,17 @@ std::string resolvePath(const std::string& p, const std::string& configDir) {
   struct stat st;
   if (::stat(p.c_str(), &st) == 0) return p;
   return configDir + "/" + p;
+}
+
+/// A model path, or `PATH+ADAPTER_DIR` (when the whole text is not an existing path): the model
+/// at PATH with the PEFT LoRA adapter in ADAPTER_DIR applied as it is read.
+void setModelPath(ModelSpec& s, const std::string& raw, const std::string& configDir) {
+  s.path = resolvePath(raw, configDir);
+  struct stat st;
+  const auto plus = raw.rfind('+');
+  if (plus == std::string::npos || plus == 0 || plus + 1 == raw.size() || ::stat(s.path.c_str(), &st) == 0) return;
+  s.path = resolvePath(raw.substr(0, plus), configDir);
+  s.adapter = resolvePath(raw.substr(plus + 1), configDir);
 }
 
 double scalarParam(const YAML::Node& v, const std::string& where) {
@@ -106,10 +119,10 @@ MergeConfig parseConfig(const std::string& path) {
   for (const auto& m : root["models"]) {
     ModelSpec s;
     if (m.IsScalar()) {
-      s.path = resolvePath(m.as<std::string>(), dir);
+      setModelPath(s, m.as<std::string>(), dir);
     } else {
       if (!m.IsMap() || !m["model"]) throw CliError(path + ": each entry of 'models' needs 'model: PATH'");
-      s.path = resolvePath(m["model"].as<std::string>(), dir);
+      setModelPath(s, m["model"].as<std::string>(), dir);
       for (const auto& kv : m) {
         const std::string k = kv.first.as<std::string>();
         if (k != "model" && k != "parameters") throw CliError(path + ": model '" + s.path + "': unknown key '" + k + "'");
@@ -242,6 +255,7 @@ struct MergeOptions {
 struct Inputs {
   std::unique_ptr<wproj::io::Checkpoint> base;
   std::vector<std::unique_ptr<wproj::io::Checkpoint>> models;
+  std::vector<std::unique_ptr<AdapterReader>> adapters;  // one per model (null: none)
 };
 
 struct Plan {
@@ -350,6 +364,7 @@ class MergeRun {
 
   Matrix model(wproj::Index i, const std::string& n) const {
     Matrix theta = readAndRelease(*m_in.models[std::size_t(i)], n);
+    if (m_in.adapters[std::size_t(i)]) m_in.adapters[std::size_t(i)]->adjust(n, theta);
     const double wgt = m_c.models[std::size_t(i)].weight;
     if (wgt != 1.0) {  // θ₀ + w (θ − θ₀), with θ₀ read in place from the mapped file
       {
@@ -521,7 +536,14 @@ void runMerge(const MergeOptions& o) {
   const MergeConfig c = parseConfig(o.config);
   Inputs in;
   in.base = std::make_unique<wproj::io::Checkpoint>(c.base);
-  for (const auto& m : c.models) in.models.push_back(std::make_unique<wproj::io::Checkpoint>(m.path));
+  for (const auto& m : c.models) {
+    in.models.push_back(std::make_unique<wproj::io::Checkpoint>(m.path));
+    in.adapters.emplace_back();
+    if (!m.adapter.empty()) {
+      in.adapters.back() = std::make_unique<AdapterReader>(m.adapter);
+      in.adapters.back()->checkAgainst(*in.models.back(), "model '" + m.path + "+" + m.adapter + "'");
+    }
+  }
   const Plan p = makePlan(c, in);
   const std::uint64_t peak = peakEstimate(c, p, in);
 
@@ -530,6 +552,8 @@ void runMerge(const MergeOptions& o) {
     auto f = filesOf(*m);
     inputs.insert(inputs.end(), f.begin(), f.end());
   }
+  for (const auto& m : c.models)
+    if (!m.adapter.empty()) inputs.push_back(m.adapter);
   inputs.push_back(o.config);
   if (!o.dryRun) {
     checkNotAnInput(o.out, inputs, !fileOut, "-o");
@@ -562,7 +586,8 @@ void runMerge(const MergeOptions& o) {
   os << "  base:     " << c.base << " (" << in.base->names().size() << " tensors, " << humanBytes(double(in.base->totalBytes()))
      << ")\n";
   for (std::size_t i = 0; i < c.models.size(); ++i)
-    os << "  model " << (i + 1) << ":  " << c.models[i].path << " (weight " << c.models[i].weight << ", "
+    os << "  model " << (i + 1) << ":  " << c.models[i].path
+       << (c.models[i].adapter.empty() ? "" : " + adapter " + c.models[i].adapter) << " (weight " << c.models[i].weight << ", "
        << humanBytes(double(in.models[i]->totalBytes())) << ")\n";
   std::size_t counts[3] = {0, 0, 0};
   for (const auto& n : p.merged) ++counts[int(p.decision.at(n).action)];
@@ -620,7 +645,10 @@ void runMerge(const MergeOptions& o) {
   j["output"] = outputs;
   j["base_model"] = c.base;
   j["models"] = nlohmann::json::array();
-  for (const auto& m : c.models) j["models"].push_back({{"model", m.path}, {"weight", m.weight}});
+  for (const auto& m : c.models) {
+    j["models"].push_back({{"model", m.path}, {"weight", m.weight}});
+    if (!m.adapter.empty()) j["models"].back()["adapter"] = m.adapter;
+  }
   j["copied_non_float"] = p.copied;
   j["copied_empty"] = p.empty;
   j["estimated_peak_bytes"] = peak;
@@ -682,6 +710,7 @@ void addMergeCommand(CLI::App& app) {
       methodsFooter() +
       "Rules: tensors: [{pattern: REGEX, action: merge|average|skip}], first match wins.\n"
       "Relative paths are taken from the working folder, else from the config's folder.\n"
+      "A model 'PATH+ADAPTER_DIR' is PATH with a PEFT LoRA adapter applied as it is read.\n"
       "Example config:\n"
       "  merge_method: ties\n"
       "  base_model: base.safetensors\n"

@@ -204,10 +204,12 @@ class AdapterReader {
       throw CliError("--adapter '" + dir + "': no " + std::string(kAdapterWeights) + " (adapter_model.bin is not supported; convert it to safetensors)");
     m_file = std::make_unique<wproj::io::SafetensorsReader>(weights);
     for (const auto& t : m_file->tensors()) classify(t.name);
-    for (const auto& kv : modules)
+    for (const auto& kv : modules) {
       if (kv.second.keyA.empty() || kv.second.keyB.empty())
         throw CliError(weights + ": module '" + kv.first + "' has lora_" + (kv.second.keyA.empty() ? "B" : "A") +
                        " but no lora_" + (kv.second.keyA.empty() ? "A" : "B"));
+      m_weightModule[weightOf(kv.first)] = kv.first;
+    }
   }
 
   const wproj::io::SafetensorsReader& file() const { return *m_file; }
@@ -242,6 +244,51 @@ class AdapterReader {
       return "module '" + module + "': base tensor '" + weightOf(module) + "' is " + baseTensor->shapeString() +
              " but the adapter's update is [" + std::to_string(rows) + ", " + std::to_string(cols) + "]";
     return "";
+  }
+
+  /// Checks every module and every replacement tensor against the checkpoint the adapter is
+  /// applied to, before anything is written; throws CliError naming `what` (the adapter's role).
+  void checkAgainst(const wproj::io::Checkpoint& base, const std::string& what) const {
+    for (const auto& kv : modules) {
+      const std::string wname = weightOf(kv.first);
+      const std::string problem = validate(kv.first, base.contains(wname) ? &base.info(wname) : nullptr);
+      if (!problem.empty()) throw CliError(what + ": " + problem);
+    }
+    for (const auto& kv : replacements) {
+      if (!base.contains(kv.first))
+        throw CliError(what + ": tensor '" + kv.second + "' replaces '" + kv.first + "', which " + base.path() + " does not have");
+      const auto& tb = base.info(kv.first);
+      const auto& ta = m_file->info(kv.second);
+      if (ta.shape != tb.shape)
+        throw CliError(what + ": tensor '" + kv.second + "' is " + ta.shapeString() + " but '" + kv.first + "' of " +
+                       base.path() + " is " + tb.shapeString());
+      if (m_weightModule.count(kv.first)) throw CliError(what + ": tensor '" + kv.first + "' is both adapted and replaced");
+      if (wproj::io::isConvertibleFloat(tb.dtype) != wproj::io::isConvertibleFloat(ta.dtype) ||
+          (!wproj::io::isConvertibleFloat(tb.dtype) && ta.dtype != tb.dtype))
+        throw CliError(what + ": tensor '" + kv.second + "' is " + ta.dtypeString() + " but '" + kv.first + "' of " +
+                       base.path() + " is " + tb.dtypeString());
+    }
+  }
+
+  /// The module whose update applies to base tensor `name`, or nullptr.
+  const std::string* moduleFor(const std::string& name) const {
+    auto it = m_weightModule.find(name);
+    return it == m_weightModule.end() ? nullptr : &it->second;
+  }
+
+  /// Tensor `name` (already read into `theta`) as the checkpoint with the adapter applied:
+  /// W + scale·B·A for an adapted weight, the adapter's tensor for a replaced one, else unchanged.
+  template <typename Matrix>
+  void adjust(const std::string& name, Matrix& theta) const {
+    if (const std::string* m = moduleFor(name)) {
+      apply(*m, theta, 1.0);
+      return;
+    }
+    auto rep = replacements.find(name);
+    if (rep != replacements.end()) {
+      theta = m_file->template read<typename Matrix::Scalar>(rep->second);
+      m_file->release(rep->second);
+    }
   }
 
   /// W ± scale·B·A for module `module` (W as stored: out×in, or in×out / vocab×dim when transposed).
@@ -300,6 +347,7 @@ class AdapterReader {
 
   std::string m_dir;
   std::unique_ptr<wproj::io::SafetensorsReader> m_file;
+  std::map<std::string, std::string> m_weightModule;  // base tensor → module
 };
 
 }  // namespace wcli
