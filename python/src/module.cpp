@@ -68,6 +68,7 @@ void throwValue(const std::string& msg) { throw py::value_error(msg); }
 
 void initEditingEstimators(py::module_& m);  // editing_estimators.cpp
 void initIncremental(py::module_& m);        // incremental.cpp
+void initLowrank(py::module_& m);            // lowrank.cpp
 
 }  // namespace wproj_py
 
@@ -100,5 +101,6 @@ PYBIND11_MODULE(_core, m) {
   wproj_py::initEditing(m);
   wproj_py::initEditingEstimators(m);
   wproj_py::initMerging(m);
+  wproj_py::initLowrank(m);
   wproj_py::initIo(m);
 }

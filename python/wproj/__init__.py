@@ -1,7 +1,8 @@
 """wproj — weight-matrix projection methods (Python package over the C++ headers).
 
 Decompositions (randomized / truncated / incremental SVD, orthonormalisation, DCT), subspaces and
-null spaces, LEACE concept erasure, model merging (``wproj.merging``) and safetensors files
+null spaces, LEACE concept erasure, model merging (``wproj.merging``), LoRA factors from weights
+(``wproj.lowrank``) and safetensors files
 (``wproj.io``), computed by the same C++ code as the library, on NumPy arrays.
 
 Arrays: float32 and float64 matrices that are C- or F-contiguous are read in place (no copy);
@@ -26,7 +27,7 @@ __version__ = _core.__version__
 __all__ = [
     "NumericalError", "randomized_svd", "truncated_svd", "IncrementalSVD", "orthonormalize",
     "dct_matrix", "dct", "idct", "Subspace", "null_space", "LeaceEraser", "LeaceFitter",
-    "AlphaEdit", "detox_subspace", "editing", "merging", "io",
+    "AlphaEdit", "detox_subspace", "editing", "merging", "lowrank", "io",
 ]
 
 
@@ -421,5 +422,5 @@ class LeaceFitter:
         return self._f.count()
 
 
-from . import editing, io, merging  # noqa: E402  (after the core names they use)
+from . import editing, io, lowrank, merging  # noqa: E402  (after the core names they use)
 from .editing import AlphaEdit, detox_subspace  # noqa: E402

@@ -5,6 +5,7 @@ import numpy.typing as npt
 
 from . import editing as editing
 from . import io as io
+from . import lowrank as lowrank
 from . import merging as merging
 from .editing import AlphaEdit as AlphaEdit
 from .editing import detox_subspace as detox_subspace
