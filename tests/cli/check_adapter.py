@@ -276,6 +276,21 @@ def edit_config(argv):
     json.dump(cfg, open(path, "w"))
 
 
+def peft_names(argv):
+    """peft-names ADAPTER_DIR: rewrites the keys as PEFT names them in memory (".default" adapter
+    segment, "base_layer" for the wrapped layer's own parameters); the values stay."""
+    path = argv[0] + "/adapter_model.safetensors"
+    ad, _ = read_st(path)
+    out = {}
+    for k, (dt, v) in ad.items():
+        k2 = k.replace(".lora_A.weight", ".lora_A.default.weight").replace(".lora_B.weight", ".lora_B.default.weight")
+        if k2.endswith("_proj.bias"):
+            k2 = k2[:-len(".bias")] + ".base_layer.bias"
+        out[k2] = ("F32", v.astype(np.float32))
+    write_st(path, out)
+
+
 if __name__ == "__main__":
-    modes = {"gen": lambda a: gen(a[0]), "check": check, "applied": applied, "close": close, "edit-config": edit_config}
+    modes = {"gen": lambda a: gen(a[0]), "check": check, "applied": applied, "close": close, "edit-config": edit_config,
+             "peft-names": peft_names}
     modes[sys.argv[1]](sys.argv[2:])

@@ -81,6 +81,11 @@ check applied base_f32.safetensors ft_f32.safetensors merged.safetensors a_rank.
 "$WPROJ" apply-lora --base merged.safetensors --adapter a_rank -o unmerged.safetensors --subtract > sub.txt
 grep -q "cannot be subtracted" sub.txt || { cat sub.txt; die "--subtract note"; }
 check close unmerged.safetensors base_f32.safetensors 1e-5 _proj.weight
+cp -r a_rank a_peft
+check peft-names a_peft
+grep -q "lora_A.default.weight" a_peft/adapter_model.safetensors || die "peft-names"
+"$WPROJ" apply-lora --base base_f32.safetensors --adapter a_peft -o merged_peft.safetensors > /dev/null
+cmp merged.safetensors merged_peft.safetensors || die "keys with .default / base_layer give another result"
 "$WPROJ" apply-lora --base base_f32.safetensors --adapter a_energy -o merged_e --max-shard-size 40KB > /dev/null
 [ -f merged_e/model.safetensors.index.json ] || die "no sharded output"
 "$WPROJ" apply-lora --base base_f32.safetensors --adapter a_energy -o merged_e.safetensors > /dev/null

@@ -726,7 +726,7 @@ void addLoraCommands(CLI::App& app) {
   e->add_option("--exclude", eo.exclude, "leave out tensors whose name matches this regex");
   e->add_flag("--embeddings", eo.embeddings, "decompose embeddings (lora_embedding_A/B) instead of saving them whole");
   e->add_option("--modules-to-save", eo.modulesToSave, "save tensors matching this regex whole (when changed)");
-  e->add_flag("--skip-undecomposable", eo.skipUndecomposable, "leave changed non-2-D tensors out instead of saving them whole");
+  e->add_flag("--skip-undecomposable", eo.skipUndecomposable, "leave changed tensors that are not decomposed out instead of saving them whole");
   auto* oAlpha = e->add_option("--alpha", eo.alpha, "lora_alpha (default: alpha = rank per module, so scale = 1)");
   e->add_option("--split", eo.split, "where the singular values go: balanced (sqrt on both, default), b or a");
   e->add_option("--dtype", eo.dtype, "adapter dtype: float32, bfloat16 or float16 (default: the fine-tuned model's)");

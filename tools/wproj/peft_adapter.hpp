@@ -325,6 +325,9 @@ class AdapterReader {
       if (wproj::io::detail::endsWith(k, seg + ".default")) stripSuffix(k, ".default");
     const auto mts = k.find(".modules_to_save.default.");
     if (mts != std::string::npos) k = k.substr(0, mts) + k.substr(mts + 24);
+    // PEFT's wrapped layers name the original parameters "<module>.base_layer.<name>".
+    const auto bl = k.find(".base_layer.");
+    if (bl != std::string::npos) k = k.substr(0, bl) + k.substr(bl + 11);
     std::string m = k;
     auto put = [&](bool isA, bool emb) {
       AdapterModule& mod = modules[m];
