@@ -56,6 +56,11 @@ step "rank larger than the tensors is clamped per tensor, float64 compute, split
 grep -q "clamped" a_big.txt || { cat a_big.txt; die "clamping not shown"; }
 check check base_f32.safetensors ft_f32.safetensors a_big a_big.json fixed:40 clamped
 
+step "float16 adapter, singular values into A"
+"$WPROJ" extract-lora --base base_f32.safetensors --model ft_f32.safetensors -o a_h --rank 5 --split a --dtype float16 \
+  --report a_h.json > /dev/null
+check check base_f32.safetensors ft_f32.safetensors a_h a_h.json fixed:5 dtype=F16
+
 step "energy rule with --embeddings and --alpha"
 "$WPROJ" extract-lora --base base_f32.safetensors --model ft_f32.safetensors -o a_energy --energy 0.95 --embeddings \
   --alpha 16 --report a_energy.json > /dev/null
