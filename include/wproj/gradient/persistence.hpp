@@ -167,10 +167,21 @@ inline std::string readString(std::istream& is, const char* what, std::uint32_t 
 /// Writes a section tag (the class name of what follows).
 inline void writeTag(std::ostream& os, const char* tag) { writeString(os, tag); }
 
-/// Reads a section tag and throws `IoError` unless it equals `expected`.
+/// True when a stored tag names `current`: the same name, or the name the class had in wproj 0.1.0
+/// (files written before the renames of 0.2.0 — SvdBasis, DctBasis, OnlinePcaBasis — still load).
+inline bool tagMatches(const std::string& stored, const char* current) {
+  if (stored == current) return true;
+  static const char* const renamed[][2] = {
+      {"SVDBasis", "SvdBasis"}, {"DCTBasis", "DctBasis"}, {"OnlinePCABasis", "OnlinePcaBasis"}};
+  for (const auto& r : renamed)
+    if (std::strcmp(current, r[0]) == 0 && stored == r[1]) return true;
+  return false;
+}
+
+/// Reads a section tag and throws `IoError` unless it names `expected` (see tagMatches).
 inline void expectTag(std::istream& is, const char* expected) {
   const std::string got = readString(is, "section tag");
-  if (got != expected)
+  if (!tagMatches(got, expected))
     throw IoError(std::string("checkpoint: expected section '") + expected + "', found '" + got + "'");
 }
 

@@ -425,7 +425,7 @@ class GradientProjector {
   void load(std::istream& is) {
     ckpt::expectTag(is, "GradientProjector");
     const std::string name = ckpt::readString(is, "basis name");
-    if (name != Basis::kName)
+    if (!ckpt::tagMatches(name, Basis::kName))
       throw IoError("checkpoint: projector was saved with basis '" + name + "'; this projector uses '" + Basis::kName + "'");
     GradientProjector p(m_a);  // build into a fresh object, commit at the end
     p.m_initialized = ckpt::readBounded<std::uint8_t>(is, "initialized flag", 0, 1) != 0;
