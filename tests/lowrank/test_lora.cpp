@@ -314,6 +314,17 @@ TEMPLATE_TEST_CASE("loraSpectrum feeds the allocator; the chosen ranks reproduce
     items.push_back(it);
     CHECK(it.spectrum.sigma.size() == 24);
     CHECK(it.spectrum.normSq == Approx(t.template cast<double>().squaredNorm()).epsilon(1e-6));
+    // Values only (Gram eigenvalues in double) against BDCSVD: σ_i² within u_d·σ_0²-ish rounding of the input.
+    const Vec<double> exact = spectrumOf(t);
+    const double tolSq = (std::is_same<T, float>::value ? 1e-6 : 1e-13) * exact(0) * exact(0);
+    CHECK((it.spectrum.sigma.array().square() - exact.head(24).array().square()).abs().maxCoeff() <= tolSq);
+    // The randomized route on the same tensor: the leading values agree.
+    LoraOptions ro;
+    ro.solver = LoraSolver::Randomized;
+    ro.powerIterations = 6;
+    const auto rs = wproj::loraSpectrum(t, 8, ro);
+    REQUIRE(rs.sigma.size() == 8);
+    CHECK((rs.sigma - exact.head(8)).cwiseAbs().maxCoeff() <= 1e-3 * exact(0));
   }
   const std::uint64_t budget = 30 * 100 * sizeof(T);
   const auto alloc = wproj::allocateLoraBudget(items, budget);

@@ -18,6 +18,7 @@
 #include "../linalg/truncated_svd.hpp"
 
 #include <Eigen/Core>
+#include <Eigen/Eigenvalues>
 
 #include <algorithm>
 #include <cmath>
@@ -260,8 +261,10 @@ LoraFactors<typename D1::Scalar> extractLora(const Eigen::MatrixBase<D1>& fineTu
   return extractLora(tau, opt);
 }
 
-/// The leading `cap` singular values of τ and ‖τ‖²_F, by the solver `opt` chooses for rank `cap`
-/// (the rule of `opt` is not used). The input of `allocateLoraBudget`.
+/// The leading `cap` singular values of τ and ‖τ‖²_F (the input of `allocateLoraBudget`): by the
+/// randomized solver when `opt` chooses it for rank `cap`, else as the square roots of the
+/// eigenvalues of the min(m, n)-sized Gram matrix accumulated in double (values only). The rule
+/// of `opt` is not used.
 template <typename Derived>
 LoraSpectrum loraSpectrum(const Eigen::MatrixBase<Derived>& tau, Index cap, const LoraOptions& opt = LoraOptions()) {
   using Scalar = typename Derived::Scalar;
@@ -278,8 +281,27 @@ LoraSpectrum loraSpectrum(const Eigen::MatrixBase<Derived>& tau, Index cap, cons
     s.cols = tau.cols();
     s.normSq = detail::squaredNormInDouble(tau);
     if (s.normSq == 0.0) return s;
+    const Index small = std::min(s.rows, s.cols), k = std::min(cap, small);
+    const bool randomized = opt.solver == LoraSolver::Randomized ||
+                            (opt.solver == LoraSolver::Auto && opt.randomizedIsCheaper(s.rows, s.cols, k));
+    if (!randomized) {
+      // Values only: the eigenvalues of the small Gram matrix accumulated in double. σ_i² carries
+      // an absolute error ≈ u_d·σ_0², far below what a rank allocation can distinguish, at a
+      // fraction of the cost of singular vectors.
+      Eigen::MatrixXd gram(small, small);
+      const Eigen::MatrixXd t = tau.template cast<double>();
+      if (s.rows >= s.cols)
+        gram.noalias() = t.transpose() * t;
+      else
+        gram.noalias() = t * t.transpose();
+      Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(gram, Eigen::EigenvaluesOnly);
+      if (eig.info() != Eigen::Success) throw NumericalError("loraSpectrum: the eigensolver did not converge");
+      s.sigma.resize(k);
+      for (Index i = 0; i < k; ++i) s.sigma(i) = std::sqrt(std::max(0.0, eig.eigenvalues()(small - 1 - i)));
+      return s;
+    }
     LoraOptions o = opt;
-    o.rule = RankRule::fixed(std::min(cap, std::min(s.rows, s.cols)));
+    o.rule = RankRule::fixed(k);
     Matrix u, v;
     typename LoraFactors<Scalar>::Vector sigma;
     detail::loraTriplets<Matrix>(tau, o, s.normSq, u, sigma, v);
