@@ -15,7 +15,7 @@ Usage:
   /usr/bin/python3 bench/peers/peer_lora.py OUT.json [--wproj BENCH_LORA.json] [--quick] [--skip-exact]
       time the peers; with --wproj (bench_lora's --benchmark_out JSON) match svd_lowrank's niter to
       wproj's error and print the ratios against the targets
-  /usr/bin/python3 bench/peers/peer_lora.py --model-loop --base DIR --model DIR --rank R
+  /usr/bin/python3 bench/peers/peer_lora.py --model-loop --base DIR --model DIR --rank R [-o OUT_DIR]
       the whole-model loop mergekit runs (load each tensor pair, SVD of tau, truncate), for
       /usr/bin/time -v against `wproj extract-lora`
 """
@@ -113,7 +113,8 @@ def lora(repeats, wproj=None, skip_exact=False, max_niter=12):
                     return u[:, :r] * s[:r], v[:, :r].T
                 return run
             choice = wproj_choice(wproj.get((m, n, r), [])) if wproj else None
-            target = choice["rel_err"] if choice else ERROR_TARGET * opt
+            # wproj's error (not below 1.001x optimal: an exact wproj run sits at the optimum itself).
+            target = max(choice["rel_err"], 1.001 * opt) if choice else ERROR_TARGET * opt
 
             def row(niter, timing, err, matched):
                 best, med, reps = timing
@@ -205,25 +206,42 @@ def load_tensor(path, info):
     return torch.frombuffer(raw, dtype=dtype).reshape(info["shape"])
 
 
-def model_loop(base, model, rank):
-    """mergekit's extraction loop over a sharded safetensors checkpoint pair: each 2-D tensor pair
-    is loaded, tau = ft - base, torch.linalg.svd(tau), truncate to rank r; the factors are kept."""
+def model_loop(base, model, rank, out_dir=None):
+    """mergekit's extraction loop over a sharded safetensors checkpoint pair: each changed 2-D
+    weight pair (embeddings aside, as `wproj extract-lora` by default) is loaded, tau = ft - base,
+    torch.linalg.svd(tau), truncated to rank r; the factors are kept and written at the end
+    (OUT/adapter_model.safetensors, float32) like mergekit's adapter."""
     import torch
     idx_b, idx_f = tensor_index(base), tensor_index(model)
     out, t0, total_sq, err_sq = {}, time.perf_counter(), 0.0, 0.0
     for name, (path_f, info_f) in idx_f.items():
-        if len(info_f["shape"]) != 2 or name not in idx_b or "embed" in name or "lm_head" in name:
+        if len(info_f["shape"]) != 2 or not name.endswith(".weight") or name not in idx_b or "embed_tokens" in name:
             continue
         ft = load_tensor(path_f, info_f).float()
         b = load_tensor(*idx_b[name]).float()
+        if torch.equal(ft, b):
+            continue
         tau = ft - b
         del ft, b
         u, s, vh = torch.linalg.svd(tau, full_matrices=False)
-        out[name + ".lora_B"] = (u[:, :rank] * s[:rank]).contiguous()
-        out[name + ".lora_A"] = vh[:rank].contiguous()
-        total_sq += float(torch.sum(tau.double() ** 2))
-        err_sq += max(0.0, float(torch.sum(s.double() ** 2) - torch.sum(s[:rank].double() ** 2)))
+        module = name[: -len(".weight")]
+        out[module + ".lora_B.weight"] = (u[:, :rank] * s[:rank]).contiguous()
+        out[module + ".lora_A.weight"] = vh[:rank].contiguous()
+        total_sq += float(torch.sum(s.double() ** 2))
+        err_sq += float(torch.sum(s[rank:].double() ** 2))
         del tau, u, s, vh
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        header, offset = {}, 0
+        for k, v in out.items():
+            header[k] = {"dtype": "F32", "shape": list(v.shape), "data_offsets": [offset, offset + 4 * v.numel()]}
+            offset += 4 * v.numel()
+        raw = json.dumps(header).encode()
+        raw += b" " * ((8 - len(raw) % 8) % 8)
+        with open(os.path.join(out_dir, "adapter_model.safetensors"), "wb") as f:
+            f.write(len(raw).to_bytes(8, "little") + raw)
+            for v in out.values():
+                f.write(v.numpy().tobytes())
     print(f"torch loop: {len(out) // 2} tensors, rank {rank}, {time.perf_counter() - t0:.1f} s, "
           f"relative error {np.sqrt(err_sq / total_sq):.4f}", flush=True)
 
@@ -239,7 +257,7 @@ def main():
         arg = lambda k: sys.argv[sys.argv.index(k) + 1]  # noqa: E731
         import torch
         torch.set_num_threads(w.threads())
-        model_loop(arg("--base"), arg("--model"), int(arg("--rank")))
+        model_loop(arg("--base"), arg("--model"), int(arg("--rank")), arg("-o") if "-o" in sys.argv else None)
         return
     import torch
     torch.set_num_threads(w.threads())

@@ -148,11 +148,11 @@ LORA_SIGNAL_RANK, LORA_DECAY, LORA_NOISE_SHARE, LORA_RMS = 256, 0.7, 0.3, 1e-3
 
 
 def lora_tau(m, n, seed):
-    """A synthetic task vector: sum_i sigma_i u_i v_i^T with sigma_i = i^-0.7 (i <= 256, random
+    """A synthetic task vector: sum_i sigma_i u_i v_i^T with sigma_i = i^-0.7 (i <= 256 or min(m, n)/2, random
     orthonormal u_i, v_i) plus dense Gaussian noise holding ~30% of the Frobenius norm, scaled to an
     entry RMS of 1e-3 (the size of a fine-tuning delta). float32, m x n (out x in, like nn.Linear)."""
     rng = np.random.default_rng(seed)
-    r = LORA_SIGNAL_RANK
+    r = min(LORA_SIGNAL_RANK, min(m, n) // 2)
     sigma = np.arange(1, r + 1, dtype=np.float64) ** -LORA_DECAY
     u = orthonormal(rng, m, r)
     v = orthonormal(rng, n, r)
