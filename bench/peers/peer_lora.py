@@ -170,7 +170,7 @@ def summarize(rows, wproj):
                 cpu.append(f"matched svd_lowrank {mt[0]['cpu_s']:.3f} (ratio {choice['cpu_s'] / mt[0]['cpu_s']:.2f})")
             print(f"  {'':<11} {'':>4}  " + ", ".join(cpu))
     print("  targets: 4096x11008 r=64: speedup >= 10x over linalg.svd at <= 1.01x its optimal error; "
-          "time ratio (wproj / matched svd_lowrank) <= 0.5.\n  Process CPU times (all threads) are less sensitive to other load on the machine than wall times.")
+          "time ratio (wproj / matched svd_lowrank) <= 0.5.\n  Process CPU times (all threads) show how many cores each side kept busy, and vary less with other load than wall times.")
 
 
 def tensor_index(folder):
