@@ -127,16 +127,25 @@ TEMPLATE_TEST_CASE("extractLora: the randomized solver is within 1% of the optim
   const Mat<T> tau = withSpectrum<T>(600, 400, sigma, 21);
   LoraOptions opt;
   opt.rule = RankRule::fixed(20);
-  // The cost model: randomized when 4(q+1)(k+p) ≤ min(m, n) and min(m, n) > 256.
-  CHECK(opt.randomizedIsCheaper(600, 400, 20));        // 4·3·30 = 360 ≤ 400
-  CHECK_FALSE(opt.randomizedIsCheaper(600, 400, 30));  // 480 > 400
+  // The cost model: randomized when 5·columns ≤ s + 10·s³/(m·n) and s = min(m, n) > 256; block
+  // Krylov at r = 20: b = 10, q = 3 (b(q+1) ≥ 2r), 40 columns; power iteration: 3·(r + p).
+  CHECK(opt.randomizedColumns(20) == 40);
+  CHECK(opt.randomizedIsCheaper(600, 400, 20));
   CHECK_FALSE(opt.randomizedIsCheaper(5000, 200, 1));  // small side ≤ 256: exact
   CHECK(opt.randomizedIsCheaper(4096, 11008, 64));
+  CHECK_FALSE(opt.randomizedIsCheaper(600, 400, 200));
+  LoraOptions power = opt;
+  power.blockKrylov = false;
+  CHECK(power.randomizedColumns(20) == 90);
   opt.solver = LoraSolver::Randomized;
+  const double optimal = tailNorm(sigma, 20);
+  power.solver = LoraSolver::Randomized;
+  const auto fp = wproj::extractLora(tau, power);
+  CHECK(fp.randomized);
+  CHECK(std::sqrt(fp.errorSq) <= 1.01 * optimal);
   const auto f = wproj::extractLora(tau, opt);
   CHECK(f.randomized);
   REQUIRE(f.rank() == 20);
-  const double optimal = tailNorm(sigma, 20);
   CHECK(std::sqrt(f.errorSq) <= 1.01 * optimal);
   CHECK(std::sqrt(f.errorSq) >= optimal * (1 - 1e-5));
   // The identity ‖τ‖² − Σσ² agrees with the measured error (Rayleigh–Ritz factors).
