@@ -89,8 +89,9 @@ void report(benchmark::State& state, const LoraWorkload& w, const wproj::LoraFac
                  solver);
 }
 
-// extractLora with the solver chosen by cost (LoraSolver::Auto): args = {shape, rank, q}, q the
-// power iterations of the randomized solver (−1: its automatic choice).
+// extractLora with the solver chosen by cost (LoraSolver::Auto): args = {shape, rank, q, krylov},
+// krylov = 1 for block Krylov iteration with the default blocks (q its depth, −1 automatic: the
+// library's default), 0 for power iteration (q power iterations, −1 meaning 2).
 void BM_LoraExtract(benchmark::State& state) {
   const LoraWorkload& w = LoraWorkload::get(state.range(0));
   if (!w.error.empty()) {
@@ -98,23 +99,30 @@ void BM_LoraExtract(benchmark::State& state) {
     return;
   }
   const Index rank = state.range(1), q = state.range(2);
+  const bool krylov = state.range(3) != 0;
   wproj::LoraOptions opt;
   opt.rule = wproj::RankRule::fixed(rank);
   opt.powerIterations = q;
+  opt.blockKrylov = krylov;
   opt.seed = 7;
   wproj::LoraFactors<float> f;
   for (auto _ : state) {
     f = wproj::extractLora(w.tau, opt);
     benchmark::DoNotOptimize(f.B.data());
   }
-  report(state, w, f, rank, f.randomized ? "randomized, q=" + (q >= 0 ? std::to_string(q) : std::string("auto")) : "exact");
+  const std::string qs = q >= 0 ? std::to_string(q) : std::string("auto");
+  report(state, w, f, rank,
+         f.randomized ? (krylov ? "krylov b=" + std::to_string(opt.krylovBlockFor(rank)) + ", q=" + qs : "power, q=" + qs)
+                      : "exact");
 }
 BENCHMARK(BM_LoraExtract)
-    ->ArgNames({"shape", "r", "q"})
+    ->ArgNames({"shape", "r", "q", "krylov"})
     ->Apply([](benchmark::internal::Benchmark* b) {  // shape-major: each τ is read once
       for (Index shape : {0, 1, 2})
-        for (Index r : {16, 64, 256})
-          for (Index q : {0, 1, 2, 3, -1}) b->Args({shape, r, q});
+        for (Index r : {16, 64, 256}) {
+          for (Index q : {-1, 2, 3}) b->Args({shape, r, q, 1});
+          for (Index q : {1, 2, 3}) b->Args({shape, r, q, 0});
+        }
     })
     ->Unit(benchmark::kMillisecond)
     ->MeasureProcessCPUTime()

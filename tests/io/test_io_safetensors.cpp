@@ -91,6 +91,17 @@ TEMPLATE_TEST_CASE("safetensors: round trip in F32/F64/F16/BF16 with metadata, s
     const auto v = r.template view<T>("z.weight");
     CHECK(Mat<T>(v.map()) == expected);
     CHECK(v.isZeroCopy() == (dt == wio::defaultDtype<T>()));
+    // Row blocks (with and without releasing their pages) equal the rows of the whole tensor.
+    for (Index r0 : {0, 4, 12}) {
+      const Index h = std::min<Index>(5, 13 - r0);
+      RowMajorMat<T> rows(h, 7);
+      r.template readRows<T>("z.weight", r0, h, rows.data(), r0 == 4);
+      CHECK(Mat<T>(rows) == expected.middleRows(r0, h));
+    }
+    RowMajorMat<T> again(13, 7);
+    r.template readRows<T>("z.weight", 0, 13, again.data());  // released pages fault back in
+    CHECK(Mat<T>(again) == expected);
+    CHECK_THROWS_WITH(r.template readRows<T>("z.weight", 10, 4, again.data()), Catch::Contains("rows") && Catch::Contains("13"));
     // Relative error bound of the storage format.
     const double u = dt == wio::DType::F16    ? std::ldexp(1.0, -11)
                      : dt == wio::DType::BF16 ? std::ldexp(1.0, -8)

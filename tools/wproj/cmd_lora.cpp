@@ -147,21 +147,30 @@ using ColMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
 template <typename Scalar>
 using RowMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-/// τ = W_ft − W_base of one tensor in the compute type (τᵀ for an embedding: dim×vocab).
+/// τ = W_ft − W_base of one tensor in the compute type (τᵀ for an embedding: dim×vocab), read in
+/// blocks of 64 rows from both files, each block's mapped pages released once it is used: memory
+/// is τ plus two blocks, not τ plus both mapped tensors (and their converted copies for bf16/f16).
 template <typename Scalar>
 ColMatrix<Scalar> taskVector(const wio::Checkpoint& base, const wio::Checkpoint& ft, const std::string& n, bool transposed) {
-  ColMatrix<Scalar> tau;
-  {
-    const auto b = base.view<Scalar>(n);
-    const auto f = ft.view<Scalar>(n);
-    if (transposed) tau = (f.map() - b.map()).transpose();
-    else {
-      const RowMatrix<Scalar> d = f.map() - b.map();
-      copyTiled(tau, d);
+  const auto& info = ft.info(n);
+  const wproj::Index rows = info.rows(), cols = info.cols();
+  ColMatrix<Scalar> tau(transposed ? cols : rows, transposed ? rows : cols);
+  constexpr wproj::Index block = 64;
+  RowMatrix<Scalar> f(std::min(block, rows), cols), b(std::min(block, rows), cols);
+  for (wproj::Index r0 = 0; r0 < rows; r0 += block) {
+    const wproj::Index h = std::min(block, rows - r0);
+    if (f.rows() != h) {
+      f.resize(h, cols);
+      b.resize(h, cols);
     }
+    ft.readRows<Scalar>(n, r0, h, f.data(), true);
+    base.readRows<Scalar>(n, r0, h, b.data(), true);
+    f -= b;
+    if (transposed)
+      tau.middleCols(r0, h) = f.transpose();  // contiguous columns of τᵀ
+    else
+      tau.middleRows(r0, h) = f;  // 64 rows: the strided reads stay in cache
   }
-  base.release(n);
-  ft.release(n);
   return tau;
 }
 

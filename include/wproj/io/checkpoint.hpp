@@ -120,6 +120,11 @@ class Checkpoint {
   }
   /// Lets the kernel drop the tensor's pages from the resident set.
   void release(const std::string& name) const { readerOf(name).release(name); }
+  /// Rows [row0, row0 + count) as `Scalar` into `dst` (see SafetensorsReader::readRows).
+  template <typename Scalar>
+  void readRows(const std::string& name, Index row0, Index count, Scalar* dst, bool releaseAfter = false) const {
+    readerOf(name).template readRows<Scalar>(name, row0, count, dst, releaseAfter);
+  }
   /// Throws IoError if any shard file changed size since it was opened (see MappedFile::checkUnchanged).
   void checkUnchanged() const {
     for (const auto& s : m_shards) s->checkUnchanged();

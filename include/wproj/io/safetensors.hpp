@@ -441,6 +441,24 @@ class SafetensorsReader {
     return TensorView<Scalar>(std::move(buf), t.rows(), t.cols());
   }
 
+  /// Rows [row0, row0 + count) of a 2-D tensor (1-D: a row vector) converted to `Scalar` into
+  /// `dst` (count×cols, row-major, contiguous), then — with `releaseAfter` — those rows' pages
+  /// dropped from the resident set: a tensor read block by block keeps only one block mapped.
+  template <typename Scalar>
+  void readRows(const std::string& name, Index row0, Index count, Scalar* dst, bool releaseAfter = false) const {
+    const TensorInfo& t = info(name);
+    requireReal(t);
+    requireArg(row0 >= 0 && count >= 0 && row0 + count <= t.rows(), "SafetensorsReader::readRows", "rows",
+               std::to_string(row0) + "+" + std::to_string(count), "a range within the " + std::to_string(t.rows()) + " rows of '" + name + "'");
+    requireArg(dtypeSize(t.dtype) > 0, "SafetensorsReader::readRows", "dtype", t.dtypeString(),
+               "a dtype of whole bytes (read sub-byte tensors with read())");
+    checkUnchanged();
+    const std::size_t rowBytes = std::size_t(t.cols()) * dtypeSize(t.dtype);
+    const std::size_t offset = std::size_t(row0) * rowBytes;
+    decodeElements<Scalar>(t.dtype, rawData(t) + offset, std::size_t(count) * std::size_t(t.cols()), dst);
+    if (releaseAfter) m_file.release(m_header.dataStart() + std::size_t(t.begin) + offset, std::size_t(count) * rowBytes);
+  }
+
   /// Lets the kernel drop this tensor's pages from the resident set (see MappedFile::release).
   void release(const std::string& name) const {
     const TensorInfo& t = info(name);
