@@ -250,3 +250,38 @@ TEST_CASE("docs/merging.md lists every registry method with its parameters", "[m
   }
   CHECK(inDoc == inRegistry);
 }
+
+TEMPLATE_TEST_CASE("registry: the per-tensor form equals the whole-model run tensor by tensor", "[merging][registry]", float,
+                   double) {
+  using T = TestType;
+  const Models<T> models(3, 41);
+  for (const auto& m : wproj::mergeMethods()) {
+    // Random masks are drawn per tensor by position in the whole-model run, per name in the per-tensor form.
+    if (!m.hasTensorForm() || m.continual || m.randomized) continue;
+    INFO("method " << m.name);
+    const Index count = std::min<Index>(std::max<Index>(models.count(), m.minModels), m.maxModels);
+    const Models<T> mm(count, 41);
+    wproj::MergeParams given;
+    if (m.param("weight")) given["weight"] = wproj::ParamValue::perModel(std::vector<double>(std::size_t(count), 0.75));
+    const wproj::ResolvedParams r = m.resolve(given, count);
+    std::map<std::string, Mat<T>> whole;
+    wproj::MergeJob<T> j = mm.job(whole);
+    j.rules = wproj::MergeRules().add("bias", wproj::TensorAction::Project);
+    m.run(given, j);
+    const wproj::TensorMergeParams tp = wproj::MergeMethod::tensorParams(r, count);
+    for (const auto& name : mm.names) {
+      wproj::TensorMergeInputs<T> in;
+      in.name = name;
+      in.numModels = count;
+      in.hasBase = true;
+      in.base = [&mm, name]() { return mm.base.at(name); };
+      in.model = [&mm, name](Index i) { return mm.tuned[std::size_t(i)].at(name); };
+      const Mat<T> t = m.mergeTensor(tp, in);
+      const Mat<T>& ref = whole.at(name);
+      REQUIRE(t.rows() == ref.rows());
+      REQUIRE(t.cols() == ref.cols());
+      // The whole-model run weights θ_i before subtracting θ₀, the per-tensor form after: rounding apart.
+      CHECK(double((t - ref).norm()) <= 1e2 * double(Eigen::NumTraits<T>::epsilon()) * double(ref.norm()));
+    }
+  }
+}

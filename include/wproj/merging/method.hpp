@@ -131,6 +131,27 @@ class ResolvedParams {
   /// Every parameter by name.
   const std::map<std::string, ParamValue>& all() const { return m_values; }
 
+  /// The values of one tensor as resolved parameters (every value counts as given): global ones
+  /// as numbers, per-model ones as one number per model. For running a whole-model merger with
+  /// the parameters that hold for one tensor.
+  static ResolvedParams fromTensor(const TensorMergeParams& t) {
+    ResolvedParams r;
+    for (const auto& kv : t.global) {
+      r.m_values[kv.first] = ParamValue::number(kv.second);
+      r.m_given.insert(kv.first);
+    }
+    for (std::size_t i = 0; i < t.models.size(); ++i)
+      for (const auto& kv : t.models[i]) {
+        ParamValue& v = r.m_values[kv.first];
+        if (v.kind != ParamKind::PerModel || v.values.size() != t.models.size())
+          v = ParamValue::perModel(std::vector<double>(t.models.size(), 0.0));
+        r.m_given.insert(kv.first);
+      }
+    for (std::size_t i = 0; i < t.models.size(); ++i)
+      for (const auto& kv : t.models[i]) r.m_values[kv.first].values[i] = kv.second;
+    return r;
+  }
+
  private:
   friend struct MergeMethod;
   const ParamValue& at(const std::string& name) const {
@@ -297,8 +318,60 @@ struct MergeMethod {
   template <typename Scalar>
   MergeReport run(const MergeParams& given, const MergeJob<Scalar>& job) const {
     const ResolvedParams r = resolve(given, job.numModels);
+    if (std::is_same<Scalar, float>::value ? runFloat == nullptr : runDouble == nullptr) return runTensorwise(r, job);
     if constexpr (std::is_same<Scalar, float>::value) return runFloat(r, job);
     else return runDouble(r, job);
+  }
+
+  /// Runs the per-tensor form over every tensor of `job` with the same parameters for all
+  /// (what `run` does for a method without a whole-model run). The rules decide per tensor:
+  /// Project → the method; Average → the mean of the models' tensors; Skip → the base tensor
+  /// (the first model's without a base).
+  template <typename Scalar>
+  MergeReport runTensorwise(const ResolvedParams& r, const MergeJob<Scalar>& job) const {
+    const TensorMergeParams tp = tensorParams(r, job.numModels);
+    MergeReport rep;
+    rep.method = name + ", " + std::to_string(job.numModels) + " models";
+    Index index = 0;
+    for (const auto& n : job.names) {
+      TensorReport tr;
+      tr.name = n;
+      tr.index = index++;
+      TensorMergeInputs<Scalar> in;
+      in.name = n;
+      in.numModels = job.numModels;
+      in.hasBase = static_cast<bool>(job.base);
+      if (in.hasBase) in.base = [&job, &n]() { return job.base(n); };
+      in.model = [&job, &n](Index i) { return job.model(i, n); };
+      MergeMatrix<Scalar> first = in.hasBase ? in.base() : in.model(0);
+      tr.rows = first.rows();
+      tr.cols = first.cols();
+      const RuleDecision d = job.rules.decide(n, tr.rows, tr.cols, elementwise);
+      tr.action = first.size() == 0 ? TensorAction::Skip : d.action;
+      tr.rule = first.size() == 0 ? std::string("empty tensor") : d.rule;
+      MergeMatrix<Scalar> out;
+      if (tr.action == TensorAction::Skip) {
+        tr.method = "skipped (base kept)";
+        out = std::move(first);
+      } else if (tr.action == TensorAction::Average) {
+        tr.method = "mean of the models";
+        out = MergeMatrix<Scalar>::Zero(tr.rows, tr.cols);
+        for (Index i = 0; i < job.numModels; ++i) {
+          const MergeMatrix<Scalar> t = in.model(i);
+          detail::checkShapeAgainst(t.rows(), t.cols(), tr.rows, tr.cols, where(),
+                            "tensor '" + n + "' of model " + std::to_string(i), "its shape in the first input");
+          out += t;
+        }
+        out /= Scalar(job.numModels);
+      } else {
+        tr.method = name;
+        out = mergeTensor(tp, in);
+      }
+      rep.peakResidentBytes = std::max(rep.peakResidentBytes, std::size_t(3) * std::size_t(first.size()) * sizeof(Scalar));
+      job.sink(n, out);
+      rep.tensors.push_back(std::move(tr));
+    }
+    return rep;
   }
 };
 

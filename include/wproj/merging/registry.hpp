@@ -69,6 +69,38 @@ MergeReport runTensorMethod(const ResolvedParams& p, const MergeJob<Scalar>& job
   return mm.merge(job.names, job.numModels, job.base, weightedFetch(p, job), job.sink);
 }
 
+/// The per-tensor form of a merger built by `Build::make<Scalar>`: the merger gets the values
+/// that hold for this tensor; the weighted task vectors θ₀ + w_i(θ_i − θ₀) − θ₀ stream through
+/// its accumulator (two passes for two-pass methods, each θ_i fetched again); returns θ₀ + Δ.
+template <typename Build, typename Scalar>
+MergeMatrix<Scalar> tensorFormOf(const TensorMergeParams& tp, const TensorMergeInputs<Scalar>& in) {
+  const std::string where = "merge of tensor '" + in.name + "'";
+  requireArg(in.hasBase && static_cast<bool>(in.base), where.c_str(), "base model", "none", "a base model (the method merges task vectors)");
+  requireArg(in.numModels >= 1 && static_cast<bool>(in.model), where.c_str(), "numModels", in.numModels, ">= 1 model");
+  const ResolvedParams p = ResolvedParams::fromTensor(tp);
+  const auto merger = Build::template make<Scalar>(p);
+  MergeMatrix<Scalar> theta0 = in.base();
+  std::vector<double> w(std::size_t(in.numModels), 1.0);
+  for (std::size_t i = 0; i < w.size() && i < tp.models.size(); ++i) {
+    const auto it = tp.models[i].find("weight");
+    if (it != tp.models[i].end()) w[i] = it->second;
+  }
+  auto tau = [&](Index i) {
+    MergeMatrix<Scalar> theta = in.model(i);
+    checkShapeAgainst(theta.rows(), theta.cols(), theta0.rows(), theta0.cols(), where.c_str(),
+                      "tensor '" + in.name + "' of model " + std::to_string(i), "its shape in the base model");
+    theta -= theta0;
+    if (w[std::size_t(i)] != 1.0) theta *= Scalar(w[std::size_t(i)]);
+    return theta;
+  };
+  if (theta0.size() == 0) return theta0;
+  auto acc = merger.begin(theta0.rows(), theta0.cols(), in.numModels, nullptr);
+  const MergeMatrix<Scalar> delta = drain(acc, tau);
+  if (!delta.allFinite()) throw NumericalError(where + ": non-finite merged delta");
+  theta0 += delta;
+  return theta0;
+}
+
 template <typename Build>
 std::size_t tensorWorkingSet(Index rows, Index cols, Index count, std::size_t bytesPerScalar) {
   using F = decltype(Build::template make<float>(std::declval<const ResolvedParams&>()));
@@ -96,6 +128,8 @@ MergeMethod tensorMethod(std::string name, std::vector<std::string> aliases, std
   m.maxModels = maxModels;
   m.runFloat = &runTensorMethod<Build, float>;
   m.runDouble = &runTensorMethod<Build, double>;
+  m.tensorFloat = &tensorFormOf<Build, float>;
+  m.tensorDouble = &tensorFormOf<Build, double>;
   m.workingSet = &tensorWorkingSet<Build>;
   return m;
 }
@@ -216,6 +250,7 @@ inline const std::vector<MergeMethod>& mergeMethods() {
          {"seed", ParamKind::Integer, 0.0, "seed of the drop masks", &detail::seedValue, "an integer in [0, 2^53]"},
          lambda}));
     t.back().exclusive = {{"density", "drop"}};
+    t.back().randomized = true;
     t.push_back(tensorMethod<detail::BuildSlerp>(
         "slerp", {}, "spherical interpolation of the two task vectors", "Shoemake 1985, as in mergekit",
         {{"t", ParamKind::Scalar, 0.5, "interpolation parameter (0: first model, 1: second)", &detail::unitClosed,
