@@ -115,6 +115,7 @@ struct ParamSpec {
   std::string meaning;          ///< one line: what it does
   bool (*valid)(double);        ///< the range check of one value (nullptr: any finite value)
   std::string expected;         ///< the range in words, as error messages state it
+  bool required = false;        ///< must be given (mergekit's `required=True`: no default applies)
 };
 
 /// A method's parameters after validation: every parameter, given or defaulted.
@@ -280,6 +281,9 @@ struct MergeMethod {
                               "' are both given; expected one of them (they set the same thing)");
     for (const auto& p : params) {
       if (r.m_values.count(p.name)) continue;
+      if (p.required)
+        throw InvalidArgument(w + ": parameter '" + p.name + "' is not given; expected " +
+                              (p.kind == ParamKind::PerModel ? "a value for every model (it has no default)" : "a value (it has no default)"));
       if (p.kind == ParamKind::PerModel)
         r.m_values[p.name] = ParamValue::perModel(std::vector<double>(std::size_t(std::max<Index>(numModels, 0)), p.defaultValue));
       else if (p.kind == ParamKind::Bool) r.m_values[p.name] = ParamValue::flag(p.defaultValue != 0);
