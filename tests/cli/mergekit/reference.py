@@ -825,8 +825,8 @@ def check(cfg_path, out_path, label):
             slope = stats["xy"] / stats["xx"]
             sd = math.sqrt(stats["var"]) / stats["xx"]
             msg.append("mean slope %.4f (sd %.4f)" % (slope, sd))
-            if abs(slope - 1) > 5 * sd + 0.02:
-                problems.append("mean of the merged delta off: slope %.4f, expected 1 +- %.4f" % (slope, 5 * sd + 0.02))
+            if abs(slope - 1) > 4 * sd + 0.01:
+                problems.append("mean of the merged delta off: slope %.4f, expected 1 +- %.4f" % (slope, 4 * sd + 0.01))
         if "exact_ratio" in stats:
             msg.append("given its mask: rel err %.2e (%.2f of allowed)" % (stats["exact_rel"], stats["exact_ratio"]))
     if len(ref) - n_random:
