@@ -794,11 +794,12 @@ def check(cfg_path, out_path, label):
     stats = {"unchanged_obs": 0.0, "unchanged_exp": 0.0, "unchanged_var": 0.0, "xy": 0.0, "xx": 0.0, "var": 0.0}
     n_random = 0
     dtypes = set()
+    wrong_dtype = []
     for name in sorted(set(ref) & set(got)):
         out, odt = got[name]
         dtypes.add(odt)
         if odt != ST_NAME.get(want_dtype, want_dtype):
-            problems.append("%s stored as %s, expected %s" % (name, odt, want_dtype))
+            wrong_dtype.append(name)
         r = ref[name]
         if isinstance(r, RandomSpec):
             n_random += 1
@@ -814,6 +815,10 @@ def check(cfg_path, out_path, label):
         if ratio > worst:
             worst, worst_name = ratio, name
         worst_rel = max(worst_rel, rel)
+    if wrong_dtype:
+        problems.append("%d tensors stored as %s, expected %s (out_dtype, else dtype, else the base's "
+                        "torch_dtype), e.g. %s" % (len(wrong_dtype), ",".join(sorted(dtypes)),
+                                                   ST_NAME.get(want_dtype, want_dtype), wrong_dtype[0]))
     msg = []
     if n_random:
         obs, exp, var = stats["unchanged_obs"], stats["unchanged_exp"], stats["unchanged_var"]
