@@ -152,7 +152,31 @@ def make_family(seed=20240611):
         n = "model.layers.%d.input_layernorm.weight" % i
         m4[n] = 1.25 * base[n]
     models.update({"m1": m1, "m2": m2, "m3": m3, "m4": m4})
-    return {k: {n: v.astype(np.float32) for n, v in m.items()} for k, m in models.items()}
+    out = {k: {n: v.astype(np.float32) for n, v in m.items()} for k, m in models.items()}
+    for k in ("m1", "m2", "m3", "m4"):
+        for n in out[k]:
+            out[k][n] = untie(out[k][n], out["base"][n])
+    return out
+
+
+def untie(x, base):
+    """Nudges entries of x by one float32 ulp until no two nonzero |x - base| are equal, in
+    float64 or in float32 arithmetic: magnitude top-k (ties, breadcrumbs) would otherwise
+    depend on the order among equal magnitudes, which mergekit leaves unspecified."""
+    x = x.copy()
+    for _ in range(100):
+        dup = np.zeros(x.size, dtype=bool)
+        for d in (np.abs(x.astype(np.float64) - base), np.abs(x - base).astype(np.float64)):
+            flat = d.ravel()
+            order = np.argsort(flat, kind="stable")
+            same = (np.diff(flat[order]) == 0) & (flat[order][1:] > 0)
+            dup[order[1:][same]] = True
+        if not dup.any():
+            return x
+        flat = x.ravel()
+        flat[dup] = np.nextafter(flat[dup], np.float32(np.inf))
+        x = flat.reshape(x.shape)
+    raise RuntimeError("could not separate equal task-vector magnitudes")
 
 
 def write_model(folder, weights, dtype, shards):
