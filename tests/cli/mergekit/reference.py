@@ -650,11 +650,13 @@ def reference_merge(cfg, resolve):
 
 # ---------------------------------------------------------------- checking an output
 
-BF16_TOL_NOTE = ("bf16 bound: |out - ref| <= 2^-7 |ref| + 2^-9 max|ref| per element: rounding the "
-                 "result to bfloat16 costs at most half an ulp (2^-8 relative); the other half ulp "
-                 "covers float32 or bfloat16 intermediates; the 2^-9 max|ref| floor covers entries "
-                 "that come from cancellation (base + delta near zero), whose error is set by the "
-                 "operands' scale, not their own")
+BF16_TOL_NOTE = ("bf16 bound: |out - ref| <= 2^-6 |ref| + 2^-8 max|ref| per entry, two bf16 ulps: "
+                 "the final rounding costs half an ulp (2^-8 relative) and mergekit, which computes in "
+                 "bfloat16 when dtype is bfloat16 or the inputs are, rounds the converted inputs, the "
+                 "products and the sum at 2^-8 each (measured: linear and model_stock in torch bfloat16 "
+                 "reach 0.6 of this bound, float32 arithmetic rounded once 0.2); the max|ref| floor covers "
+                 "entries produced by cancellation (base + delta near zero), whose error follows the "
+                 "operands' scale")
 
 
 def err_ratio(out, ref, out_dtype):
@@ -663,9 +665,9 @@ def err_ratio(out, ref, out_dtype):
     diff = np.abs(out - ref)
     rel = float(np.max(diff) / scale)
     if out_dtype == "BF16":
-        tol = 2.0 ** -7 * np.abs(ref) + 2.0 ** -9 * scale
+        tol = 2.0 ** -6 * np.abs(ref) + 2.0 ** -8 * scale
     elif out_dtype == "F16":
-        tol = 2.0 ** -10 * np.abs(ref) + 2.0 ** -12 * scale
+        tol = 2.0 ** -9 * np.abs(ref) + 2.0 ** -11 * scale
     else:
         tol = 1e-6 * scale + 0 * ref
     return float(np.max(diff / tol)), rel
