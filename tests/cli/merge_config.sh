@@ -100,7 +100,8 @@ def close(a, b, what, tol=1e-5):
 
 def check_gradient(out):
     """task_arithmetic, base listed among the models; m1: weight gradient [0, 1]; m2: filter
-    self_attn -> gradient [1, 0.5, 0], else 0.25; input_layernorm averaged over m1 and m2 only."""
+    self_attn -> gradient [1, 0.5, 0], else 0.25; input_layernorm: the mean of the weighted task
+    vectors of m1 and m2 only."""
     B, M1, M2, O = load("base"), load("m1"), load("m2"), load(out)
     for n in names(L):
         t = tof(n)
@@ -108,7 +109,7 @@ def check_gradient(out):
         w2 = grad([1.0, 0.5, 0.0], t) if "self_attn" in n else 0.25
         b = B[n][1]
         if "input_layernorm" in n:
-            want = (M1[n][1] + M2[n][1]) / 2
+            want = b + (w1 * (M1[n][1] - b) + w2 * (M2[n][1] - b)) / 2
         else:
             want = b + 0.8 * (w1 * (M1[n][1] - b) + w2 * (M2[n][1] - b))
         if O[n][0] != "F32": sys.exit(n + ": dtype " + O[n][0])

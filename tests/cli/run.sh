@@ -205,8 +205,8 @@ printf 'merge_method: slerp\nbase_model: base.safetensors\nmodels: [m1.safetenso
 expect_fail "merge method 'slerp'.*exactly 2" "$WPROJ" merge slerp3.yaml --dry-run
 printf 'merge_method: ties\nbase_model: base.safetensors\nmodels: [m1.safetensors]\nparameters: {density: 1.5}\n' > dens.yaml
 expect_fail "merge method 'ties'.*'density' = 1.5" "$WPROJ" merge dens.yaml --dry-run
-# dare_linear with mergekit's density 0.75 and a per-model weight list merges like dare with drop 0.25 and per-model weights
-printf 'merge_method: dare_linear\nbase_model: base.safetensors\nmodels: [m1.safetensors, m2.safetensors]\nparameters: {density: 0.75, seed: 3, weight: [0.5, 1.0]}\n' > dl.yaml
+# dare_linear with mergekit's density 0.75 merges like dare with drop 0.25 (a list under parameters is a gradient, as in mergekit)
+printf 'merge_method: dare_linear\nbase_model: base.safetensors\nmodels:\n  - model: m1.safetensors\n    parameters: {weight: 0.5}\n  - model: m2.safetensors\nparameters: {density: 0.75, seed: 3}\n' > dl.yaml
 printf 'merge_method: dare\nbase_model: base.safetensors\nmodels:\n  - model: m1.safetensors\n    parameters: {weight: 0.5}\n  - model: m2.safetensors\nparameters: {drop: 0.25, seed: 3}\n' > dd.yaml
 "$WPROJ" merge dl.yaml -o dl.safetensors --report /dev/null 2> /dev/null
 "$WPROJ" merge dd.yaml -o dd.safetensors --report /dev/null 2> /dev/null

@@ -867,10 +867,29 @@ wproj::MergeMatrix<Scalar> mergeOne(const MergeConfig& c, const Plan& p, const I
       out = fetch<Scalar>(c, in, o.ref, o.refIn);
       break;
     case wproj::TensorAction::Average:
-      row.method = "mean of the models";
-      out = model(0);
-      for (wproj::Index i = 1; i < T; ++i) out += model(i);
-      out /= Scalar(T);
+      if (c.base >= 0) {
+        // θ₀ + the mean of the (weighted) task vectors, summed as the library's ModelMerger does
+        row.method = "mean of the task vectors";
+        const wproj::TensorMergeParams tp = tensorParams(c, p, o);
+        out = base();
+        auto tau = [&](wproj::Index i) {
+          wproj::MergeMatrix<Scalar> theta = model(i);
+          if (theta.rows() != out.rows() || theta.cols() != out.cols())
+            throw CliError("tensor '" + o.in[std::size_t(i)] + "' of model " + std::to_string(i + 1) + " has another shape than the base's");
+          theta -= out;
+          const auto it = tp.models[std::size_t(i)].find("weight");
+          if (it != tp.models[std::size_t(i)].end() && it->second != 1.0) theta *= Scalar(it->second);
+          return theta;
+        };
+        wproj::detail::SumAccumulator<Scalar> acc("wproj merge", "mean of task vectors", out.rows(), out.cols(), T, nullptr,
+                                                  1.0, true);
+        out += wproj::detail::drain(acc, tau);
+      } else {
+        row.method = "mean of the models";
+        out = model(0);
+        for (wproj::Index i = 1; i < T; ++i) out += model(i);
+        out /= Scalar(T);
+      }
       break;
     case wproj::TensorAction::Project: {
       row.method = c.method;
@@ -1374,8 +1393,11 @@ void runMerge(const MergeOptions& o) {
     for (const auto& t : p.tensors) {
       std::cout << "    " << std::left << std::setw(48) << t.name << std::setw(16) << t.info.shapeString();
       if (t.raw) std::cout << "copied (" << (t.info.count() == 0 ? "no elements" : "non-float") << ")\n";
-      else std::cout << std::setw(9) << wproj::toString(t.decision.action) << std::setw(8) << ("t=" + wproj::detail::describe(t.t))
-                     << t.decision.rule << "\n";
+      else {
+        std::ostringstream tt;
+        tt << "t=" << std::setprecision(3) << t.t;
+        std::cout << std::setw(9) << wproj::toString(t.decision.action) << std::setw(8) << tt.str() << t.decision.rule << "\n";
+      }
     }
     return;
   }
