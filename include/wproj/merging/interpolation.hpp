@@ -110,7 +110,7 @@ inline NuslerpVectors nuslerpVectors(Index rows, Index cols, bool rowWise, bool 
   return rowWise ? NuslerpVectors::Columns : NuslerpVectors::Rows;
 }
 
-namespace detail {
+namespace impl {
 /// The angle nuslerp uses for one pair, from the norms n₀, n₁, ⟨v₀, v₁⟩ and, for two vectors of
 /// norm ≥ 1e-7 (unit after mergekit's clamped normalisation), ‖û₀ − û₁‖ and ‖û₀ + û₁‖: then
 /// Ω = 2 atan2(‖û₀ − û₁‖, ‖û₀ + û₁‖), which is arccos⟨û₀, û₁⟩ evaluated without arccos's loss of
@@ -136,7 +136,7 @@ inline void nuslerpCoefficients(double t, double theta, double& c0, double& c1) 
   }
 }
 inline double clampedInverse(double n) { return 1.0 / std::max(n, kNuslerpNormClamp); }
-}  // namespace detail
+}  // namespace impl
 
 /// mergekit's `nuslerp` of two tensors: for each vector pair (see `NuslerpVectors`), û = v/max(‖v‖,
 /// 1e-7), Ω = arccos(clamp(⟨û₀, û₁⟩, −1, 1)); a pair with |sin Ω| < 1e-8 is colinear and gets
@@ -147,7 +147,7 @@ inline double clampedInverse(double n) { return 1.0 / std::max(n, kNuslerpNormCl
 /// digits: for an exactly colinear or anti-parallel pair |sin Ω| comes out ~1e-4 in float32 (and
 /// sin(fl(π)) ≈ −8.7e-8), above the 1e-8 threshold, and mergekit divides by it — for an
 /// anti-parallel pair a result ~10⁴ times the inputs. Here Ω is evaluated accurately in double
-/// (`detail::nuslerpAngle`), so such pairs take the linear interpolation the threshold is for.
+/// (`impl::nuslerpAngle`), so such pairs take the linear interpolation the threshold is for.
 template <typename DA, typename DB>
 MergeMatrix<typename DA::Scalar> nuslerp(double t, const Eigen::MatrixBase<DA>& v0, const Eigen::MatrixBase<DB>& v1,
                                          NuslerpVectors vectors) {
@@ -158,10 +158,10 @@ MergeMatrix<typename DA::Scalar> nuslerp(double t, const Eigen::MatrixBase<DA>& 
   const auto b = v1.template cast<double>();
   if (vectors == NuslerpVectors::Whole) {
     const double n0 = std::sqrt(a.squaredNorm()), n1 = std::sqrt(b.squaredNorm());
-    const double i0 = detail::clampedInverse(n0), i1 = detail::clampedInverse(n1);
+    const double i0 = impl::clampedInverse(n0), i1 = impl::clampedInverse(n1);
     const double diff = std::sqrt((i0 * a - i1 * b).squaredNorm()), sum = std::sqrt((i0 * a + i1 * b).squaredNorm());
     double c0 = 0, c1 = 0;
-    detail::nuslerpCoefficients(t, detail::nuslerpAngle(n0, n1, a.cwiseProduct(b).sum(), diff, sum), c0, c1);
+    impl::nuslerpCoefficients(t, impl::nuslerpAngle(n0, n1, a.cwiseProduct(b).sum(), diff, sum), c0, c1);
     return (c0 * a + c1 * b).template cast<Scalar>();
   }
   if (vectors == NuslerpVectors::Rows) {
@@ -169,28 +169,28 @@ MergeMatrix<typename DA::Scalar> nuslerp(double t, const Eigen::MatrixBase<DA>& 
     const Eigen::VectorXd dot = a.cwiseProduct(b).rowwise().sum();
     Eigen::VectorXd i0(v0.rows()), i1(v0.rows());
     for (Index i = 0; i < v0.rows(); ++i) {
-      i0(i) = detail::clampedInverse(n0(i));
-      i1(i) = detail::clampedInverse(n1(i));
+      i0(i) = impl::clampedInverse(n0(i));
+      i1(i) = impl::clampedInverse(n1(i));
     }
     const Eigen::VectorXd diff = (i0.asDiagonal() * a - i1.asDiagonal() * b).rowwise().squaredNorm().cwiseSqrt();
     const Eigen::VectorXd sum = (i0.asDiagonal() * a + i1.asDiagonal() * b).rowwise().squaredNorm().cwiseSqrt();
     Eigen::VectorXd c0(v0.rows()), c1(v0.rows());
     for (Index i = 0; i < v0.rows(); ++i)
-      detail::nuslerpCoefficients(t, detail::nuslerpAngle(n0(i), n1(i), dot(i), diff(i), sum(i)), c0(i), c1(i));
+      impl::nuslerpCoefficients(t, impl::nuslerpAngle(n0(i), n1(i), dot(i), diff(i), sum(i)), c0(i), c1(i));
     return (c0.asDiagonal() * a + c1.asDiagonal() * b).template cast<Scalar>();
   }
   const Eigen::RowVectorXd n0 = a.colwise().squaredNorm().cwiseSqrt(), n1 = b.colwise().squaredNorm().cwiseSqrt();
   const Eigen::RowVectorXd dot = a.cwiseProduct(b).colwise().sum();
   Eigen::VectorXd i0(v0.cols()), i1(v0.cols());
   for (Index j = 0; j < v0.cols(); ++j) {
-    i0(j) = detail::clampedInverse(n0(j));
-    i1(j) = detail::clampedInverse(n1(j));
+    i0(j) = impl::clampedInverse(n0(j));
+    i1(j) = impl::clampedInverse(n1(j));
   }
   const Eigen::RowVectorXd diff = (a * i0.asDiagonal() - b * i1.asDiagonal()).colwise().squaredNorm().cwiseSqrt();
   const Eigen::RowVectorXd sum = (a * i0.asDiagonal() + b * i1.asDiagonal()).colwise().squaredNorm().cwiseSqrt();
   Eigen::VectorXd c0(v0.cols()), c1(v0.cols());
   for (Index j = 0; j < v0.cols(); ++j)
-    detail::nuslerpCoefficients(t, detail::nuslerpAngle(n0(j), n1(j), dot(j), diff(j), sum(j)), c0(j), c1(j));
+    impl::nuslerpCoefficients(t, impl::nuslerpAngle(n0(j), n1(j), dot(j), diff(j), sum(j)), c0(j), c1(j));
   return (a * c0.asDiagonal() + b * c1.asDiagonal()).template cast<Scalar>();
 }
 
@@ -236,42 +236,42 @@ MergeMatrix<Scalar> multislerp(const std::vector<MergeMatrix<Scalar>>& tensors, 
     requireArg(sum != 0, w, "weight", "values summing to 0", "a nonzero sum (normalize_weights divides by it)");
     for (double& x : weights) x /= sum;
   }
-  // The (task) vectors x_i in double, their norms and the weighted mean of the directions.
-  auto x = [&](Index i) -> DoubleMatrix {
-    if (base) return tensors[std::size_t(i)].template cast<double>() - base->template cast<double>();
-    return tensors[std::size_t(i)].template cast<double>();
+  // The (task) vectors x_i as double expressions (nothing is materialised but the mean and the
+  // tangent sum), their norms and the weighted mean of the directions.
+  auto run = [&](auto x) -> MergeMatrix<Scalar> {
+    std::vector<double> norms(static_cast<std::size_t>(n));
+    DoubleMatrix mean = DoubleMatrix::Zero(rows, cols);
+    for (Index i = 0; i < n; ++i) {
+      norms[std::size_t(i)] = std::sqrt(x(i).squaredNorm());
+      mean += (weights[std::size_t(i)] / (norms[std::size_t(i)] + eps)) * x(i);
+    }
+    const double meanNorm = mean.norm();
+    if (meanNorm < eps) {
+      if (n != 2)
+        throw NumericalError(std::string(w) + ": the weighted sum of the unit tensors is zero (norm " +
+                             ::wproj::detail::describe(meanNorm) + " < eps " + ::wproj::detail::describe(eps) +
+                             "): antipodal tensors or weights that balance out; expected weights that do not cancel");
+      mean = weights[0] * x(0) + weights[1] * x(1);
+      if (base) mean += base->template cast<double>();
+      return mean.template cast<Scalar>();
+    }
+    mean /= meanNorm;
+    DoubleMatrix tangent = DoubleMatrix::Zero(rows, cols);
+    double avgNorm = 0;
+    for (Index i = 0; i < n; ++i) {
+      const double scale = 1.0 / (norms[std::size_t(i)] + eps);
+      const double dot = scale * x(i).cwiseProduct(mean).sum();
+      tangent += weights[std::size_t(i)] * (scale * x(i) - dot * mean);
+      avgNorm += norms[std::size_t(i)] * weights[std::size_t(i)];
+    }
+    const double rho = tangent.norm() + eps;
+    tangent = (std::cos(rho) * mean + (std::sin(rho) / rho) * tangent) * avgNorm;
+    if (base) tangent += base->template cast<double>();
+    return tangent.template cast<Scalar>();
   };
-  std::vector<double> norms(static_cast<std::size_t>(n));
-  DoubleMatrix mean = DoubleMatrix::Zero(rows, cols);
-  for (Index i = 0; i < n; ++i) {
-    const DoubleMatrix xi = x(i);
-    norms[std::size_t(i)] = xi.norm();
-    mean += (weights[std::size_t(i)] / (norms[std::size_t(i)] + eps)) * xi;
-  }
-  const double meanNorm = mean.norm();
-  if (meanNorm < eps) {
-    if (n != 2)
-      throw NumericalError(std::string(w) + ": the weighted sum of the unit tensors is zero (norm " +
-                           ::wproj::detail::describe(meanNorm) + " < eps " + ::wproj::detail::describe(eps) +
-                           "): antipodal tensors or weights that balance out; expected weights that do not cancel");
-    DoubleMatrix r = weights[0] * x(0) + weights[1] * x(1);
-    if (base) r += base->template cast<double>();
-    return r.template cast<Scalar>();
-  }
-  mean /= meanNorm;
-  DoubleMatrix tangent = DoubleMatrix::Zero(rows, cols);
-  double avgNorm = 0;
-  for (Index i = 0; i < n; ++i) {
-    const double scale = 1.0 / (norms[std::size_t(i)] + eps);
-    const DoubleMatrix xi = x(i);
-    const double dot = scale * xi.cwiseProduct(mean).sum();
-    tangent += weights[std::size_t(i)] * (scale * xi - dot * mean);
-    avgNorm += norms[std::size_t(i)] * weights[std::size_t(i)];
-  }
-  const double rho = tangent.norm() + eps;
-  DoubleMatrix r = (std::cos(rho) * mean + (std::sin(rho) / rho) * tangent) * avgNorm;
-  if (base) r += base->template cast<double>();
-  return r.template cast<Scalar>();
+  if (base)
+    return run([&](Index i) { return tensors[std::size_t(i)].template cast<double>() - base->template cast<double>(); });
+  return run([&](Index i) { return tensors[std::size_t(i)].template cast<double>(); });
 }
 
 /// What `karcherMean` did.
@@ -402,36 +402,32 @@ MergeMatrix<typename DA::Scalar> arceeFusion(const Eigen::MatrixBase<DA>& base, 
   ArceeFusionInfo& inf = info ? *info : dummy;
   inf = ArceeFusionInfo();
   if (total == 0) return base;
-  // KL divergence per vector: the rows of the view, or the whole of an n×1 view.
+  // KL divergence per vector (the rows of the view, or the whole of an n×1 view), accumulated
+  // per vector over the entries in storage order: maxima, sums of the shifted exponentials, KL.
   const bool whole = cols == 1;
-  const Index vecs = whole ? 1 : rows;
-  const Index len = whole ? rows : cols;
-  auto at = [&](const auto& m, Index v, Index k) { return static_cast<double>(whole ? m(k, 0) : m(v, k)); };
-  std::vector<double> kl(static_cast<std::size_t>(vecs));
-  std::vector<double> ep(static_cast<std::size_t>(len)), eq(static_cast<std::size_t>(len));
-  for (Index v = 0; v < vecs; ++v) {
-    double mp = -std::numeric_limits<double>::infinity(), mq = mp;
-    for (Index k = 0; k < len; ++k) {
-      mp = std::max(mp, at(other, v, k));
-      mq = std::max(mq, at(base, v, k));
+  const std::size_t vecs = whole ? 1 : std::size_t(rows);
+  auto vec = [whole](Index i) { return whole ? std::size_t(0) : std::size_t(i); };
+  std::vector<double> mp(vecs, -std::numeric_limits<double>::infinity()), mq(mp), sp(vecs, 0.0), sq(vecs, 0.0), kl(vecs, 0.0);
+  for (Index j = 0; j < cols; ++j)
+    for (Index i = 0; i < rows; ++i) {
+      mp[vec(i)] = std::max(mp[vec(i)], static_cast<double>(other(i, j)));
+      mq[vec(i)] = std::max(mq[vec(i)], static_cast<double>(base(i, j)));
     }
-    double sp = 0, sq = 0;
-    for (Index k = 0; k < len; ++k) {
-      ep[std::size_t(k)] = std::exp(at(other, v, k) - mp);
-      eq[std::size_t(k)] = std::exp(at(base, v, k) - mq);
-      sp += ep[std::size_t(k)];
-      sq += eq[std::size_t(k)];
+  for (Index j = 0; j < cols; ++j)
+    for (Index i = 0; i < rows; ++i) {
+      sp[vec(i)] += std::exp(static_cast<double>(other(i, j)) - mp[vec(i)]);
+      sq[vec(i)] += std::exp(static_cast<double>(base(i, j)) - mq[vec(i)]);
     }
-    double d = 0;
-    for (Index k = 0; k < len; ++k) {
-      const double p = ep[std::size_t(k)] / sp + kArceeFusionEps, q = eq[std::size_t(k)] / sq + kArceeFusionEps;
-      d += p * std::log(p / q);
+  for (Index j = 0; j < cols; ++j)
+    for (Index i = 0; i < rows; ++i) {
+      const std::size_t v = vec(i);
+      const double p = std::exp(static_cast<double>(other(i, j)) - mp[v]) / sp[v] + kArceeFusionEps;
+      const double q = std::exp(static_cast<double>(base(i, j)) - mq[v]) / sq[v] + kArceeFusionEps;
+      kl[v] += p * std::log(p / q);
     }
-    kl[std::size_t(v)] = d;
-  }
   auto importance = [&](Index i, Index j) {
     const double diff = std::abs(static_cast<double>(other(i, j)) - static_cast<double>(base(i, j)));
-    return Scalar(diff * kl[std::size_t(whole ? 0 : i)]);
+    return Scalar(diff * kl[vec(i)]);
   };
   double q[3];
   {
@@ -513,11 +509,19 @@ inline double perModel(const TensorMergeParams& p, const std::string& w, std::si
 
 inline void requireModels(const std::string& w, Index got, Index lo, Index hi, const std::string& what) {
   if (got >= lo && got <= hi) return;
+  if (got < 0) throw InvalidArgument(w + ": numModels = " + std::to_string(got) + "; expected " + what);
   throw InvalidArgument(w + ": " + std::to_string(got) + " model(s) besides the base; expected " + what);
 }
 
 inline void requireBase(const std::string& w, bool hasBase, const std::string& why) {
   if (!hasBase) throw InvalidArgument(w + ": no base model; expected a base model (" + why + ")");
+}
+
+/// Throws unless the inputs can fetch the models (and the base when they say they have one).
+template <typename Scalar>
+void requireFetches(const TensorMergeInputs<Scalar>& in, const std::string& w) {
+  if (in.numModels > 0 && !in.model) throw InvalidArgument(w + ": no fetch of the models' tensors; expected TensorMergeInputs::model");
+  if (in.hasBase && !in.base) throw InvalidArgument(w + ": hasBase without a fetch of the base tensor; expected TensorMergeInputs::base");
 }
 
 template <typename Scalar>
@@ -535,9 +539,12 @@ MergeMatrix<Scalar> finite(MergeMatrix<Scalar> out, const std::string& w) {
   return out;
 }
 
+/// slerp per tensor: θ = slerp(t; θ_base, θ_model) — mergekit's SlerpTask (exactly two inputs, one
+/// of them the base; t = 0 gives the base). `t` is required.
 template <typename Scalar>
 MergeMatrix<Scalar> slerpTensor(const TensorMergeParams& p, const TensorMergeInputs<Scalar>& in) {
   const std::string w = where("slerp", in.name);
+  requireFetches(in, w);
   requireBase(w, in.hasBase && static_cast<bool>(in.base), "slerp interpolates from the base, t = 0, to the other model, t = 1");
   requireModels(w, in.numModels, 1, 1, "exactly 1 (slerp interpolates the base and one other model)");
   const double t = global(p, w, "t", required());
@@ -546,9 +553,12 @@ MergeMatrix<Scalar> slerpTensor(const TensorMergeParams& p, const TensorMergeInp
   return finite(mergekit::slerp(t, b, m), w);
 }
 
+/// nuslerp per tensor: exactly two models; with a base θ_base + nuslerp(t; θ₀ − θ_base, θ₁ − θ_base)
+/// (mergekit's NuSlerpTask), without one nuslerp(t; θ₀, θ₁); t from the required per-model weights.
 template <typename Scalar>
 MergeMatrix<Scalar> nuslerpTensor(const TensorMergeParams& p, const TensorMergeInputs<Scalar>& in) {
   const std::string w = where("nuslerp", in.name);
+  requireFetches(in, w);
   requireModels(w, in.numModels, 2, 2, "exactly 2 (nuslerp interpolates two models, plus an optional base)");
   const bool rowWise = flag(p, w, "nuslerp_row_wise", false);
   const bool flatten = flag(p, w, "nuslerp_flatten", true);
@@ -561,18 +571,18 @@ MergeMatrix<Scalar> nuslerpTensor(const TensorMergeParams& p, const TensorMergeI
   const MergeMatrix<Scalar> b = in.base();
   checkShapeAgainst(m0.rows(), m0.cols(), b.rows(), b.cols(), w, "tensor '" + in.name + "' of model 0",
                     "its shape in the base model");
-  // Task vectors in double (exact for float inputs), the interpolation, the base added back.
-  const mergekit::DoubleMatrix d0 = m0.template cast<double>() - b.template cast<double>();
-  m0.resize(0, 0);
-  const mergekit::DoubleMatrix d1 = m1.template cast<double>() - b.template cast<double>();
-  m1.resize(0, 0);
-  const mergekit::DoubleMatrix r = mergekit::nuslerp(t, d0, d1, vec);
-  return finite(MergeMatrix<Scalar>((b.template cast<double>() + r).template cast<Scalar>()), w);
+  // Task vectors in double (exact for float inputs) as expressions, the interpolation, the base added back.
+  const auto bd = b.template cast<double>();
+  const mergekit::DoubleMatrix r = mergekit::nuslerp(t, m0.template cast<double>() - bd, m1.template cast<double>() - bd, vec);
+  return finite(MergeMatrix<Scalar>((bd + r).template cast<Scalar>()), w);
 }
 
+/// multislerp per tensor: two or more models, the base optional (task vectors when given);
+/// per-model weights required.
 template <typename Scalar>
 MergeMatrix<Scalar> multislerpTensor(const TensorMergeParams& p, const TensorMergeInputs<Scalar>& in) {
   const std::string w = where("multislerp", in.name);
+  requireFetches(in, w);
   requireModels(w, in.numModels, 2, std::numeric_limits<Index>::max(), "at least 2 (multislerp)");
   const bool normalize = flag(p, w, "normalize_weights", true);
   const double eps = global(p, w, "eps", 1e-8);
@@ -597,9 +607,14 @@ MergeMatrix<Scalar> multislerpTensor(const TensorMergeParams& p, const TensorMer
   }
 }
 
+/// karcher per tensor: the Karcher mean of the models' tensors with equal weights 1/N. mergekit
+/// gathers a configured base model with the models, so a base, when given, is one more point of
+/// the mean (placed last; where mergekit places it only matters for rounding and for the start
+/// when the mean of the directions vanishes). At least two tensors in all.
 template <typename Scalar>
 MergeMatrix<Scalar> karcherTensor(const TensorMergeParams& p, const TensorMergeInputs<Scalar>& in) {
   const std::string w = where("karcher", in.name);
+  requireFetches(in, w);
   const bool hasBase = in.hasBase && static_cast<bool>(in.base);
   const Index points = in.numModels + (hasBase ? 1 : 0);
   if (points < 2 || in.numModels < 1)
@@ -624,9 +639,11 @@ MergeMatrix<Scalar> karcherTensor(const TensorMergeParams& p, const TensorMergeI
   return finite(mergekit::karcherMean(ptrs, alphas, Index(maxIter), tol), w);
 }
 
+/// nearswap per tensor: the base and exactly one other model; `t` is required.
 template <typename Scalar>
 MergeMatrix<Scalar> nearswapTensor(const TensorMergeParams& p, const TensorMergeInputs<Scalar>& in) {
   const std::string w = where("nearswap", in.name);
+  requireFetches(in, w);
   requireBase(w, in.hasBase && static_cast<bool>(in.base), "nearswap moves the base towards the other model");
   requireModels(w, in.numModels, 1, 1, "exactly 1 (nearswap takes the base and one other model)");
   const double t = global(p, w, "t", required());
@@ -635,9 +652,11 @@ MergeMatrix<Scalar> nearswapTensor(const TensorMergeParams& p, const TensorMerge
   return finite(mergekit::nearswap(t, b, m), w);
 }
 
+/// arcee_fusion per tensor: the base and exactly one other model; no parameters.
 template <typename Scalar>
 MergeMatrix<Scalar> arceeFusionTensor(const TensorMergeParams&, const TensorMergeInputs<Scalar>& in) {
   const std::string w = where("arcee_fusion", in.name);
+  requireFetches(in, w);
   requireBase(w, in.hasBase && static_cast<bool>(in.base), "arcee_fusion keeps the base where the other model's change is unimportant");
   requireModels(w, in.numModels, 1, 1, "exactly 1 (arcee_fusion takes the base and one other model)");
   const MergeMatrix<Scalar> b = in.base();
@@ -645,9 +664,13 @@ MergeMatrix<Scalar> arceeFusionTensor(const TensorMergeParams&, const TensorMerg
   return finite(mergekit::arceeFusion(b, m), w);
 }
 
+/// passthrough per tensor: exactly one model and no base (mergekit gathers a configured base with
+/// the model and then refuses the two tensors); the tensor times its `scale` (default 1: unchanged),
+/// computed as the double product rounded once (mergekit multiplies in the dtype).
 template <typename Scalar>
 MergeMatrix<Scalar> passthroughTensor(const TensorMergeParams& p, const TensorMergeInputs<Scalar>& in) {
   const std::string w = where("passthrough", in.name);
+  requireFetches(in, w);
   if (in.hasBase)
     throw InvalidArgument(w + ": a base model was given; expected none (passthrough copies exactly one model's tensor)");
   requireModels(w, in.numModels, 1, 1, "exactly 1 (passthrough copies one model's tensor)");
