@@ -1,0 +1,308 @@
+// wproj — weight-matrix projection methods. MIT licence.
+#pragma once
+
+/// \file
+/// Sparsification of one task vector τ = θ_i − θ₀, as mergekit's `sparsify` does it for its
+/// generalized task arithmetic family (task_vectors.hpp has the task vectors, and
+/// task_arithmetic_family.hpp the methods that use this):
+///
+///   - `Magnitude` (TIES, Yadav et al., NeurIPS 2023): keep the k = ⌊density·n⌋ entries of largest
+///     magnitude (mergekit refuses k = 0, and so does this);
+///   - `Random` (DARE, Yu et al., ICML 2024): keep each entry with probability density;
+///   - `MagnitudeOutliers` (Model Breadcrumbs, Davari & Belilovsky, ECCV 2024): with entries
+///     sorted by magnitude, drop the n_top = ⌊gamma·n⌋ largest and the
+///     n_bot = n − ⌊density·n⌋ − n_top smallest (when n_bot < 0, n_top shrinks by −n_bot and
+///     n_bot = 0);
+///   - `DellaMagprune` (DELLA, Deep et al. 2024): within each row, the entry of ascending
+///     magnitude rank r (0-based, row length m) is kept with probability
+///     density − ε + 2ε·r/(m − 1).
+///
+/// With `rescale`, the kept entries are scaled by ‖τ‖₁ / ‖mask ⊙ τ‖₁ (mergekit's L1 rescale; no
+/// scaling when either norm is below 1e-7). density ≥ 1 returns τ unchanged (no rescale), as in
+/// mergekit.
+///
+/// Where this cannot match mergekit bit for bit, and what it does instead:
+///   - random masks come from wproj's counter-based generator (core/random.hpp), not torch's: the
+///     mask of an entry is a pure function of (merge seed, tensor name, model index, the entry's
+///     row-major position), so a second pass over the same model draws the same mask, whatever
+///     the order tensors or models are visited in; mergekit's depend on torch's global RNG state;
+///   - entries of equal magnitude are ordered by row-major position (torch's sorts leave their
+///     order unspecified);
+///   - the L1 norms of the rescale are summed in double (torch sums in the tensor's dtype);
+///   - a matrix with one column is taken as the 1-D tensor it comes from (io maps a length-n
+///     tensor to n×1), so DELLA ranks it as one row; a tensor of more than two dimensions, which
+///     io flattens to shape[0] × (the rest), is ranked over each flattened row (mergekit ranks
+///     along dimension 1 only);
+///   - DELLA on a single entry (m = 1, where mergekit's rank normalisation divides 0 by 0) keeps
+///     it with probability density;
+///   - mergekit's breadcrumbs keeps `indices[n_bot:-n_top]` of the ascending sort: when n_top is
+///     0 (gamma·n < 1, e.g. gamma = 0.01 on fewer than 100 entries) that Python slice is empty and
+///     nothing is kept. This does the same, so that the merged tensors are mergekit's.
+
+#include "../core/config.hpp"
+#include "../core/random.hpp"
+#include "task_vectors.hpp"
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace wproj {
+
+/// Which entries of a task vector are kept (mergekit's `SparsificationMethod`, plus `None`).
+enum class SparsificationMethod {
+  None,               ///< keep everything (task arithmetic, linear)
+  Magnitude,          ///< mergekit "magnitude": top ⌊density·n⌋ by magnitude (TIES)
+  Random,             ///< mergekit "random": Bernoulli(density) per entry (DARE)
+  MagnitudeOutliers,  ///< mergekit "magnitude_outliers": drop the gamma largest, keep the next density (Breadcrumbs)
+  DellaMagprune       ///< mergekit "della_magprune": keep probability rising with magnitude rank in its row (DELLA)
+};
+
+/// mergekit's name of a sparsification method ("magnitude", "random", "magnitude_outliers", "della_magprune", "none").
+inline const char* toString(SparsificationMethod m) {
+  switch (m) {
+    case SparsificationMethod::None: return "none";
+    case SparsificationMethod::Magnitude: return "magnitude";
+    case SparsificationMethod::Random: return "random";
+    case SparsificationMethod::MagnitudeOutliers: return "magnitude_outliers";
+    case SparsificationMethod::DellaMagprune: return "della_magprune";
+  }
+  return "?";
+}
+
+namespace detail {
+
+/// 64-bit FNV-1a of a string.
+inline std::uint64_t fnv1a64(const std::string& s) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+/// The SplitMix64 finaliser (a bijection that mixes all bits).
+inline std::uint64_t mix64(std::uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/// Calls keep(k) for the positions k whose ascending rank by (|value(k)|, k) lies in [lo, hi),
+/// for the n values value(k), k in [0, n). Holds one copy of the magnitudes (in the values' own
+/// type, where |x| is exact) for the selection; no sort.
+template <typename ValueAt, typename Keep>
+void forRankRange(Index n, Index lo, Index hi, ValueAt&& value, Keep&& keep) {
+  lo = std::max<Index>(lo, 0);
+  hi = std::min<Index>(hi, n);
+  if (lo >= hi) return;
+  using M = std::decay_t<decltype(std::abs(value(Index(0))))>;
+  std::vector<M> work(static_cast<std::size_t>(n));
+  for (Index k = 0; k < n; ++k) work[std::size_t(k)] = std::abs(value(k));
+  // The magnitude at ascending rank r and how many entries of that magnitude rank below r
+  // (nth_element accepts any permutation, so the second boundary reuses the same copy).
+  auto boundary = [&](Index r, M& t, Index& tiesBefore) {
+    std::nth_element(work.begin(), work.begin() + r, work.end());
+    t = work[std::size_t(r)];
+    Index less = 0;
+    for (Index k = 0; k < n; ++k) less += std::abs(value(k)) < t ? 1 : 0;
+    tiesBefore = r - less;
+  };
+  M tLo = M(0), tHi = M(0);
+  Index skipLo = 0, takeHi = 0;
+  const bool fromStart = lo == 0, toEnd = hi == n;
+  if (!fromStart) boundary(lo, tLo, skipLo);
+  if (!toEnd) boundary(hi, tHi, takeHi);
+  std::vector<M>().swap(work);
+  Index seenLo = 0, seenHi = 0;
+  for (Index k = 0; k < n; ++k) {
+    const M a = std::abs(value(k));
+    bool atLeastLo = true, belowHi = true;
+    if (!fromStart) atLeastLo = a > tLo || (a == tLo && seenLo++ >= skipLo);
+    if (!toEnd) belowHi = a < tHi || (a == tHi && seenHi++ < takeHi);
+    if (atLeastLo && belowHi) keep(k);
+  }
+}
+
+}  // namespace detail
+
+/// The stream of the random mask of model `model` in tensor `tensorName`: the tensor name and
+/// the model index mixed into 64 bits (the merge seed keys the generator).
+inline std::uint64_t sparsificationStream(const std::string& tensorName, Index model) {
+  return detail::mix64(detail::fnv1a64(tensorName) ^ detail::mix64(std::uint64_t(model) + 1));
+}
+
+/// DELLA's keep probability of the entry of ascending magnitude rank `rank` (0-based) in a row of
+/// `rowLength` entries: density − ε + 2ε·rank/(rowLength − 1) (density for a row of one entry).
+inline double dellaKeepProbability(Index rank, Index rowLength, double density, double epsilon) {
+  const double norm = rowLength > 1 ? double(rank) / double(rowLength - 1) : 0.5;
+  return (density - epsilon) + norm * 2.0 * epsilon;
+}
+
+/// Sparsifies one task vector as mergekit's `sparsify` does (see the file comment for the four
+/// methods and where the results differ from mergekit's): magnitude top-k (TIES, Yadav et al.
+/// 2023), random keep (DARE, Yu et al. 2024), outlier-trimmed magnitude band (Model Breadcrumbs,
+/// Davari & Belilovsky 2024) and magnitude-rank sampling (DELLA, Deep et al. 2024), with
+/// mergekit's optional L1 rescale. Random masks are seeded by (seed, tensor name, model index),
+/// so re-fetching a model in a second pass draws the same mask.
+///
+/// \code
+/// wproj::TaskVectorSparsifier s;
+/// s.setMethod(wproj::SparsificationMethod::Random).setDensity(0.3).setRescale(true).setSeed(7);
+/// s.applyInPlace(tau, "model.layers.0.mlp.up_proj.weight", /*model=*/1);
+/// \endcode
+class TaskVectorSparsifier {
+ public:
+  /// The method (None keeps everything).
+  TaskVectorSparsifier& setMethod(SparsificationMethod m) {
+    m_method = m;
+    return *this;
+  }
+  /// Fraction of entries kept, in (0, 1] (1 keeps τ unchanged).
+  TaskVectorSparsifier& setDensity(double density) {
+    requireArg(density > 0 && density <= 1, "TaskVectorSparsifier::setDensity", "density", density, "a value in (0, 1]");
+    m_density = density;
+    return *this;
+  }
+  /// Fraction of the largest entries dropped by `MagnitudeOutliers`, in [0, 1] (mergekit's default 0.01).
+  TaskVectorSparsifier& setGamma(double gamma) {
+    requireArg(gamma >= 0 && gamma <= 1, "TaskVectorSparsifier::setGamma", "gamma", gamma, "a value in [0, 1]");
+    m_gamma = gamma;
+    return *this;
+  }
+  /// Half-width ε of DELLA's keep probabilities, in [0, 1) (mergekit's default 0.15); density ± ε
+  /// must lie in (0, 1) when density < 1 (checked when applied).
+  TaskVectorSparsifier& setEpsilon(double epsilon) {
+    requireArg(epsilon >= 0 && epsilon < 1, "TaskVectorSparsifier::setEpsilon", "epsilon", epsilon, "a value in [0, 1)");
+    m_epsilon = epsilon;
+    return *this;
+  }
+  /// Rescale the kept entries to the L1 norm of τ (mergekit's `rescale`).
+  TaskVectorSparsifier& setRescale(bool rescale) {
+    m_rescale = rescale;
+    return *this;
+  }
+  /// Seed of the random masks (the merge's seed).
+  TaskVectorSparsifier& setSeed(std::uint64_t seed) {
+    m_seed = seed;
+    return *this;
+  }
+  /// The method.
+  SparsificationMethod method() const { return m_method; }
+  /// The density.
+  double density() const { return m_density; }
+  /// gamma (MagnitudeOutliers).
+  double gamma() const { return m_gamma; }
+  /// ε (DellaMagprune).
+  double epsilon() const { return m_epsilon; }
+  /// True when the kept entries are rescaled.
+  bool rescale() const { return m_rescale; }
+  /// The seed.
+  std::uint64_t seed() const { return m_seed; }
+  /// True when the masks are random (Random, DellaMagprune).
+  bool randomized() const { return m_method == SparsificationMethod::Random || m_method == SparsificationMethod::DellaMagprune; }
+
+  /// Sparsifies `tau` in place; `tensorName` and `model` select the random mask (and name the
+  /// tensor in errors). Throws `InvalidArgument` when the magnitude method would keep nothing
+  /// (⌊density·n⌋ = 0) or DELLA's density ± ε leaves (0, 1).
+  template <typename Derived>
+  void applyInPlace(Eigen::MatrixBase<Derived>& tau, const std::string& tensorName, Index model) const {
+    using S = typename Derived::Scalar;
+    const Index rows = tau.rows(), cols = tau.cols(), n = rows * cols;
+    if (m_method == SparsificationMethod::None || m_density >= 1 || n == 0) return;
+    const std::string where = "sparsification (" + std::string(toString(m_method)) + ") of tensor '" + tensorName +
+                              "', model " + std::to_string(model);
+    // Row-major position k ↔ (k / cols, k % cols), torch's order of a contiguous tensor.
+    auto at = [&](Index k) -> S& { return tau.derived().coeffRef(k / cols, k % cols); };
+    double l1Before = 0;
+    if (m_rescale)
+      for (Index j = 0; j < cols; ++j)
+        for (Index i = 0; i < rows; ++i) l1Before += std::abs(static_cast<double>(tau.coeff(i, j)));
+    std::vector<unsigned char> keep(static_cast<std::size_t>(n), 0);
+    switch (m_method) {
+      case SparsificationMethod::Magnitude: {
+        const Index k = static_cast<Index>(m_density * double(n));
+        requireArg(k > 0, where.c_str(), "density", m_density,
+                   "a value with density * " + std::to_string(n) + " entries >= 1 (mergekit refuses to zero the whole tensor)");
+        detail::forRankRange(n, n - k, n, [&](Index q) { return at(q); }, [&](Index q) { keep[std::size_t(q)] = 1; });
+        break;
+      }
+      case SparsificationMethod::MagnitudeOutliers: {
+        const Index target = static_cast<Index>(m_density * double(n));
+        Index nTop = static_cast<Index>(m_gamma * double(n));
+        Index nBot = n - target - nTop;
+        if (nBot < 0) {
+          nTop += nBot;
+          nBot = 0;
+        }
+        // indices[nBot:-nTop] of the ascending sort; empty when nTop = 0 (Python's -0 is 0).
+        if (nTop > 0) detail::forRankRange(n, nBot, n - nTop, [&](Index q) { return at(q); }, [&](Index q) { keep[std::size_t(q)] = 1; });
+        break;
+      }
+      case SparsificationMethod::Random: {
+        const CounterRng rng(m_seed, sparsificationStream(tensorName, model));
+        for (Index q = 0; q < n; ++q) keep[std::size_t(q)] = rng.uniform(std::uint64_t(q)) <= m_density ? 1 : 0;
+        break;
+      }
+      case SparsificationMethod::DellaMagprune: {
+        if (m_density + m_epsilon >= 1 || m_density - m_epsilon <= 0)
+          throwInvalid(where.c_str(), "epsilon", m_epsilon,
+                       "density - epsilon > 0 and density + epsilon < 1 (density = " + detail::describe(m_density) + ")");
+        const CounterRng rng(m_seed, sparsificationStream(tensorName, model));
+        // A one-column matrix is a 1-D tensor: one row of n entries.
+        const Index rowCount = cols == 1 ? 1 : rows, rowLength = cols == 1 ? rows : cols;
+        std::vector<Index> order(static_cast<std::size_t>(rowLength));
+        std::vector<double> mag(static_cast<std::size_t>(rowLength));
+        for (Index r = 0; r < rowCount; ++r) {
+          const Index first = r * rowLength;  // row-major position of the row's first entry
+          for (Index c = 0; c < rowLength; ++c) {
+            mag[std::size_t(c)] = std::abs(static_cast<double>(at(first + c)));
+            order[std::size_t(c)] = c;
+          }
+          std::sort(order.begin(), order.end(), [&](Index a, Index b) {
+            return mag[std::size_t(a)] < mag[std::size_t(b)] || (mag[std::size_t(a)] == mag[std::size_t(b)] && a < b);
+          });
+          for (Index rank = 0; rank < rowLength; ++rank) {
+            const Index q = first + order[std::size_t(rank)];
+            const double p = dellaKeepProbability(rank, rowLength, m_density, m_epsilon);
+            keep[std::size_t(q)] = rng.uniform(std::uint64_t(q)) <= p ? 1 : 0;
+          }
+        }
+        break;
+      }
+      case SparsificationMethod::None: break;
+    }
+    double l1After = 0;
+    for (Index q = 0; q < n; ++q) {
+      S& v = at(q);
+      if (!keep[std::size_t(q)]) v = S(0);
+      else if (m_rescale) l1After += std::abs(static_cast<double>(v));
+    }
+    if (m_rescale && l1Before >= 1e-7 && l1After >= 1e-7) tau *= S(l1Before / l1After);
+  }
+
+  /// The sparsified copy of `tau` (see `applyInPlace`).
+  template <typename Derived>
+  MergeMatrix<typename Derived::Scalar> apply(const Eigen::MatrixBase<Derived>& tau, const std::string& tensorName, Index model) const {
+    MergeMatrix<typename Derived::Scalar> out = tau;
+    applyInPlace(out, tensorName, model);
+    return out;
+  }
+
+ private:
+  SparsificationMethod m_method = SparsificationMethod::None;
+  double m_density = 1.0;
+  double m_gamma = 0.01;
+  double m_epsilon = 0.15;
+  bool m_rescale = false;
+  std::uint64_t m_seed = 0;
+};
+
+}  // namespace wproj
