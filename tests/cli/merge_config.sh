@@ -141,6 +141,27 @@ def check_bf16(out):
         want = r(b + 0.5 * ((r(M1[n][1]) - b) + (r(M2[n][1]) - b)))
         close(O[n][1], want, n, tol=1e-2)  # float32 sum of bf16 inputs, rounded once
 
+def gen_gpt2():
+    """GPT-2 style names (transformer.h.<i>.…), 4 layers, in files (no config.json)."""
+    rng = np.random.default_rng(11)
+    for m in ["g0", "g1"]:
+        t = {"transformer.wte.weight": ("F32", rng.standard_normal((V, H)).astype(np.float32)),
+             "transformer.ln_f.weight": ("F32", rng.standard_normal((H,)).astype(np.float32))}
+        for i in range(L):
+            t["transformer.h.%d.attn.c_attn.weight" % i] = ("F32", rng.standard_normal((H, 3 * H)).astype(np.float32))
+        write_st(m + ".safetensors", t)
+
+def check_gpt2(out):
+    """slice 1: layer 0 of g0 and g1; slice 2: layers 2-3: the output's layers are g1's 0, 2, 3."""
+    G1, O = load("g1.safetensors"), load(out)
+    want = {"transformer.wte.weight": "transformer.wte.weight", "transformer.ln_f.weight": "transformer.ln_f.weight",
+            "transformer.h.0.attn.c_attn.weight": "transformer.h.0.attn.c_attn.weight",
+            "transformer.h.1.attn.c_attn.weight": "transformer.h.2.attn.c_attn.weight",
+            "transformer.h.2.attn.c_attn.weight": "transformer.h.3.attn.c_attn.weight"}
+    if sorted(O) != sorted(want): sys.exit("gpt2 names: %s" % sorted(O))
+    for n, src in want.items():
+        close(O[n][1], G1[src][1], n + " <- " + src)
+
 def check_json(path, key, value):
     j = json.load(open(path))
     for k in key.split("/"): j = j[k]
@@ -228,6 +249,22 @@ py check_json out_slices/config.json num_hidden_layers 5
 py check_json out_slices/config.json torch_dtype float32
 [ -f out_slices/model-00001-of-00001.safetensors ] || die "5GB: one shard"
 
+step "slices on GPT-2 style names (transformer.h.<i>), single files in, one file out"
+py gen_gpt2
+cat > gpt2.yml <<'EOF'
+merge_method: task_arithmetic
+base_model: g0.safetensors
+slices:
+  - sources:
+      - {model: g0.safetensors, layer_range: [0, 1]}
+      - {model: g1.safetensors, layer_range: [0, 1]}
+  - sources:
+      - {model: g0.safetensors, layer_range: [2, 4]}
+      - {model: g1.safetensors, layer_range: [2, 4]}
+EOF
+"$WPROJ" merge gpt2.yml -o gpt2.safetensors --report /dev/null 2> /dev/null
+py check_gpt2 gpt2.safetensors
+
 step "max_shard_size with mergekit's suffixes: shard names as mergekit's"
 sed 's/5GB/1.5K/' slices.yml > shards.yml
 "$WPROJ" merge shards.yml -o out_shards --report /dev/null 2> /dev/null
@@ -273,6 +310,8 @@ printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1]\nmax_shard
 expect_fail "e10.yml:4: max_shard_size '5QB'" "$WPROJ" merge e10.yml -o e.safetensors
 printf 'merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: m1\n    parameters:\n      weight: [{filter: mlp, value: [1, x]}]\n' > e11.yml
 expect_fail "e11.yml:6: 'models.parameters.weight.value': expected a number" "$WPROJ" merge e11.yml -o e.safetensors
+printf 'merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: m1\n    parameters:\n      weight:\n        - pattern: mlp\n          value: 0.5\n' > e14.yml
+expect_fail "e14.yml:7: .*'pattern' in a filter: mergekit ignores this key" "$WPROJ" merge e14.yml -o e.safetensors
 printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1]\ndtype: int8\n' > e12.yml
 expect_fail "e12.yml:4: 'dtype': 'int8'" "$WPROJ" merge e12.yml -o e.safetensors
 printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1]\nslices: []\n' > e13.yml

@@ -218,6 +218,9 @@ Setting parseSetting(const MergeConfig& c, const YAML::Node& v, const std::strin
   auto condition = [&](const YAML::Node& m) {
     for (const auto& kv : m) {
       const std::string k = kv.first.as<std::string>();
+      if (k == "pattern")
+        bad(c, kv.first, key, "'pattern' in a filter: mergekit ignores this key, so the case would match every tensor; "
+                              "write 'filter:' (or drop the key to match every tensor)");
       if (k != "filter" && k != "value") bad(c, kv.first, key, "unknown key '" + k + "' in a filter (expected filter, value)");
     }
     if (!m["value"]) bad(c, m, key, "a filter needs 'value'");
@@ -558,18 +561,24 @@ MergeConfig parseConfig(const std::string& path) {
 
 // ------------------------------------------------------------------------------ layer structure
 
-/// The layer index of a tensor name `….layers.<i>.…` (any architecture), with the position and
-/// length of the digits; -1 when the name belongs to no layer.
+/// The layer index of a tensor name `….layers.<i>.…` (any architecture; also `h.<i>` as GPT-2,
+/// `layer.<i>` as BERT, `blocks.<i>`/`block.<i>`: the first such segment of the name), with the
+/// position and length of the digits; -1 when the name belongs to no layer.
 long layerOf(const std::string& name, std::size_t* pos = nullptr, std::size_t* len = nullptr) {
-  static const std::string seg = "layers.";
-  for (std::size_t p = name.find(seg); p != std::string::npos; p = name.find(seg, p + 1)) {
-    if (p > 0 && name[p - 1] != '.') continue;
-    std::size_t q = p + seg.size(), e = q;
+  static const std::set<std::string> stacks = {"layers", "layer", "h", "blocks", "block"};
+  std::size_t start = 0;
+  while (start < name.size()) {
+    const std::size_t dot = name.find('.', start);
+    if (dot == std::string::npos) break;
+    const std::string seg = name.substr(start, dot - start);
+    std::size_t e = dot + 1;
     while (e < name.size() && std::isdigit(static_cast<unsigned char>(name[e]))) ++e;
-    if (e == q || (e < name.size() && name[e] != '.')) continue;
-    if (pos) *pos = q;
-    if (len) *len = e - q;
-    return std::stol(name.substr(q, e - q));
+    if (stacks.count(seg) && e > dot + 1 && (e == name.size() || name[e] == '.') && e - dot - 1 < 10) {
+      if (pos) *pos = dot + 1;
+      if (len) *len = e - dot - 1;
+      return std::stol(name.substr(dot + 1, e - dot - 1));
+    }
+    start = dot + 1;
   }
   return -1;
 }
@@ -808,7 +817,7 @@ std::uint64_t tensorBytes(const MergeConfig& c, const Plan& p, const OutTensor& 
     work += c.spec->workingSet ? c.spec->workingSet(rows, cols, T, std::size_t(s)) : 4 * tensor;
   else if (a == wproj::TensorAction::Average)
     work += 2 * tensor;
-  if (a != wproj::TensorAction::Skip) work += o.info.bytes();
+  if (a != wproj::TensorAction::Skip) work += o.info.bytes() + (c.base >= 0 ? tensor : 0);  // + θ₀ again for ‖θ − θ₀‖
   return work;
 }
 
