@@ -787,15 +787,26 @@ TEST_CASE("interpolation methods: registry entries have mergekit's names, parame
   CHECK(method("karcher").acceptsBase);
   CHECK_FALSE(method("passthrough").acceptsBase);
   CHECK(method("passthrough").maxModels == 1);
-  // resolve: ranges from the entries; a required parameter left out stays NaN and the per-tensor form refuses it.
+  // Exactly mergekit's required parameters are marked required.
+  for (const auto& m : methods)
+    for (const auto& p : m.params) {
+      INFO(m.name << " " << p.name);
+      const bool mergekitRequired = ((m.name == "slerp" || m.name == "nearswap") && p.name == "t") ||
+                                    ((m.name == "nuslerp" || m.name == "multislerp") && p.name == "weight");
+      CHECK(p.required == mergekitRequired);
+      CHECK(std::isnan(p.defaultValue) == mergekitRequired);
+    }
+  // resolve: ranges from the entries; a required parameter left out is refused, by resolve and by
+  // the per-tensor form (given the NaN default by a front end that fills in defaults itself).
   CHECK_THROWS_WITH(method("multislerp").resolve({{"eps", wproj::ParamValue::number(-1)}}, 2),
                     Contains("merge method 'multislerp'") && Contains("'eps'"));
   CHECK_THROWS_WITH(method("karcher").resolve({{"max_iter", wproj::ParamValue::number(1.5)}}, 2), Contains("'max_iter'"));
-  const wproj::ResolvedParams r = method("slerp").resolve({}, 1);
-  CHECK(std::isnan(r.number("t")));
+  CHECK_THROWS_WITH(method("slerp").resolve({}, 1), Contains("merge method 'slerp'") && Contains("'t'"));
+  CHECK_THROWS_WITH(method("nuslerp").resolve({}, 2), Contains("merge method 'nuslerp'") && Contains("'weight'"));
+  CHECK_NOTHROW(method("karcher").resolve({}, 3));
   const Mat<double> a = gaussian<double>(3, 3, 1), b = gaussian<double>(3, 3, 2);
-  CHECK_THROWS_WITH(method("slerp").mergeTensor<double>(wproj::MergeMethod::tensorParams(r, 1), inputs<double>("w", &a, {b})),
-                    Contains("'t'") && Contains("required"));
+  TensorMergeParams filled = globals({{"t", method("slerp").param("t")->defaultValue}}, 1);
+  CHECK_THROWS_WITH(method("slerp").mergeTensor<double>(filled, inputs<double>("w", &a, {b})), Contains("'t'") && Contains("required"));
 }
 
 // ---------------------------------------------------------------------------------------------

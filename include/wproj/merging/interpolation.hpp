@@ -466,8 +466,8 @@ MergeMatrix<typename DA::Scalar> arceeFusion(const Eigen::MatrixBase<DA>& base, 
 namespace detail {
 namespace interpolation {
 
-/// Default of a parameter mergekit requires (no default): resolving leaves NaN, and the
-/// per-tensor form refuses it with an error naming the method and the parameter.
+/// Default of a parameter mergekit requires (no default; the entry marks it `required`): the
+/// per-tensor form refuses a NaN or missing value with an error naming the method and the parameter.
 inline double required() { return std::numeric_limits<double>::quiet_NaN(); }
 
 /// "merge method '<m>', tensor '<name>'".
@@ -711,9 +711,10 @@ inline MergeMethod entry(std::string name, std::string title, std::string refere
 
 /// The registry entries of mergekit's interpolation methods (slerp, nuslerp, multislerp, karcher,
 /// nearswap, arcee_fusion, passthrough) with mergekit's names, parameters and defaults. A
-/// parameter mergekit requires has a NaN default: `resolve` leaves it NaN when not given and the
-/// per-tensor form refuses it, naming the method and the parameter. They have per-tensor forms
-/// only (the whole-model run is `MergeMethod::runTensorwise`).
+/// parameter mergekit requires is `required` (`resolve` refuses it when not given) and has a NaN
+/// default, which the per-tensor form refuses as well (a front end that fills in defaults itself
+/// cannot slip a value in), naming the method and the parameter. They have per-tensor forms only
+/// (the whole-model run is `MergeMethod::runTensorwise`).
 inline std::vector<MergeMethod> interpolationMethods() {
   namespace ip = interpolation;
   const double req = ip::required();
@@ -723,7 +724,7 @@ inline std::vector<MergeMethod> interpolationMethods() {
       "slerp", "spherical interpolation of the tensors of the base (t = 0) and one other model (t = 1); linear when colinear",
       "Shoemake, SIGGRAPH 1985; mergekit's slerp",
       {{"t", ParamKind::Scalar, req, "interpolation factor: 0 gives the base model, 1 the other model (required)", nullptr,
-        "a finite number"}},
+        "a finite number", true}},
       1, 1, true, true);
   slerp.tensorFloat = &ip::slerpTensor<float>;
   slerp.tensorDouble = &ip::slerpTensor<double>;
@@ -735,7 +736,7 @@ inline std::vector<MergeMethod> interpolationMethods() {
       "slerp of two models (of their task vectors when a base is given) with t = w2 / (w1 + w2), flattened or per row/column",
       "mergekit's nuslerp (docs/merge_methods.md)",
       {{"weight", ParamKind::PerModel, req, "relative weight of the model; t = weight_2 / (weight_1 + weight_2) (required)",
-        nullptr, "a finite number"},
+        nullptr, "a finite number", true},
        {"nuslerp_row_wise", ParamKind::Bool, 0.0,
         "without flattening: interpolate the vectors along the first dimension (columns of a weight) instead of its rows",
         nullptr, "true or false"},
@@ -751,7 +752,7 @@ inline std::vector<MergeMethod> interpolationMethods() {
       "spherical barycentre of two or more models (of their task vectors when a base is given): normalised weighted mean "
       "of the directions times the weighted mean norm",
       "mergekit's multislerp (docs/merge_methods.md; goddard.blog, Multi-SLERP)",
-      {{"weight", ParamKind::PerModel, req, "relative weight of the model (required)", nullptr, "a finite number"},
+      {{"weight", ParamKind::PerModel, req, "relative weight of the model (required)", nullptr, "a finite number", true},
        {"normalize_weights", ParamKind::Bool, 1.0, "divide the weights by their sum", nullptr, "true or false"},
        {"eps", ParamKind::Scalar, 1e-8, "numerical-stability constant (norms, the vanishing-mean test, the tangent norm)",
         &ip::positive, "a value > 0"}},
@@ -780,7 +781,7 @@ inline std::vector<MergeMethod> interpolationMethods() {
       "entry by entry, the base moved towards the other model by clamp(t / |difference|, 0, 1): similar entries are swapped in",
       "mergekit's nearswap (alchemonaut, QuartetAnemoi-70B-t0.0001)",
       {{"t", ParamKind::Scalar, req, "similarity threshold: entries closer than t take the other model's value (required)",
-        nullptr, "a finite number"}},
+        nullptr, "a finite number", true}},
       1, 1, true, true);
   near.tensorFloat = &ip::nearswapTensor<float>;
   near.tensorDouble = &ip::nearswapTensor<double>;
