@@ -606,3 +606,63 @@ TEST_CASE("family: registry entries carry mergekit's names, defaults and flags",
     CHECK(m.workingSet(64, 32, 3, 4) > 0);
   }
 }
+
+TEMPLATE_TEST_CASE("sparsification: equal magnitudes keep exactly the stated counts; row-major inputs", "[merging][mergekit]",
+                   float, double) {
+  using T = TestType;
+  using SM = wproj::SparsificationMethod;
+  // 6x5 entries whose magnitudes take three values only (ties at every threshold), mixed signs.
+  Mat<T> tau(6, 5);
+  for (Index i = 0; i < 6; ++i)
+    for (Index j = 0; j < 5; ++j) {
+      const Index q = i * 5 + j;
+      tau(i, j) = T((q % 3 == 0 ? 0.5 : (q % 3 == 1 ? 1.0 : 2.0)) * (q % 2 ? -1.0 : 1.0));
+    }
+  std::vector<double> sortedMag;
+  for (Index q = 0; q < 30; ++q) sortedMag.push_back(std::abs(double(tau(q / 5, q % 5))));
+  std::sort(sortedMag.begin(), sortedMag.end());
+  auto keptMagnitudes = [&](const Mat<T>& d) {
+    std::vector<double> kept;
+    for (Index i = 0; i < 6; ++i)
+      for (Index j = 0; j < 5; ++j)
+        if (d(i, j) != T(0)) {
+          CHECK(d(i, j) == tau(i, j));  // kept values are unchanged without rescale
+          kept.push_back(std::abs(double(d(i, j))));
+        }
+    std::sort(kept.begin(), kept.end());
+    return kept;
+  };
+  for (const double density : {0.1, 0.3, 0.5, 0.7}) {
+    INFO("magnitude, density " << density);
+    wproj::TaskVectorSparsifier s;
+    s.setMethod(SM::Magnitude).setDensity(density);
+    const Index k = Index(density * 30.0);
+    const std::vector<double> kept = keptMagnitudes(s.apply(tau, "ties", 0));
+    CHECK(kept == std::vector<double>(sortedMag.end() - k, sortedMag.end()));
+  }
+  const double bands[][2] = {{0.5, 0.1}, {0.3, 0.2}, {0.9, 0.3}, {0.4, 0.5}};
+  for (const auto& b : bands) {
+    INFO("magnitude_outliers, density " << b[0] << " gamma " << b[1]);
+    wproj::TaskVectorSparsifier s;
+    s.setMethod(SM::MagnitudeOutliers).setDensity(b[0]).setGamma(b[1]);
+    Index top = Index(b[1] * 30.0), bot = 30 - Index(b[0] * 30.0) - top;
+    if (bot < 0) {
+      top += bot;
+      bot = 0;
+    }
+    const std::vector<double> kept = keptMagnitudes(s.apply(tau, "crumbs", 0));
+    CHECK(kept == std::vector<double>(sortedMag.begin() + bot, sortedMag.end() - top));
+    CHECK(Index(kept.size()) == Index(b[0] * 30.0));  // the density is always met
+  }
+  // A row-major matrix (as a safetensors buffer maps) gives the same masks, rescale and ranks.
+  const Mat<T> g = gaussian<T>(9, 7, 123);
+  const RowMajorMat<T> rm = g;
+  for (const SM method : {SM::Magnitude, SM::Random, SM::MagnitudeOutliers, SM::DellaMagprune}) {
+    INFO(wproj::toString(method));
+    wproj::TaskVectorSparsifier s;
+    s.setMethod(method).setDensity(0.45).setGamma(0.1).setEpsilon(0.2).setRescale(true).setSeed(3);
+    RowMajorMat<T> r = rm;
+    s.applyInPlace(r, "w", 2);
+    CHECK(Mat<T>(r) == s.apply(g, "w", 2));
+  }
+}
