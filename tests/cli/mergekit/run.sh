@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end check of `wproj merge` as a drop-in for mergekit's `mergekit-yaml CONFIG OUT`:
-#   run.sh WPROJ_BINARY WORKDIR
+#   run.sh WPROJ_BINARY WORKDIR [CONFIG_NAME...]
 # Generates a small LLaMA-shaped model family (gen_family.py: base + 4 fine-tunes, float32 and
 # bfloat16, one sharded), runs `wproj merge` on every config in configs/ (model folders
 # substituted for @F@; a few also on the bfloat16 family), and compares every output tensor
@@ -8,13 +8,16 @@
 # implementation of mergekit's methods and config evaluation. One line per run with the
 # achieved error; the failures are listed at the end. Exit 0 = all pass, 1 = a mismatch or a
 # config wproj refuses, 77 = python3 with NumPy and PyYAML is not available (skip).
+# CONFIG_NAMEs (e.g. ties slerp) restrict the run to those configs.
 set -uo pipefail
-if [ $# -ne 2 ]; then
-  echo "usage: run.sh WPROJ_BINARY WORKDIR" >&2
+if [ $# -lt 2 ]; then
+  echo "usage: run.sh WPROJ_BINARY WORKDIR [CONFIG_NAME...]" >&2
   exit 2
 fi
 WPROJ="$1"
 WORK="$2"
+shift 2
+ONLY=" $* "
 PY=/usr/bin/python3
 HERE="$(cd "$(dirname "$0")" && pwd)"
 if [ ! -x "$PY" ] || ! "$PY" -c "import numpy, yaml" 2>/dev/null; then
@@ -56,6 +59,7 @@ run_one() {
 echo "== wproj merge vs the mergekit reference ($("$PY" "$HERE/reference.py" note))"
 for cfg in "$HERE"/configs/*.yml; do
   name="$(basename "$cfg" .yml)"
+  if [ "$ONLY" != "  " ]; then case "$ONLY" in *" $name "*) ;; *) continue ;; esac; fi
   run_one "$cfg" f32
   case "$BF16_TOO" in *" $name "*) run_one "$cfg" bf16 ;; esac
 done
