@@ -893,3 +893,16 @@ TEMPLATE_TEST_CASE("interpolation methods: the per-tensor form equals the whole-
     }
   }
 }
+
+TEMPLATE_TEST_CASE("interpolation functions accept row-major storage (torch's layout)", "[merging][interpolation]", float, double) {
+  using T = TestType;
+  const Mat<T> a = gaussian<T>(7, 5, 61), b = gaussian<T>(7, 5, 62);
+  const RowMajorMat<T> ar = a, br = b;
+  const DMat ad = a.template cast<double>(), bd = b.template cast<double>();
+  using V = wproj::mergekit::NuslerpVectors;
+  checkAgrees(Mat<T>(wproj::mergekit::nuslerp(0.3, ar, br, V::Rows)), refNuslerp(0.3, ad, bd, false, false), sizeOf<T>({a, b}));
+  checkAgrees(Mat<T>(wproj::mergekit::nuslerp(0.3, ar, br, V::Columns)), refNuslerp(0.3, ad, bd, true, false), sizeOf<T>({a, b}));
+  checkAgrees(Mat<T>(wproj::mergekit::nuslerp(0.3, ar, br, V::Whole)), refNuslerp(0.3, ad, bd, false, true), sizeOf<T>({a, b}));
+  checkAgrees(Mat<T>(wproj::mergekit::nearswap(0.5, ar, br)), refNearswap(0.5, ad, bd), sizeOf<T>({a, b}));
+  checkAgrees(Mat<T>(wproj::mergekit::arceeFusion(ar, br)), refArceeFusion(ad, bd), sizeOf<T>({a, b}));
+}
