@@ -95,39 +95,51 @@ inline std::uint64_t mix64(std::uint64_t z) {
   return z ^ (z >> 31);
 }
 
-/// Calls keep(k) for the positions k whose ascending rank by (|value(k)|, k) lies in [lo, hi),
-/// for the n values value(k), k in [0, n). Holds one copy of the magnitudes (in the values' own
-/// type, where |x| is exact) for the selection; no sort.
-template <typename ValueAt, typename Keep>
-void forRankRange(Index n, Index lo, Index hi, ValueAt&& value, Keep&& keep) {
+/// Marks keep[k] = 1 for the entries of the column-major rows×cols array x whose ascending rank
+/// by (|x|, row-major position) lies in [lo, hi). Passes run in storage order over one copy of
+/// the magnitudes (in x's own type, where |x| is exact; selection, no sort); only the entries
+/// equal to a boundary magnitude are ordered by their row-major position.
+template <typename S>
+void markRankRange(const S* x, Index rows, Index cols, Index lo, Index hi, std::vector<unsigned char>& keep) {
+  const Index n = rows * cols;
   lo = std::max<Index>(lo, 0);
   hi = std::min<Index>(hi, n);
   if (lo >= hi) return;
-  using M = std::decay_t<decltype(std::abs(value(Index(0))))>;
-  std::vector<M> work(static_cast<std::size_t>(n));
-  for (Index k = 0; k < n; ++k) work[std::size_t(k)] = std::abs(value(k));
+  std::vector<S> work(static_cast<std::size_t>(n));
+  for (Index k = 0; k < n; ++k) work[std::size_t(k)] = std::abs(x[k]);
   // The magnitude at ascending rank r and how many entries of that magnitude rank below r
   // (nth_element accepts any permutation, so the second boundary reuses the same copy).
-  auto boundary = [&](Index r, M& t, Index& tiesBefore) {
+  auto boundary = [&](Index r, S& t, Index& tiesBefore) {
     std::nth_element(work.begin(), work.begin() + r, work.end());
     t = work[std::size_t(r)];
     Index less = 0;
-    for (Index k = 0; k < n; ++k) less += std::abs(value(k)) < t ? 1 : 0;
+    for (Index k = 0; k < n; ++k) less += std::abs(x[k]) < t ? 1 : 0;
     tiesBefore = r - less;
   };
-  M tLo = M(0), tHi = M(0);
+  S tLo = S(0), tHi = S(0);
   Index skipLo = 0, takeHi = 0;
   const bool fromStart = lo == 0, toEnd = hi == n;
   if (!fromStart) boundary(lo, tLo, skipLo);
   if (!toEnd) boundary(hi, tHi, takeHi);
-  std::vector<M>().swap(work);
-  Index seenLo = 0, seenHi = 0;
+  std::vector<S>().swap(work);
+  std::vector<Index> tied;  // entries equal to a boundary magnitude, decided in row-major order
   for (Index k = 0; k < n; ++k) {
-    const M a = std::abs(value(k));
+    const S a = std::abs(x[k]);
+    if ((!fromStart && a == tLo) || (!toEnd && a == tHi)) {
+      tied.push_back(k);
+      continue;
+    }
+    if ((fromStart || a > tLo) && (toEnd || a < tHi)) keep[std::size_t(k)] = 1;
+  }
+  auto rowMajor = [&](Index k) { return (k % rows) * cols + k / rows; };
+  std::sort(tied.begin(), tied.end(), [&](Index a, Index b) { return rowMajor(a) < rowMajor(b); });
+  Index seenLo = 0, seenHi = 0;
+  for (Index k : tied) {
+    const S a = std::abs(x[k]);
     bool atLeastLo = true, belowHi = true;
     if (!fromStart) atLeastLo = a > tLo || (a == tLo && seenLo++ >= skipLo);
     if (!toEnd) belowHi = a < tHi || (a == tHi && seenHi++ < takeHi);
-    if (atLeastLo && belowHi) keep(k);
+    if (atLeastLo && belowHi) keep[std::size_t(k)] = 1;
   }
 }
 
@@ -215,77 +227,14 @@ class TaskVectorSparsifier {
   template <typename Derived>
   void applyInPlace(Eigen::MatrixBase<Derived>& tau, const std::string& tensorName, Index model) const {
     using S = typename Derived::Scalar;
-    const Index rows = tau.rows(), cols = tau.cols(), n = rows * cols;
-    if (m_method == SparsificationMethod::None || m_density >= 1 || n == 0) return;
-    const std::string where = "sparsification (" + std::string(toString(m_method)) + ") of tensor '" + tensorName +
-                              "', model " + std::to_string(model);
-    // Row-major position k ↔ (k / cols, k % cols), torch's order of a contiguous tensor.
-    auto at = [&](Index k) -> S& { return tau.derived().coeffRef(k / cols, k % cols); };
-    double l1Before = 0;
-    if (m_rescale)
-      for (Index j = 0; j < cols; ++j)
-        for (Index i = 0; i < rows; ++i) l1Before += std::abs(static_cast<double>(tau.coeff(i, j)));
-    std::vector<unsigned char> keep(static_cast<std::size_t>(n), 0);
-    switch (m_method) {
-      case SparsificationMethod::Magnitude: {
-        const Index k = static_cast<Index>(m_density * double(n));
-        requireArg(k > 0, where.c_str(), "density", m_density,
-                   "a value with density * " + std::to_string(n) + " entries >= 1 (mergekit refuses to zero the whole tensor)");
-        detail::forRankRange(n, n - k, n, [&](Index q) { return at(q); }, [&](Index q) { keep[std::size_t(q)] = 1; });
-        break;
-      }
-      case SparsificationMethod::MagnitudeOutliers: {
-        const Index target = static_cast<Index>(m_density * double(n));
-        Index nTop = static_cast<Index>(m_gamma * double(n));
-        Index nBot = n - target - nTop;
-        if (nBot < 0) {
-          nTop += nBot;
-          nBot = 0;
-        }
-        // indices[nBot:-nTop] of the ascending sort; empty when nTop = 0 (Python's -0 is 0).
-        if (nTop > 0) detail::forRankRange(n, nBot, n - nTop, [&](Index q) { return at(q); }, [&](Index q) { keep[std::size_t(q)] = 1; });
-        break;
-      }
-      case SparsificationMethod::Random: {
-        const CounterRng rng(m_seed, sparsificationStream(tensorName, model));
-        for (Index q = 0; q < n; ++q) keep[std::size_t(q)] = rng.uniform(std::uint64_t(q)) <= m_density ? 1 : 0;
-        break;
-      }
-      case SparsificationMethod::DellaMagprune: {
-        if (m_density + m_epsilon >= 1 || m_density - m_epsilon <= 0)
-          throwInvalid(where.c_str(), "epsilon", m_epsilon,
-                       "density - epsilon > 0 and density + epsilon < 1 (density = " + detail::describe(m_density) + ")");
-        const CounterRng rng(m_seed, sparsificationStream(tensorName, model));
-        // A one-column matrix is a 1-D tensor: one row of n entries.
-        const Index rowCount = cols == 1 ? 1 : rows, rowLength = cols == 1 ? rows : cols;
-        std::vector<Index> order(static_cast<std::size_t>(rowLength));
-        std::vector<double> mag(static_cast<std::size_t>(rowLength));
-        for (Index r = 0; r < rowCount; ++r) {
-          const Index first = r * rowLength;  // row-major position of the row's first entry
-          for (Index c = 0; c < rowLength; ++c) {
-            mag[std::size_t(c)] = std::abs(static_cast<double>(at(first + c)));
-            order[std::size_t(c)] = c;
-          }
-          std::sort(order.begin(), order.end(), [&](Index a, Index b) {
-            return mag[std::size_t(a)] < mag[std::size_t(b)] || (mag[std::size_t(a)] == mag[std::size_t(b)] && a < b);
-          });
-          for (Index rank = 0; rank < rowLength; ++rank) {
-            const Index q = first + order[std::size_t(rank)];
-            const double p = dellaKeepProbability(rank, rowLength, m_density, m_epsilon);
-            keep[std::size_t(q)] = rng.uniform(std::uint64_t(q)) <= p ? 1 : 0;
-          }
-        }
-        break;
-      }
-      case SparsificationMethod::None: break;
+    if (m_method == SparsificationMethod::None || m_density >= 1 || tau.size() == 0) return;
+    if constexpr (std::is_same<Derived, MergeMatrix<S>>::value) {
+      applyColumnMajor(tau.derived().data(), tau.rows(), tau.cols(), tensorName, model);
+    } else {  // another layout (a row-major map, a block): through a column-major copy
+      MergeMatrix<S> copy = tau;
+      applyColumnMajor(copy.data(), copy.rows(), copy.cols(), tensorName, model);
+      tau = copy;
     }
-    double l1After = 0;
-    for (Index q = 0; q < n; ++q) {
-      S& v = at(q);
-      if (!keep[std::size_t(q)]) v = S(0);
-      else if (m_rescale) l1After += std::abs(static_cast<double>(v));
-    }
-    if (m_rescale && l1Before >= 1e-7 && l1After >= 1e-7) tau *= S(l1Before / l1After);
   }
 
   /// The sparsified copy of `tau` (see `applyInPlace`).
@@ -297,6 +246,83 @@ class TaskVectorSparsifier {
   }
 
  private:
+  /// The work of `applyInPlace` on a column-major rows×cols array (storage k = j·rows + i; the
+  /// row-major position of the same entry, torch's flat index, is i·cols + j).
+  template <typename S>
+  void applyColumnMajor(S* x, Index rows, Index cols, const std::string& tensorName, Index model) const {
+    const Index n = rows * cols;
+    const std::string where = "sparsification (" + std::string(toString(m_method)) + ") of tensor '" + tensorName +
+                              "', model " + std::to_string(model);
+    double l1Before = 0;
+    if (m_rescale)
+      for (Index k = 0; k < n; ++k) l1Before += std::abs(static_cast<double>(x[k]));
+    std::vector<unsigned char> keep(static_cast<std::size_t>(n), 0);
+    switch (m_method) {
+      case SparsificationMethod::Magnitude: {
+        const Index k = static_cast<Index>(m_density * double(n));
+        requireArg(k > 0, where.c_str(), "density", m_density,
+                   "a value with density * " + std::to_string(n) + " entries >= 1 (mergekit refuses to zero the whole tensor)");
+        detail::markRankRange(x, rows, cols, n - k, n, keep);
+        break;
+      }
+      case SparsificationMethod::MagnitudeOutliers: {
+        const Index target = static_cast<Index>(m_density * double(n));
+        Index nTop = static_cast<Index>(m_gamma * double(n));
+        Index nBot = n - target - nTop;
+        if (nBot < 0) {
+          nTop += nBot;
+          nBot = 0;
+        }
+        // indices[nBot:-nTop] of the ascending sort; empty when nTop = 0 (Python's -0 is 0).
+        if (nTop > 0) detail::markRankRange(x, rows, cols, nBot, n - nTop, keep);
+        break;
+      }
+      case SparsificationMethod::Random: {
+        const CounterRng rng(m_seed, sparsificationStream(tensorName, model));
+        for (Index j = 0; j < cols; ++j)
+          for (Index i = 0; i < rows; ++i)
+            keep[std::size_t(j * rows + i)] = rng.uniform(std::uint64_t(i * cols + j)) <= m_density ? 1 : 0;
+        break;
+      }
+      case SparsificationMethod::DellaMagprune: {
+        if (m_density + m_epsilon >= 1 || m_density - m_epsilon <= 0)
+          throwInvalid(where.c_str(), "epsilon", m_epsilon,
+                       "density - epsilon > 0 and density + epsilon < 1 (density = " + detail::describe(m_density) + ")");
+        const CounterRng rng(m_seed, sparsificationStream(tensorName, model));
+        // A one-column matrix is a 1-D tensor: one row of n entries (storage = row-major position).
+        const bool vector = cols == 1;
+        const Index rowCount = vector ? 1 : rows, rowLength = vector ? rows : cols;
+        std::vector<Index> order(static_cast<std::size_t>(rowLength));
+        std::vector<S> mag(static_cast<std::size_t>(rowLength));
+        for (Index r = 0; r < rowCount; ++r) {
+          for (Index c = 0; c < rowLength; ++c) {
+            mag[std::size_t(c)] = std::abs(x[vector ? c : c * rows + r]);
+            order[std::size_t(c)] = c;
+          }
+          std::sort(order.begin(), order.end(), [&](Index a, Index b) {
+            return mag[std::size_t(a)] < mag[std::size_t(b)] || (mag[std::size_t(a)] == mag[std::size_t(b)] && a < b);
+          });
+          for (Index rank = 0; rank < rowLength; ++rank) {
+            const Index c = order[std::size_t(rank)];
+            const double p = dellaKeepProbability(rank, rowLength, m_density, m_epsilon);
+            keep[std::size_t(vector ? c : c * rows + r)] = rng.uniform(std::uint64_t(r * rowLength + c)) <= p ? 1 : 0;
+          }
+        }
+        break;
+      }
+      case SparsificationMethod::None: return;
+    }
+    double l1After = 0;
+    for (Index k = 0; k < n; ++k) {
+      if (!keep[std::size_t(k)]) x[k] = S(0);
+      else if (m_rescale) l1After += std::abs(static_cast<double>(x[k]));
+    }
+    if (m_rescale && l1Before >= 1e-7 && l1After >= 1e-7) {
+      const S scale = S(l1Before / l1After);
+      for (Index k = 0; k < n; ++k) x[k] *= scale;
+    }
+  }
+
   SparsificationMethod m_method = SparsificationMethod::None;
   double m_density = 1.0;
   double m_gamma = 0.01;

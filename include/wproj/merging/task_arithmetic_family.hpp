@@ -330,11 +330,8 @@ MergeMatrix<Scalar> sceMergeTensor(const TensorMergeParams& p, const TensorMerge
     }
     const Index keepCount = static_cast<Index>(double(nonzero) * topk);
     std::vector<unsigned char> keep(static_cast<std::size_t>(n), 0);
-    // Row-major positions, as torch's flattening.
-    auto pos = [&](Index q) { return (q % cols) * rows + q / cols; };
-    if (keepCount > 0)
-      detail::forRankRange(n, n - keepCount, n, [&](Index q) { return var[std::size_t(pos(q))]; },
-                           [&](Index q) { keep[std::size_t(pos(q))] = 1; });
+    // Equal variances are ordered by row-major position, as torch's flattening.
+    if (keepCount > 0) detail::markRankRange(var.data(), rows, cols, n - keepCount, n, keep);
     for (auto& t : tau)
       for (Index k = 0; k < n; ++k)
         if (!keep[std::size_t(k)]) t.data()[k] = Scalar(0);
