@@ -316,5 +316,6 @@ printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1]\ndtype: in
 expect_fail "e12.yml:4: 'dtype': 'int8'" "$WPROJ" merge e12.yml -o e.safetensors
 printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1]\nslices: []\n' > e13.yml
 expect_fail "exactly one of 'models'" "$WPROJ" merge e13.yml -o e.safetensors
+expect_fail "bf16.yml: 'tokenizer_source' needs a folder output" "$WPROJ" merge bf16.yml -o e.safetensors
 [ ! -e e.safetensors ] || die "a refused merge wrote output"
 echo "merge config cli tests passed"

@@ -1358,6 +1358,10 @@ void runMerge(const MergeOptions& o) {
   const bool hfFolder = !fileOut && !folderOf(c.refs[std::size_t(donor)]).empty() &&
                         wproj::io::detail::isRegularFile(folderOf(c.refs[std::size_t(donor)]) + "/config.json");
   const std::uint64_t maxShard = c.maxShardGiven ? c.maxShard : hfFolder ? 5000000000ull : 0;
+  if (!hfFolder && (c.tokenizerGiven || !c.chatTemplate.empty()))
+    throw CliError(o.config + ": '" + (c.tokenizerGiven ? "tokenizer_source" : "chat_template") +
+                   "' needs a folder output (-o DIR) and a " + (c.base >= 0 ? "base" : "first") +
+                   " model that is a model folder with config.json (where the tokenizer files are copied from)");
 
   std::ostringstream os;  // the plan: printed by --dry-run only
   os << "merge plan: " << c.method << " (";
