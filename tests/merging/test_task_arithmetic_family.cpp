@@ -558,6 +558,17 @@ TEMPLATE_TEST_CASE("family: bad parameters are InvalidArgument naming the parame
     noBase.base = nullptr;
     CHECK_THROWS_WITH(entry("ties").mergeTensor(params({}, perModel({1, 1}, {})), noBase), Contains("base model"));
   }
+  // A model whose tensor has another shape: an error naming the tensor and the model (mergekit skips it with a warning).
+  {
+    Family<T> odd("odd.weight", 3, 3, 2, 83);
+    odd.models[1] = gaussian<T>(3, 4, 84);
+    for (const char* name : {"ties", "dare_linear", "linear", "sce", "model_stock"}) {
+      INFO(name);
+      CHECK_THROWS_AS(entry(name).mergeTensor(params({}, perModel({1, 1}, {})), odd.inputs()), wproj::InvalidArgument);
+      CHECK_THROWS_WITH(entry(name).mergeTensor(params({}, perModel({1, 1}, {})), odd.inputs()),
+                        Contains("'odd.weight'") && Contains("model 1"));
+    }
+  }
   // The registry entries validate the same ranges and require the weight.
   CHECK_THROWS_WITH(entry("ties").resolve({}, 2), Contains("'weight'"));
   CHECK_THROWS_WITH(entry("ties").resolve({{"weight", wproj::ParamValue::number(1)}, {"density", wproj::ParamValue::number(0)}}, 2),
