@@ -517,6 +517,19 @@ TEMPLATE_TEST_CASE("family: zero task vectors give the base; weights summing to 
     INFO(name);
     CHECK(entry(name).mergeTensor(params({}, perModel({1.0, 1.0}, {0.6, 0.6})), z.inputs()).isZero(0));
   }
+  // Opposite task vectors sum to exactly 0: mergekit's elected sign is then + (sum >= 0), so the
+  // positive entry of each pair wins: |tau|.
+  {
+    Family<T> opp("opp", 4, 3, 2, 91);
+    opp.base.setZero();
+    opp.models[0] = gaussian<T>(4, 3, 92);
+    opp.models[1] = -opp.models[0];
+    const Mat<T> expect = opp.models[0].cwiseAbs();
+    for (const char* name : {"ties", "dare_ties", "della", "breadcrumbs_ties", "sce"}) {
+      INFO(name);
+      CHECK(entry(name).mergeTensor(params({}, perModel({1.0, 1.0}, {1.0, 1.0})), opp.inputs()) == expect);
+    }
+  }
   // Weights 1 and −1 with normalize: mergekit's divisor guard (|Σw| < 1e-8 → 1) gives the plain sum.
   const Family<T> g("g", 5, 3, 2, 71);
   const Mat<T> norm = entry("task_arithmetic").mergeTensor(params({{"normalize", 1}}, perModel({1.0, -1.0}, {})), g.inputs());
