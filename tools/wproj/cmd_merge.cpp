@@ -253,11 +253,17 @@ Setting parseSetting(const MergeConfig& c, const YAML::Node& v, const std::strin
 /// checks and messages); gradients interpolate between checked points of an interval.
 void checkSetting(const MergeConfig& c, const Setting& s, const wproj::ParamSpec& p, const std::string& key) {
   const std::string where = c.file + ":" + std::to_string(s.line) + ": '" + key + "': ";
+  // the registry's checks and wording (MergeMethod::resolve), one value at a time
   auto leaf = [&](double x, bool flag) {
-    wproj::ParamValue v = flag ? wproj::ParamValue::flag(x != 0) : wproj::ParamValue::number(x);
-    if (p.kind == wproj::ParamKind::PerModel && !flag) v = wproj::ParamValue::perModel({x});
+    const std::string w = c.spec->where();
     try {
-      c.spec->resolve({{p.name, v}}, 0);
+      if (p.kind == wproj::ParamKind::Bool) {
+        wproj::requireArg(flag, w.c_str(), p.name.c_str(), wproj::detail::describe(x), "true or false");
+      } else {
+        wproj::requireArg(!flag, w.c_str(), p.name.c_str(), std::string(x != 0 ? "true" : "false"),
+                          p.kind == wproj::ParamKind::Integer ? "an integer" : "a number");
+        wproj::requireArg(std::isfinite(x) && (!p.valid || p.valid(x)), w.c_str(), p.name.c_str(), x, p.expected);
+      }
     } catch (const wproj::InvalidArgument& e) {
       throw CliError(where + e.what());
     }
@@ -426,11 +432,31 @@ MergeConfig parseConfig(const std::string& path) {
       for (const auto& kv : s.params) given.insert(kv.first);
       if (s.model != c.base) ++n;
     }
+    const wproj::Index lo = c.spec->minModels, hi = c.spec->maxModels;
+    const std::string range = hi == lo ? "exactly " + std::to_string(lo)
+                              : hi == std::numeric_limits<wproj::Index>::max() ? "at least " + std::to_string(lo)
+                                                                              : std::to_string(lo) + " to " + std::to_string(hi);
     try {
-      c.spec->resolve({}, n);
+      wproj::requireArg(n >= lo && n <= hi, c.spec->where().c_str(), "number of models", n, range + " fine-tuned model(s)");
     } catch (const wproj::InvalidArgument& e) {
       throw CliError(c.file + ":" + std::to_string(sl.line) + ": " + e.what() +
                      (c.base >= 0 ? " (the base model is not counted)" : ""));
+    }
+    // mergekit's required parameters (no default): given for every model / the whole merge
+    for (const auto& ps : c.spec->params) {
+      if (!ps.required) continue;
+      const bool top = c.params.count(ps.name) || sl.params.count(ps.name);
+      if (ps.kind != wproj::ParamKind::PerModel) {
+        if (!top)
+          throw CliError(c.file + ":" + std::to_string(sl.line) + ": " + c.spec->where() + ": parameter '" + ps.name +
+                         "' is not given; expected a value under 'parameters' (it has no default)");
+        continue;
+      }
+      for (const auto& s : sl.sources)
+        if (s.model != c.base && !top && !s.params.count(ps.name))
+          throw CliError(c.file + ":" + std::to_string(s.line) + ": " + c.spec->where() + ": parameter '" + ps.name +
+                         "' is not given for model '" + c.refs[std::size_t(s.model)].raw +
+                         "'; expected a value for every model (it has no default)");
     }
   }
   for (const auto& e : c.spec->exclusive) {
@@ -791,11 +817,17 @@ wproj::TensorMergeParams tensorParams(const MergeConfig& c, const Plan& p, const
         std::optional<double> v = find(r.models[i]->params, ps.name, o.in[i]);
         if (!v) v = find(r.spec->params, ps.name, o.in[i]);
         if (!v) v = find(c.params, ps.name, o.in[i]);
+        if (!v && ps.required)
+          throw CliError(c.file + ": tensor '" + o.name + "': no value of parameter '" + ps.name + "' for model '" +
+                         c.refs[std::size_t(r.models[i]->model)].raw + "' (no filter matches and it has no default)");
         tp.models[i][ps.name] = v ? *v : ps.defaultValue;
       }
     } else {
       std::optional<double> v = find(r.spec->params, ps.name, o.name);
       if (!v) v = find(c.params, ps.name, o.name);
+      if (!v && ps.required)
+        throw CliError(c.file + ": tensor '" + o.name + "': no value of parameter '" + ps.name +
+                       "' (no filter matches and it has no default)");
       tp.global[ps.name] = v ? *v : ps.defaultValue;
     }
   }
