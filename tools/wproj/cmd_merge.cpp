@@ -1591,7 +1591,7 @@ void addMergeCommand(CLI::App& app) {
                 "mergekit YAML config (merge_method, base_model, models or slices, parameters, dtype, out_dtype, "
                 "tokenizer_source, chat_template; wproj's tensors, max_shard_size, seed)");
   m->add_flag("--list-methods", mo.listMethods, "list the merge methods with their parameters, defaults and meaning; merge nothing");
-  m->add_option("-o,--out", mo.out, "output .safetensors file, or a folder (sharded by max_shard_size)");
+  m->add_option("-o,--out", mo.out, "output .safetensors file, or a folder (mergekit's layout when the inputs are model folders)");
   m->add_flag("--dry-run", mo.dryRun, "validate the inputs, print the plan and the peak-memory estimate; write nothing");
   m->add_option("--report", mo.report, "write the JSON report to this file instead of standard output");
   m->add_option("--threads", mo.threads, "tensors merged at once (default: the hardware threads; the output is the same bytes for any count)")
@@ -1610,7 +1610,7 @@ void addMergeCommand(CLI::App& app) {
       "  base_model: base\n"
       "  models:\n"
       "    - model: math\n"
-      "      parameters: {weight: [0.2, 0.8], density: 0.5}\n"
+      "      parameters: {weight: [0.2, 0.8]}\n"
       "    - model: code\n"
       "      parameters:\n"
       "        weight: [{filter: self_attn, value: 0.7}, {value: 0.3}]\n"
