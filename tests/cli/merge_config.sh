@@ -241,6 +241,8 @@ slices:
         layer_range: [1, 4]
     parameters:
       lambda: 0.5
+parameters:
+  weight: 1.0
 max_shard_size: 5GB
 EOF
 "$WPROJ" merge slices.yml -o out_slices --report /dev/null 2> /dev/null
@@ -261,6 +263,7 @@ slices:
   - sources:
       - {model: g0.safetensors, layer_range: [2, 4]}
       - {model: g1.safetensors, layer_range: [2, 4]}
+parameters: {weight: 1.0}
 EOF
 "$WPROJ" merge gpt2.yml -o gpt2.safetensors --report /dev/null 2> /dev/null
 py check_gpt2 gpt2.safetensors
@@ -273,20 +276,20 @@ n="$(ls out_shards/model-*-of-*.safetensors | wc -l)"
 py check_slices out_shards
 
 step "dtype bfloat16: inputs and result rounded to bfloat16, config.json says so"
-printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1, m2]\nparameters: {lambda: 0.5}\ndtype: bfloat16\ntokenizer_source: {model: m2}\n' > bf16.yml
+printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1, m2]\nparameters: {lambda: 0.5, weight: 1.0}\ndtype: bfloat16\ntokenizer_source: {model: m2}\n' > bf16.yml
 "$WPROJ" merge bf16.yml -o out_bf16 --report /dev/null 2> /dev/null
 py check_bf16 out_bf16
 py check_json out_bf16/config.json torch_dtype bfloat16
 py check_json out_bf16/tokenizer_config.json from m2
 
 step "chat_template is written into tokenizer_config.json"
-printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1]\nchat_template: "{%% for m in messages %%}{{ m.content }}{%% endfor %%}"\n' > chat.yml
+printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1]\nparameters: {weight: 1.0}\nchat_template: "{%% for m in messages %%}{{ m.content }}{%% endfor %%}"\n' > chat.yml
 "$WPROJ" merge chat.yml -o out_chat --report /dev/null 2> /dev/null
 grep -q "for m in messages" out_chat/tokenizer_config.json || die "chat_template"
 
 step "errors: one line naming the config, the key and the line"
-printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1]\nfrobnicate: 1\n' > e1.yml
-expect_fail "e1.yml:4: 'frobnicate': unknown key" "$WPROJ" merge e1.yml -o e.safetensors
+printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1]\nparameters: {weight: 1.0}\nfrobnicate: 1\n' > e1.yml
+expect_fail "e1.yml:5: 'frobnicate': unknown key" "$WPROJ" merge e1.yml -o e.safetensors
 printf 'merge_method: nope\nbase_model: base\nmodels: [m1]\n' > e2.yml
 expect_fail "e2.yml:1: unknown merge_method 'nope'" "$WPROJ" merge e2.yml -o e.safetensors
 printf 'merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: m1\n    parameters:\n      densty: 0.5\n' > e3.yml
@@ -304,16 +307,16 @@ expect_fail "e7.yml:9: 'slices': the sources of a slice span different numbers o
 printf 'merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: some-org/some-model\n' > e8.yml
 expect_fail "e8.yml:4: 'models.model': model 'some-org/some-model' is not a local file or folder.*download it first" \
   "$WPROJ" merge e8.yml -o e.safetensors
-printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1]\ntokenizer_source: union\n' > e9.yml
-expect_fail "e9.yml:4: 'tokenizer_source': 'union'" "$WPROJ" merge e9.yml -o e.safetensors
-printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1]\nmax_shard_size: 5QB\n' > e10.yml
-expect_fail "e10.yml:4: max_shard_size '5QB'" "$WPROJ" merge e10.yml -o e.safetensors
+printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1]\nparameters: {weight: 1.0}\ntokenizer_source: union\n' > e9.yml
+expect_fail "e9.yml:5: 'tokenizer_source': 'union'" "$WPROJ" merge e9.yml -o e.safetensors
+printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1]\nparameters: {weight: 1.0}\nmax_shard_size: 5QB\n' > e10.yml
+expect_fail "e10.yml:5: max_shard_size '5QB'" "$WPROJ" merge e10.yml -o e.safetensors
 printf 'merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: m1\n    parameters:\n      weight: [{filter: mlp, value: [1, x]}]\n' > e11.yml
 expect_fail "e11.yml:6: 'models.parameters.weight.value': expected a number" "$WPROJ" merge e11.yml -o e.safetensors
 printf 'merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: m1\n    parameters:\n      weight:\n        - pattern: mlp\n          value: 0.5\n' > e14.yml
 expect_fail "e14.yml:7: .*'pattern' in a filter: mergekit ignores this key" "$WPROJ" merge e14.yml -o e.safetensors
-printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1]\ndtype: int8\n' > e12.yml
-expect_fail "e12.yml:4: 'dtype': 'int8'" "$WPROJ" merge e12.yml -o e.safetensors
+printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1]\nparameters: {weight: 1.0}\ndtype: int8\n' > e12.yml
+expect_fail "e12.yml:5: 'dtype': 'int8'" "$WPROJ" merge e12.yml -o e.safetensors
 printf 'merge_method: task_arithmetic\nbase_model: base\nmodels: [m1]\nslices: []\n' > e13.yml
 expect_fail "exactly one of 'models'" "$WPROJ" merge e13.yml -o e.safetensors
 expect_fail "bf16.yml: 'tokenizer_source' needs a folder output" "$WPROJ" merge bf16.yml -o e.safetensors
