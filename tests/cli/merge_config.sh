@@ -162,6 +162,25 @@ def check_gpt2(out):
     for n, src in want.items():
         close(O[n][1], G1[src][1], n + " <- " + src)
 
+def check_passthrough(out):
+    """layers 0-2 of m1 then layers 1-3 of m2: embeddings from m1 (first slice), the rest from m2."""
+    M1, M2, O = load("m1"), load("m2"), load(out)
+    for n in names(6):
+        m = __import__("re").search(r"layers\.(\d+)\.", n)
+        if m:
+            k = int(m.group(1))
+            src, M = (n, M1) if k < 3 else (n.replace("layers.%d." % k, "layers.%d." % (k - 2)), M2)
+        else:
+            src, M = n, (M1 if "embed" in n else M2)
+        if not np.array_equal(O[n][1], M[src][1]): sys.exit("passthrough: " + n + " <- " + src)
+
+def check_slerp_ends(out):
+    """t gradients [0, 1] on self_attn and [1, 0] on mlp: layer 0 and 3 are the endpoints."""
+    M1, M2, O = load("m1"), load("m2"), load(out)
+    for n, M in [("model.layers.0.self_attn.q_proj.weight", M1), ("model.layers.3.self_attn.q_proj.weight", M2),
+                 ("model.layers.0.mlp.up_proj.weight", M2), ("model.layers.3.mlp.up_proj.weight", M1)]:
+        close(O[n][1], M[n][1], n)
+
 def check_json(path, key, value):
     j = json.load(open(path))
     for k in key.split("/"): j = j[k]
@@ -172,6 +191,7 @@ EOF
 export HERE
 py() { "$PY" mk.py "$@" || die "mk.py $*"; }
 py gen
+"$WPROJ" merge --list-methods > methods.txt   # steps for methods of this version's registry
 
 step "gradients, filters, a base listed among the models, mergekit's output folder"
 cat > grad.yml <<'EOF'
@@ -216,9 +236,9 @@ step "--threads 1 and --threads 2 write the same bytes"
 "$WPROJ" merge grad.yml -o t2.safetensors --threads 2 --memory-budget 1G --report /dev/null 2> /dev/null
 cmp -s t1.safetensors t2.safetensors || die "--threads 1 and 2 differ"
 py check_gradient t1.safetensors
-for m in ties dare; do
-  "$WPROJ" merge --list-methods | grep -q "^$m[ :]" || continue
-  printf 'merge_method: %s\nbase_model: base\nmodels:\n  - model: m1\n    parameters: {weight: [0.3, 0.9]}\n  - model: m2\n    parameters: {weight: 0.4}\nparameters: {density: [0.3, 0.9]}\nseed: 5\n' "$m" > "thr_$m.yml"
+for m in ties dare dare_ties dare_linear della breadcrumbs; do
+  grep -q "^$m[ :(]" methods.txt || continue
+  printf 'merge_method: %s\nbase_model: base\nmodels:\n  - model: m1\n    parameters: {weight: [0.3, 0.9]}\n  - model: m2\n    parameters: {weight: 0.4}\nparameters: {density: [0.3, 0.7]}\nseed: 5\n' "$m" > "thr_$m.yml"
   "$WPROJ" merge "thr_$m.yml" -o "thr1_$m.safetensors" --threads 1 --report /dev/null 2> /dev/null
   "$WPROJ" merge "thr_$m.yml" -o "thr2_$m.safetensors" --threads 2 --report /dev/null 2> /dev/null
   cmp -s "thr1_$m.safetensors" "thr2_$m.safetensors" || die "$m: --threads 1 and 2 differ"
@@ -268,6 +288,21 @@ EOF
 "$WPROJ" merge gpt2.yml -o gpt2.safetensors --report /dev/null 2> /dev/null
 py check_gpt2 gpt2.safetensors
 
+if grep -q "^passthrough[ :]" methods.txt; then
+  step "passthrough frankenmerge (mergekit's example layout): 6 layers from two models"
+  printf 'slices:\n  - sources:\n    - model: m1\n      layer_range: [0, 3]\n  - sources:\n    - model: m2\n      layer_range: [1, 4]\nmerge_method: passthrough\ndtype: float32\n' > pt.yml
+  "$WPROJ" merge pt.yml -o out_pt --report /dev/null 2> /dev/null
+  py check_passthrough out_pt
+  py check_json out_pt/config.json num_hidden_layers 6
+  py check_json out_pt/config.json model m1
+fi
+if grep -q "^slerp[ :]" methods.txt && grep -q "spherical interpolation of the tensors of the base" methods.txt; then
+  step "slerp with t gradients per filter, the base listed among the sources (mergekit's gradient-slerp example)"
+  printf 'slices:\n  - sources:\n      - model: m1\n        layer_range: [0, 4]\n      - model: m2\n        layer_range: [0, 4]\nmerge_method: slerp\nbase_model: m1\nparameters:\n  t:\n    - filter: self_attn\n      value: [0, 1]\n    - filter: mlp\n      value: [1, 0]\n    - value: 0.5\n' > gs.yml
+  "$WPROJ" merge gs.yml -o out_gs --report /dev/null 2> /dev/null
+  py check_slerp_ends out_gs
+fi
+
 step "max_shard_size with mergekit's suffixes: shard names as mergekit's"
 sed 's/5GB/1.5K/' slices.yml > shards.yml
 "$WPROJ" merge shards.yml -o out_shards --report /dev/null 2> /dev/null
@@ -296,7 +331,7 @@ printf 'merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: m1\
 expect_fail "e3.yml:6: 'models.parameters': parameter 'densty'" "$WPROJ" merge e3.yml -o e.safetensors
 printf 'merge_method: task_arithmetic\nbase_model: base\nmodels:\n  - model: m1\n    parameters:\n      weight: heavy\n' > e4.yml
 expect_fail "e4.yml:6: 'models.parameters.weight': expected a number" "$WPROJ" merge e4.yml -o e.safetensors
-if "$WPROJ" merge --list-methods | grep -q "^ties[ :]"; then
+if grep -q "^ties[ :]" methods.txt; then
   printf 'merge_method: ties\nbase_model: base\nmodels: [m1]\nparameters:\n  density: [0.5, 1.5]\n' > e5.yml
   expect_fail "e5.yml:5: 'parameters.density'.*1.5" "$WPROJ" merge e5.yml -o e.safetensors
 fi
