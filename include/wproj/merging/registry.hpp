@@ -4,14 +4,16 @@
 /// \file
 /// The table of merge methods: for every method its name (as in configs, mergekit's where the
 /// method exists there), its typed parameters with defaults, ranges and meaning, whether it needs
-/// a base model, whether it is elementwise or spectral, its number of passes and the number of
-/// models it accepts, and a factory that builds the merger from a parameter map and runs it
-/// through the driver (`ModelMerger`, or `OpcmMerging` for OPCM). Front ends (the `wproj merge`
-/// command, its documentation) read their method names, defaults and messages from here.
+/// or accepts a base model, whether it is elementwise or spectral, its number of passes and the
+/// number of models it accepts, its per-tensor form (what `wproj merge` runs: mergekit's methods
+/// of task_arithmetic_family.hpp and interpolation.hpp, and wproj's per-tensor mergers of
+/// baselines.hpp and spectral.hpp) and a whole-model run (`MergeMethod::run`; `OpcmMerging` for
+/// OPCM). Front ends (the `wproj merge` command, its documentation) read their method names,
+/// defaults and messages from here.
 ///
 /// \code
 /// const wproj::MergeMethod& ties = wproj::mergeMethod("ties");
-/// wproj::MergeParams params{{"density", wproj::ParamValue::number(0.3)}};
+/// wproj::MergeParams params{{"density", wproj::ParamValue::number(0.3)}, {"weight", wproj::ParamValue::number(1.0)}};
 /// wproj::MergeJob<float> job{names, /*numModels=*/3, wproj::MergeRules(), base, model, sink};
 /// wproj::MergeReport report = ties.run(params, job);   // defaults for the parameters not given
 /// \endcode
@@ -23,6 +25,8 @@
 #include "opcm.hpp"
 #include "report.hpp"
 #include "spectral.hpp"
+#include "interpolation.hpp"
+#include "task_arithmetic_family.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -140,39 +144,10 @@ inline bool unitClosedOpen(double x) { return x >= 0 && x < 1; }
 inline bool unitClosed(double x) { return x >= 0 && x <= 1; }
 inline bool seedValue(double x) { return x >= 0 && x <= 9007199254740992.0 && x == std::floor(x); }
 
-struct BuildTaskArithmetic {
-  template <typename S>
-  static TaskArithmeticMerging<S> make(const ResolvedParams& p) {
-    return TaskArithmeticMerging<S>().setScale(p.number("lambda"));
-  }
-};
-struct BuildTies {
-  template <typename S>
-  static TiesMerging<S> make(const ResolvedParams& p) {
-    return TiesMerging<S>().setDensity(p.number("density")).setScale(p.number("lambda"));
-  }
-};
-struct BuildDare {
-  template <typename S>
-  static DareMerging<S> make(const ResolvedParams& p) {
-    const double drop = p.given("density") ? 1.0 - p.number("density") : p.number("drop");
-    return DareMerging<S>()
-        .setDropRate(drop)
-        .setScale(p.number("lambda"))
-        .setSeed(std::uint64_t(p.number("seed")))
-        .setRescale(p.flag("rescale"));
-  }
-};
 struct BuildSlerp {
   template <typename S>
   static SlerpMerging<S> make(const ResolvedParams& p) {
     return SlerpMerging<S>().setT(p.number("t"));
-  }
-};
-struct BuildModelStock {
-  template <typename S>
-  static ModelStockMerging<S> make(const ResolvedParams&) {
-    return ModelStockMerging<S>();
   }
 };
 struct BuildIsoC {
@@ -230,35 +205,17 @@ inline const std::vector<MergeMethod>& mergeMethods() {
   using detail::tensorMethod;
   static const std::vector<MergeMethod> table = [] {
     std::vector<MergeMethod> t;
-    const ParamSpec lambda{"lambda", ParamKind::Scalar, 1.0, "scale of the merged delta", nullptr, "a finite number"};
-    t.push_back(tensorMethod<detail::BuildTaskArithmetic>(
-        "task_arithmetic", {}, "delta = lambda * sum of the task vectors", "Ilharco et al., ICLR 2023", {lambda}));
-    t.push_back(tensorMethod<detail::BuildTies>(
-        "ties", {}, "trim each task vector to its top entries, elect a sign per entry, disjoint mean",
-        "Yadav et al., NeurIPS 2023",
-        {{"density", ParamKind::Scalar, 0.2, "fraction of entries kept per task vector", &detail::unitOpenClosed,
-          "a value in (0, 1]"},
-         lambda}));
-    t.push_back(tensorMethod<detail::BuildDare>(
-        "dare", {"dare_linear"}, "drop entries at random, rescale the survivors, lambda * sum",
-        "Yu et al., ICML 2024",
-        {{"drop", ParamKind::Scalar, 0.5, "probability p that an entry is dropped (or give density = 1 - p)",
-          &detail::unitClosedOpen, "a value in [0, 1)"},
-         {"density", ParamKind::Scalar, 0.5, "fraction of entries kept, 1 - p (mergekit's name; excludes drop)",
-          &detail::unitOpenClosed, "a value in (0, 1]"},
-         {"rescale", ParamKind::Bool, 1.0, "rescale the survivors by 1/(1 - p)", nullptr, "true or false"},
-         {"seed", ParamKind::Integer, 0.0, "seed of the drop masks", &detail::seedValue, "an integer in [0, 2^53]"},
-         lambda}));
-    t.back().exclusive = {{"density", "drop"}};
-    t.back().randomized = true;
+    // mergekit's methods, with mergekit's names, parameters and defaults.
+    for (auto& m : detail::taskArithmeticFamilyMethods()) t.push_back(std::move(m));
+    for (auto& m : detail::interpolationMethods()) t.push_back(std::move(m));
+    for (auto& m : t)
+      if (m.name == "dare_linear") m.aliases.push_back("dare");  // the name of wproj 0.1.0
+    // wproj's own: spherical interpolation of task vectors, the spectral and continual methods.
     t.push_back(tensorMethod<detail::BuildSlerp>(
-        "slerp", {}, "spherical interpolation of the two task vectors", "Shoemake 1985, as in mergekit",
+        "task_slerp", {}, "spherical interpolation of the two task vectors, added to the base", "Shoemake 1985",
         {{"t", ParamKind::Scalar, 0.5, "interpolation parameter (0: first model, 1: second)", &detail::unitClosed,
           "a value in [0, 1]"}},
         2, 2));
-    t.push_back(tensorMethod<detail::BuildModelStock>(
-        "model_stock", {}, "mean task vector scaled by a ratio from the mean pairwise cosine",
-        "Jang et al., ECCV 2024", {}, 2));
     t.push_back(tensorMethod<detail::BuildIsoC>(
         "iso_c", {}, "sum of the task vectors with its spectrum flattened to the mean singular value",
         "Marczak et al. 2025",
