@@ -75,7 +75,6 @@ std::optional<double> evaluate(const Setting& s, const std::string& name, double
 struct ModelRef {
   std::string raw, path, adapter;  // `PATH+ADAPTER_DIR`: a PEFT LoRA adapter applied to PATH on read
   int line = 0;
-  std::string key() const { return path + (adapter.empty() ? "" : "+" + adapter); }
   std::string shown() const { return raw; }
 };
 
