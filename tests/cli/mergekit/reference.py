@@ -797,6 +797,7 @@ def check(cfg_path, out_path, label):
     n_random = 0
     dtypes = set()
     wrong_dtype = []
+    bad = []
     for name in sorted(set(ref) & set(got)):
         out, odt = got[name]
         dtypes.add(odt)
@@ -814,6 +815,8 @@ def check(cfg_path, out_path, label):
             problems.append("%s: shape %s, expected %s" % (name, list(out.shape), list(r.shape)))
             continue
         ratio, rel = err_ratio(out, r, odt)
+        if ratio > 1:
+            bad.append(name)
         if ratio > worst:
             worst, worst_name = ratio, name
         worst_rel = max(worst_rel, rel)
@@ -839,7 +842,8 @@ def check(cfg_path, out_path, label):
     if len(ref) - n_random:
         msg.insert(0, "rel err %.2e (%.2f of allowed, worst %s)" % (worst_rel, worst, worst_name or "-"))
         if worst > 1:
-            problems.append("error %.3g x the allowed one in %s" % (worst, worst_name))
+            problems.append("error up to %.3g x the allowed one (in %s); %d tensors over: %s" % (
+                worst, worst_name, len(bad), ", ".join(bad[:4]) + (", ..." if len(bad) > 4 else "")))
     status = "PASS" if not problems else "FAIL"
     print("%s %-28s %s [%s]" % (status, label, "; ".join(msg), ",".join(sorted(dtypes))))
     for p in problems[:8]:
