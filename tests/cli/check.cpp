@@ -4,6 +4,7 @@
 #include <wproj/editing.hpp>
 #include <wproj/io.hpp>
 #include <wproj/merging.hpp>
+#include <wproj/merging/registry.hpp>
 #include <wproj/linalg/randomized_svd.hpp>
 
 #include <Eigen/SVD>
@@ -376,14 +377,30 @@ int checkMerge(const std::string& method, double p1, const std::string& outPath,
   for (const auto& n : base.names())
     if (wio::isConvertibleFloat(base.info(n).dtype)) names.push_back(n);
   std::map<std::string, MatF> want;
-  if (method == "task_arithmetic") want = mergeInMemory(wproj::TaskArithmeticMerging<float>().setScale(p1), base, models, names, rules);
-  else if (method == "ties") want = mergeInMemory(wproj::TiesMerging<float>().setDensity(p1), base, models, names, rules);
-  else if (method == "dare") want = mergeInMemory(wproj::DareMerging<float>().setDropRate(p1).setSeed(3), base, models, names, rules);
-  else if (method == "iso_c") want = mergeInMemory(wproj::IsoCMerging<float>().setScale(p1), base, models, names, rules);
+  // mergekit's methods: the registry's run on the in-memory checkpoints, with weight 1 for every
+  // model, the one parameter given (lambda, density or t) and seed 3 (what the configs of run.sh say).
+  static const std::map<std::string, std::string> mergekitParam{
+      {"task_arithmetic", "lambda"}, {"ties", "density"}, {"dare_linear", "density"}, {"dare_ties", "density"},
+      {"linear", ""}, {"model_stock", ""}, {"slerp", "t"}};
+  const auto mk = mergekitParam.find(method);
+  if (mk != mergekitParam.end()) {
+    const wproj::MergeMethod& m = wproj::mergeMethod(method);
+    wproj::MergeParams given;
+    if (m.param("weight")) given["weight"] = wproj::ParamValue::number(1.0);
+    if (!mk->second.empty()) given[mk->second] = wproj::ParamValue::number(p1);
+    wproj::MergeJob<float> job;
+    job.names = names;
+    job.numModels = wproj::Index(models.size());
+    job.rules = rules;
+    job.seed = 3;
+    job.base = [&](const std::string& n) { return MatF(base.read<float>(n)); };
+    job.model = [&](wproj::Index i, const std::string& n) { return MatF(models[std::size_t(i)]->read<float>(n)); };
+    job.sink = [&](const std::string& n, const MatF& t) { want[n] = t; };
+    m.run(given, job);
+  } else if (method == "iso_c") want = mergeInMemory(wproj::IsoCMerging<float>().setScale(p1), base, models, names, rules);
   else if (method == "tsv") want = mergeInMemory(wproj::TsvMerging<float>().setScale(p1), base, models, names, rules);
   else if (method == "iso_cts") want = mergeInMemory(wproj::IsoCtsMerging<float>().setScale(p1), base, models, names, rules);
-  else if (method == "model_stock") want = mergeInMemory(wproj::ModelStockMerging<float>(), base, models, names, rules);
-  else if (method == "slerp") want = mergeInMemory(wproj::SlerpMerging<float>().setT(p1), base, models, names, rules);
+  else if (method == "task_slerp") want = mergeInMemory(wproj::SlerpMerging<float>().setT(p1), base, models, names, rules);
   else if (method == "opcm") {
     wproj::OpcmMerging<float> cm;
     cm.setAlpha(p1).setRules(rules);

@@ -99,10 +99,10 @@ check applied base_f32.safetensors ft_f32.safetensors merged_e.safetensors a_ene
 check applied base_bf16.safetensors ft_bf16.safetensors merged_sv.safetensors a_sv.json 1e-2
 
 step "merge config: a model PATH+ADAPTER_DIR is PATH with the adapter applied"
-printf 'merge_method: task_arithmetic\nbase_model: base_f32.safetensors\nmodels:\n  - model: base_f32.safetensors+a_rank\n' > ta.yaml
+printf 'merge_method: task_arithmetic\nbase_model: base_f32.safetensors\nmodels:\n  - model: base_f32.safetensors+a_rank\n    parameters: {weight: 1.0}\n' > ta.yaml
 "$WPROJ" merge ta.yaml -o via_merge.safetensors --report via_merge.json
 check close via_merge.safetensors merged.safetensors 1e-6
-printf 'merge_method: task_arithmetic\nbase_model: base_f32.safetensors\nmodels:\n  - model: ft_shape.safetensors+a_rank\n' > ta_bad.yaml
+printf 'merge_method: task_arithmetic\nbase_model: base_f32.safetensors\nmodels:\n  - model: ft_shape.safetensors+a_rank\n    parameters: {weight: 1.0}\n' > ta_bad.yaml
 expect_fail "ft_shape.safetensors+a_rank" "$WPROJ" merge ta_bad.yaml -o via_bad.safetensors
 [ ! -e via_bad.safetensors ] || die "merge failure left output"
 

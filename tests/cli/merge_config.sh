@@ -90,7 +90,7 @@ def tof(name):
     import re
     m = re.search(r"layers\.(\d+)\.", name)
     if m: return int(m.group(1)) / (L - 1)
-    return 0.0 if "embed" in name else 1.0
+    return 0.0  # outside the layers: t = 0 (mergekit's planner, embeddings and final norm/lm_head alike)
 
 def close(a, b, what, tol=1e-5):
     a = np.asarray(a, dtype=np.float64); b = np.asarray(b, dtype=np.float64)

@@ -125,18 +125,24 @@ expect_fail "dimension" "$WPROJ" edit base.safetensors --basis dama.npy --tensor
 [ ! -e bad.safetensors ] || die "edit failure left output"
 
 step "merge: every method equals the library on in-memory checkpoints"
-for spec in "task_arithmetic lambda 0.7" "ties density 0.5" "dare drop 0.3" "iso_c alpha 1.0" "iso_cts alpha 1.0" \
-            "tsv alpha 1.0" "model_stock - -" "opcm alpha 0.5" "slerp t 0.3"; do
+for spec in "task_arithmetic lambda 0.7" "ties density 0.5" "dare_linear density 0.7" "dare_ties density 0.5" \
+            "linear - -" "iso_c alpha 1.0" "iso_cts alpha 1.0" "tsv alpha 1.0" "model_stock - -" "opcm alpha 0.5" \
+            "task_slerp t 0.3" "slerp t 0.3"; do
   read -r method pname pval <<< "$spec"
   models="m1.safetensors m2.safetensors m3.safetensors"
-  [ "$method" = slerp ] && models="m1.safetensors m2.safetensors"
+  [ "$method" = task_slerp ] && models="m1.safetensors m2.safetensors"
+  [ "$method" = slerp ] && models="m1.safetensors"
   {
     echo "merge_method: $method"
     echo "base_model: base.safetensors"
     echo "models:"
-    for m in $models; do echo "  - model: $m"; done
+    for m in $models; do
+      echo "  - model: $m"
+      # mergekit's methods with a weight require it for every model.
+      case "$method" in task_arithmetic|ties|dare_*|linear) echo "    parameters: {weight: 1.0}" ;; esac
+    done
     if [ "$pname" != - ]; then echo "parameters:"; echo "  $pname: $pval"; fi
-    [ "$method" = dare ] && echo "  seed: 3"
+    echo "seed: 3"
     echo "tensors:"
     echo "  - {pattern: 'embed_tokens', action: skip}"
   } > "$method.yaml"
@@ -153,7 +159,7 @@ base_model: base.safetensors
 models:
   - model: m1.safetensors
   - model: m_bf16.safetensors
-parameters: {lambda: 0.5}
+parameters: {lambda: 0.5, weight: 1.0}
 out_dtype: bfloat16
 max_shard_size: 1500
 EOF
@@ -195,19 +201,21 @@ for m in $listed; do
   done
 done
 grep -q "^    rescale  *bool  *true" methods.txt || { cat methods.txt; die "typed parameters in --list-methods"; }
-"$WPROJ" merge --help | grep -q "ties density=0.2 lambda=1" || die "merge --help lists the methods"
+"$WPROJ" merge --help | grep -q "ties int8_mask=false normalize=true rescale=false lambda=1" || die "merge --help lists the methods"
 expect_status 2 "list-methods" "$WPROJ" merge --list-methods ties.yaml
 expect_status 2 "CONFIG" "$WPROJ" merge -o x.safetensors
 printf 'merge_method: nope\nbase_model: base.safetensors\nmodels: [m1.safetensors]\n' > nope.yaml
-expect_fail "unknown merge_method 'nope' (expected one of task_arithmetic, ties, dare, slerp, model_stock, iso_c, iso_cts, tsv, opcm" \
-  "$WPROJ" merge nope.yaml --dry-run
-printf 'merge_method: slerp\nbase_model: base.safetensors\nmodels: [m1.safetensors, m2.safetensors, m3.safetensors]\n' > slerp3.yaml
-expect_fail "merge method 'slerp'.*exactly 2" "$WPROJ" merge slerp3.yaml --dry-run
-printf 'merge_method: ties\nbase_model: base.safetensors\nmodels: [m1.safetensors]\nparameters: {density: 1.5}\n' > dens.yaml
-expect_fail "merge method 'ties'.*'density' = 1.5" "$WPROJ" merge dens.yaml --dry-run
-# dare_linear with mergekit's density 0.75 merges like dare with drop 0.25 (a list under parameters is a gradient, as in mergekit)
-printf 'merge_method: dare_linear\nbase_model: base.safetensors\nmodels:\n  - model: m1.safetensors\n    parameters: {weight: 0.5}\n  - model: m2.safetensors\nparameters: {density: 0.75, seed: 3}\n' > dl.yaml
-printf 'merge_method: dare\nbase_model: base.safetensors\nmodels:\n  - model: m1.safetensors\n    parameters: {weight: 0.5}\n  - model: m2.safetensors\nparameters: {drop: 0.25, seed: 3}\n' > dd.yaml
+expect_fail "unknown merge_method 'nope' (expected one of task_arithmetic, ties, dare_ties" "$WPROJ" merge nope.yaml --dry-run
+printf 'merge_method: slerp\nbase_model: base.safetensors\nmodels: [m1.safetensors, m2.safetensors, m3.safetensors]\nparameters: {t: 0.5}\n' > slerp3.yaml
+expect_fail "merge method 'slerp'.*exactly 1" "$WPROJ" merge slerp3.yaml --dry-run
+printf 'merge_method: ties\nbase_model: base.safetensors\nmodels: [m1.safetensors]\nparameters: {density: 1.5, weight: 1}\n' > dens.yaml
+expect_fail "merge method 'ties'.*'density'.*1.5" "$WPROJ" merge dens.yaml --dry-run
+# mergekit requires the weight of task arithmetic and its family.
+printf 'merge_method: ties\nbase_model: base.safetensors\nmodels: [m1.safetensors]\nparameters: {density: 0.5}\n' > noweight.yaml
+expect_fail "'weight'" "$WPROJ" merge noweight.yaml --dry-run
+# dare (0.1.0's name) is dare_linear: the same bytes.
+printf 'merge_method: dare_linear\nbase_model: base.safetensors\nmodels:\n  - model: m1.safetensors\n    parameters: {weight: 0.5}\n  - model: m2.safetensors\n    parameters: {weight: 1}\nparameters: {density: 0.75}\nseed: 3\n' > dl.yaml
+sed 's/dare_linear/dare/' dl.yaml > dd.yaml
 "$WPROJ" merge dl.yaml -o dl.safetensors --report /dev/null 2> /dev/null
 "$WPROJ" merge dd.yaml -o dd.safetensors --report /dev/null 2> /dev/null
 "$CHECK" same dl.safetensors dd.safetensors
@@ -273,9 +281,9 @@ expect_fail "lies inside the output folder" "$WPROJ" merge ties.yaml -o same_dir
 [ ! -e same.safetensors ] && [ -z "$(ls -A same_dir)" ] || die "a refused merge wrote output"
 
 step "merge: full shapes compared; empty tensors copied through"
-printf 'merge_method: task_arithmetic\nbase_model: s_base.safetensors\nmodels: [s_m1.safetensors, s_flat.safetensors]\n' > shapes_bad.yaml
+printf 'merge_method: task_arithmetic\nbase_model: s_base.safetensors\nmodels: [s_m1.safetensors, s_flat.safetensors]\nparameters: {weight: 1.0}\n' > shapes_bad.yaml
 expect_fail "shape mismatch for tensor 'w3d': \[2, 3, 4\]" "$WPROJ" merge shapes_bad.yaml -o shapes_bad.safetensors
-printf 'merge_method: task_arithmetic\nbase_model: s_base.safetensors\nmodels: [s_m1.safetensors]\n' > shapes.yaml
+printf 'merge_method: task_arithmetic\nbase_model: s_base.safetensors\nmodels: [s_m1.safetensors]\nparameters: {weight: 1.0}\n' > shapes.yaml
 "$WPROJ" merge shapes.yaml -o shapes.safetensors --report shapes.json 2> /dev/null
 "$WPROJ" info shapes.safetensors | grep -q "empty *F32 *\[0, 16\]" || die "the empty tensor was not copied"
 "$WPROJ" info shapes.safetensors | grep -q "w3d *F32 *\[2, 3, 4\]" || die "the 3-D tensor"
@@ -297,7 +305,7 @@ step "kill -9 during a merge leaves no output file and the inputs intact"
 mkdir -p big
 "$CHECK" gen-large big 3 1024
 big_sum=$(md5sum big/*.safetensors)
-printf 'merge_method: ties\nbase_model: big/big0.safetensors\nmodels: [big/big1.safetensors, big/big2.safetensors, big/big3.safetensors]\n' > big.yaml
+printf 'merge_method: ties\nbase_model: big/big0.safetensors\nmodels: [big/big1.safetensors, big/big2.safetensors, big/big3.safetensors]\nparameters: {weight: 1.0}\n' > big.yaml
 before=$(ls -a big | sort)
 "$WPROJ" merge big.yaml -o big/out.safetensors --report /dev/null 2> /dev/null &
 pid=$!

@@ -620,8 +620,10 @@ long numLayers(const wproj::io::Checkpoint& c) {
   return n;
 }
 
-/// Tensors outside the layers that mergekit puts before them (embeddings: t = 0, first slice);
-/// every other one (final norm, lm_head) comes after them (t = 1, last slice).
+/// Tensors outside the layers that mergekit puts before them (embeddings: first slice); every
+/// other one (final norm, lm_head) comes after them (last slice). Both read gradient lists at
+/// t = 0, as mergekit's planner does since its modular architectures (earlier versions used
+/// t = 1 for the ones after the layers).
 bool isPreLayer(const std::string& name) {
   return name.find("embed") != std::string::npos || name.find("wte") != std::string::npos ||
          name.find("wpe") != std::string::npos;
@@ -748,7 +750,7 @@ Plan makePlan(const MergeConfig& c, const Inputs& in) {
     }
   }
   for (const auto& n : in.ckpt[std::size_t(refN)]->names())
-    if (layerOf(n) < 0 && !isPreLayer(n)) add(p.slices.size() - 1, n, n, 1.0, false, 0);
+    if (layerOf(n) < 0 && !isPreLayer(n)) add(p.slices.size() - 1, n, n, 0.0, false, 0);
   p.outLayers = outLayer;
   p.layersChanged = outLayer != numLayers(*in.ckpt[std::size_t(ref0)]);
 
@@ -1546,6 +1548,7 @@ void runMerge(const MergeOptions& o) {
 }
 
 std::string defaultText(const wproj::ParamSpec& p) {
+  if (p.required) return "required";
   if (p.kind == wproj::ParamKind::Bool) return p.defaultValue != 0 ? "true" : "false";
   std::ostringstream os;
   os << p.defaultValue;
@@ -1562,9 +1565,9 @@ void listMethods(std::ostream& os) {
        << (m.passes == 1 ? " pass" : " passes") << ", ";
     if (m.maxModels == m.minModels) os << "exactly " << m.minModels;
     else os << m.minModels << " or more";
-    os << " models, " << (m.needsBase ? "needs base_model" : "no base model") << "\n";
+    os << " models, " << (m.needsBase ? "needs base_model" : m.acceptsBase ? "base_model optional" : "no base model") << "\n";
     for (const auto& p : m.params)
-      os << "    " << std::left << std::setw(16) << p.name << std::setw(10) << wproj::toString(p.kind) << std::setw(8)
+      os << "    " << std::left << std::setw(18) << p.name << ' ' << std::setw(10) << wproj::toString(p.kind) << std::setw(9)
          << defaultText(p) << p.meaning << " (" << p.expected << ")\n";
   }
 }

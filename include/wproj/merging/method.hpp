@@ -174,6 +174,7 @@ struct MergeJob {
   typename TensorCallbacks<Scalar>::BaseFetch base;    ///< θ₀ of a tensor
   typename TensorCallbacks<Scalar>::ModelFetch model;  ///< θ_i of a tensor
   typename TensorCallbacks<Scalar>::Sink sink;         ///< receives θ₀ + Δ
+  std::uint64_t seed = 0;                              ///< seed of the random methods (per-tensor runs)
 };
 
 /// One merge method of the registry: what it is, its parameters and how to run it.
@@ -344,6 +345,7 @@ struct MergeMethod {
       TensorMergeInputs<Scalar> in;
       in.name = n;
       in.numModels = job.numModels;
+      in.seed = job.seed;
       in.hasBase = static_cast<bool>(job.base);
       if (in.hasBase) in.base = [&job, &n]() { return job.base(n); };
       in.model = [&job, &n](Index i) { return job.model(i, n); };
