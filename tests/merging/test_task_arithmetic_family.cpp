@@ -201,7 +201,7 @@ std::vector<char> drawnMask(const Family<T>& f, Index i, wproj::SparsificationMe
 struct Shape {
   Index rows, cols;
 };
-const Shape kShapes[] = {{7, 6}, {1, 11}, {13, 1}, {4, 9}};
+const Shape kFamilyShapes[] = {{7, 6}, {1, 11}, {13, 1}, {4, 9}};
 
 }  // namespace
 
@@ -209,7 +209,7 @@ TEMPLATE_TEST_CASE("deterministic task-arithmetic members equal mergekit's math"
   using T = TestType;
   const std::vector<double> w{0.7, -0.4, 1.3}, dens{0.5, 0.8, 0.34}, gam{0.1, 0.2, 0.15};
   int shapeIndex = 0;
-  for (const Shape sh : kShapes) {
+  for (const Shape sh : kFamilyShapes) {
     const Family<T> f("layers.0.w" + std::to_string(shapeIndex), sh.rows, sh.cols, 3, 100 + 10 * std::uint64_t(shapeIndex));
     ++shapeIndex;
     INFO("shape " << sh.rows << "x" << sh.cols);
@@ -257,7 +257,7 @@ TEMPLATE_TEST_CASE("random task-arithmetic members equal mergekit's math on the 
   using T = TestType;
   using SM = wproj::SparsificationMethod;
   const std::vector<double> w{0.9, 0.5, -0.3}, dens{0.5, 0.7, 0.4}, eps{0.1, 0.2, 0.3};
-  for (const Shape sh : kShapes) {
+  for (const Shape sh : kFamilyShapes) {
     INFO("shape " << sh.rows << "x" << sh.cols);
     const Family<T> f("model.layers.3.mlp.up_proj.weight", sh.rows, sh.cols, 3, 300 + std::uint64_t(sh.rows));
     const MD b = f.base64();
@@ -365,7 +365,7 @@ TEMPLATE_TEST_CASE("linear, sce and model_stock equal mergekit's math", "[mergin
   using T = TestType;
   const std::vector<double> w{0.5, 1.5, -0.25};
   int k = 0;
-  for (const Shape sh : kShapes) {
+  for (const Shape sh : kFamilyShapes) {
     INFO("shape " << sh.rows << "x" << sh.cols);
     const Family<T> f("t" + std::to_string(k), sh.rows, sh.cols, 3, 500 + std::uint64_t(k));
     ++k;
