@@ -3,6 +3,7 @@
 // model, dtype, tokenizer source), merged one tensor at a time on all cores through the merging
 // layer's per-tensor form, written as mergekit writes its output folder.
 #include "common.hpp"
+#include "merge_command.hpp"
 #include "peft_adapter.hpp"
 
 #include <wproj/merging.hpp>
@@ -142,7 +143,7 @@ std::string text(const MergeConfig& c, const YAML::Node& n, const std::string& k
 
 /// A size with mergekit's suffixes: 5000000000, 5GB, 1.5G, 500M, 100K (decimal), 2GiB (binary),
 /// 5B (mergekit's billion).
-std::uint64_t parseSize(const std::string& s, const std::string& what) {
+std::uint64_t parseMergekitSize(const std::string& s, const std::string& what) {
   std::size_t n = 0;
   double x = 0;
   try {
@@ -535,7 +536,7 @@ MergeConfig parseConfig(const std::string& path) {
   if (root["max_shard_size"]) {
     const YAML::Node n = root["max_shard_size"];
     try {
-      c.maxShard = parseSize(text(c, n, "max_shard_size"), "max_shard_size");
+      c.maxShard = parseMergekitSize(text(c, n, "max_shard_size"), "max_shard_size");
     } catch (const CliError& e) {
       throw CliError(at(c, n) + e.what());
     }
@@ -1292,12 +1293,6 @@ bool isOurMergeFolder(const std::string& dir) {
 
 // ----------------------------------------------------------------------------------- the command
 
-struct MergeOptions {
-  std::string config, out, report, memoryBudget;
-  bool dryRun = false;
-  bool listMethods = false;
-  unsigned threads = 0;
-};
 
 std::uint64_t physicalMemory() {
   const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
@@ -1346,6 +1341,8 @@ std::string valueText(const Setting& s) {
   return os.str();
 }
 
+}  // namespace
+
 void runMerge(const MergeOptions& o) {
   // Every output location is checked before any work.
   const bool fileOut = o.dryRun ? isFileOutput(o.out) : checkMergeOutputs(o);
@@ -1363,7 +1360,7 @@ void runMerge(const MergeOptions& o) {
   }
   const Plan p = makePlan(c, in);
   const unsigned threads = c.spec->continual ? 1u : o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
-  const std::uint64_t budget = o.memoryBudget.empty() ? physicalMemory() / 2 : parseSize(o.memoryBudget, "--memory-budget");
+  const std::uint64_t budget = o.memoryBudget.empty() ? physicalMemory() / 2 : parseMergekitSize(o.memoryBudget, "--memory-budget");
   std::uint64_t largest = 0;
   std::vector<std::uint64_t> sizes;
   for (const auto& t : p.tensors)
@@ -1546,6 +1543,8 @@ void runMerge(const MergeOptions& o) {
   std::cerr << "merged " << (p.tensors.size() - copied.size()) << " tensors into " << o.out << " in " << std::fixed
             << std::setprecision(1) << progress.seconds() << " s\n";
 }
+
+namespace {
 
 std::string defaultText(const wproj::ParamSpec& p) {
   if (p.required) return "required";
