@@ -24,3 +24,4 @@
 #include "gradient/randomized_basis.hpp"
 #include "gradient/row_selection_basis.hpp"
 #include "gradient/svd_basis.hpp"
+#include "gradient/wavelet_basis.hpp"
