@@ -12,3 +12,4 @@
 #include "io/npy.hpp"
 #include "io/safetensors.hpp"
 #include "io/checkpoint.hpp"
+#include "io/spill_file.hpp"

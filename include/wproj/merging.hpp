@@ -19,3 +19,4 @@
 #include "merging/spectral.hpp"
 #include "merging/opcm.hpp"
 #include "merging/driver.hpp"
+#include "merging/opcm_streaming.hpp"

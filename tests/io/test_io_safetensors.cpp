@@ -561,3 +561,28 @@ TEST_CASE("checkpoint: NUL characters in index names are refused, not used to sh
   spit(d + "/name.json", R"({"weight_map": {"w\u0000x": "a.safetensors"}})");
   CHECK_THROWS_WITH(wio::Checkpoint(d + "/name.json"), Catch::Contains("NUL character"));
 }
+
+TEST_CASE("SpillFile: blocks read back exactly, leaves no file, refuses bad handles and folders", "[io][spill]") {
+  const TempDir tmp("spill");
+  const std::string dir = tmp.path;
+  {
+    wproj::io::SpillFile spill(dir);
+    std::vector<float> a(1000), b(3);
+    for (std::size_t i = 0; i < a.size(); ++i) a[i] = float(i) * 0.5f - 7.f;
+    b = {1.f, -2.f, 3.5f};
+    const auto ha = spill.put(a.data(), a.size() * sizeof(float));
+    const auto hb = spill.put(b.data(), b.size() * sizeof(float));
+    const auto hz = spill.put(nullptr, 0);
+    CHECK(spill.size() == (a.size() + b.size()) * sizeof(float));
+    std::vector<float> rb(3), ra(1000);
+    spill.get(hb, rb.data(), rb.size() * sizeof(float));
+    spill.get(ha, ra.data(), ra.size() * sizeof(float));
+    spill.get(hz, nullptr, 0);
+    CHECK(ra == a);
+    CHECK(rb == b);
+    CHECK_THROWS_AS(spill.get(hb, rb.data(), 100), wproj::InvalidArgument);
+    // Unnamed: the folder holds no file while the spill file is open.
+    CHECK(listing(dir).empty());
+  }
+  CHECK_THROWS_AS(wproj::io::SpillFile(dir + "/no/such/folder"), wproj::IoError);
+}

@@ -4,6 +4,7 @@
 #include "test_common.hpp"
 
 #include <wproj/merging/opcm.hpp>
+#include <wproj/merging/opcm_streaming.hpp>
 
 #include "data/opcm_state_v010.hpp"
 
@@ -419,4 +420,75 @@ TEST_CASE("OpcmMerging::save(path) writes through the atomic writer (no fixed te
   std::remove((path + ".tmp").c_str());
   std::remove(path.c_str());
   ::rmdir(dir.c_str());
+}
+
+TEMPLATE_TEST_CASE("streamed OPCM (tensor by tensor, two passes) equals model-by-model OPCM bit for bit", "[merging][opcm]",
+                   float, double) {
+  using T = TestType;
+  const wproj::Index models = 5;
+  const std::vector<std::string> names{"a.weight", "a.bias", "skip.weight", "b.weight"};
+  auto shape = [](const std::string& n) -> std::pair<Index, Index> {
+    if (n == "a.weight") return {14, 9};
+    if (n == "a.bias") return {14, 1};
+    if (n == "skip.weight") return {3, 4};
+    return {6, 11};
+  };
+  auto base = [&](const std::string& n) {
+    const auto s = shape(n);
+    return Mat<T>(gaussian<T>(s.first, s.second, 7 + n.size()));
+  };
+  auto model = [&](Index t, const std::string& n) {
+    const auto s = shape(n);
+    return Mat<T>(base(n) + T(0.1) * gaussian<T>(s.first, s.second, 100 + 13 * std::uint64_t(t) + n.size()));
+  };
+  wproj::MergeRules rules;
+  rules.add("^skip\\.", wproj::TensorAction::Skip);
+  for (const double alpha : {0.5, 0.9}) {
+    INFO("alpha " << alpha);
+    wproj::OpcmMerging<T> ref;
+    ref.setAlpha(alpha).setRules(rules);
+    for (Index t = 0; t < models; ++t) ref.addModel(names, [&](const std::string& n) { return Mat<T>(model(t, n) - base(n)); });
+    std::map<std::string, Mat<T>> expected;
+    ref.writeMerged(base, [&](const std::string& n, const Mat<T>& w) { expected[n] = w; });
+
+    wproj::MemorySpillStore spill;
+    std::vector<std::string> order;
+    std::map<std::string, int> fetches;
+    std::vector<std::pair<std::string, int>> progress;
+    const auto res = wproj::opcmMergeStreaming<T>(
+        names, models, alpha, rules, base,
+        [&](Index t, const std::string& n) {
+          ++fetches[n];
+          return model(t, n);
+        },
+        [&](const std::string& n, const Mat<T>& w) {
+          order.push_back(n);
+          CHECK(w == expected.at(n));  // bit for bit
+        },
+        spill, [&](const std::string& n, int pass) { progress.emplace_back(n, pass); });
+    CHECK(order == names);
+    CHECK(res.scale == ref.scale());
+    REQUIRE(res.report.tensors.size() == names.size());
+    CHECK(res.report.tensors[2].action == wproj::TensorAction::Skip);
+    CHECK(res.report.tensors[2].deltaNorm == 0);
+    CHECK(res.report.tensors[1].action == wproj::TensorAction::Average);
+    CHECK(res.report.tensors[0].deltaNorm == Approx(double((expected.at("a.weight") - base("a.weight")).norm())).epsilon(1e-4));
+    // Every model fetched once per merged tensor; a skipped tensor only once (its shape).
+    CHECK(fetches.at("a.weight") == models);
+    CHECK(fetches.at("skip.weight") == 1);
+    CHECK(progress.size() == 2 * names.size());
+  }
+  // Bad input: a model whose tensor has another shape names tensor and model; nothing is written.
+  wproj::MemorySpillStore spill;
+  int written = 0;
+  CHECK_THROWS_WITH(wproj::opcmMergeStreaming<T>(
+                        names, models, 0.5, rules, base,
+                        [&](Index t, const std::string& n) { return t == 3 && n == "b.weight" ? Mat<T>(Mat<T>::Zero(6, 10)) : model(t, n); },
+                        [&](const std::string&, const Mat<T>&) { ++written; }, spill),
+                    Catch::Contains("'b.weight'") && Catch::Contains("model 3"));
+  CHECK(written == 0);
+  CHECK_THROWS_AS(wproj::opcmMergeStreaming<T>(names, 0, 0.5, rules, base, model, [](const std::string&, const Mat<T>&) {}, spill),
+                  wproj::InvalidArgument);
+  CHECK_THROWS_AS(wproj::opcmMergeStreaming<T>(names, 2, 1.5, rules, base, model, [](const std::string&, const Mat<T>&) {}, spill),
+                  wproj::InvalidArgument);
 }

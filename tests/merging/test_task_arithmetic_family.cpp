@@ -690,3 +690,55 @@ TEMPLATE_TEST_CASE("sparsification: equal magnitudes keep exactly the stated cou
     CHECK(Mat<T>(r) == s.apply(g, "w", 2));
   }
 }
+
+TEMPLATE_TEST_CASE("rank selection without a copy equals a stable sort by (|x|, row-major position)", "[merging][mergekit]",
+                   float, double) {
+  using T = TestType;
+  // Magnitudes with many exact ties (values on a coarse grid, as bf16 task vectors have), both
+  // zeros, tiny and huge values: every radix digit matters.
+  const Index rows = 37, cols = 29, n = rows * cols;
+  wproj::CounterRng rng(77, 5);
+  Mat<T> x(rows, cols);
+  for (Index k = 0; k < n; ++k) {
+    const double u = rng.uniform(std::uint64_t(k));
+    double v = std::round(u * 40.0) / 8.0;                // 41 distinct magnitudes
+    if (k % 11 == 0) v = std::ldexp(u, -100 + int(k % 7));  // tiny (subnormal for float)
+    if (k % 13 == 0) v = std::ldexp(1.0 + u, 60);           // huge
+    if (k % 17 == 0) v = 0.0;
+    x.data()[k] = T((k % 2 ? -1.0 : 1.0) * v);
+  }
+  x(3, 4) = T(-0.0);
+  // The oracle: row-major positions sorted by (|x|, position).
+  std::vector<Index> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), Index(0));
+  auto at = [&](Index q) { return std::abs(x(q / cols, q % cols)); };
+  std::stable_sort(order.begin(), order.end(), [&](Index a, Index b) { return at(a) < at(b); });
+  for (const Index r : {Index(0), Index(1), n / 3, n / 2, n - 2, n - 1}) {
+    INFO("rank " << r);
+    decltype(wproj::detail::magnitudeKey(T())) key = 0;
+    Index tiesBefore = -1;
+    wproj::detail::magnitudeAtRank(x.data(), n, r, key, tiesBefore);
+    const T expected = at(order[std::size_t(r)]);
+    CHECK(key == wproj::detail::magnitudeKey(expected));
+    Index equalBelow = 0;
+    for (Index q = 0; q < r; ++q) equalBelow += at(order[std::size_t(q)]) == expected ? 1 : 0;
+    CHECK(tiesBefore == equalBelow);
+  }
+  const Index ranges[][2] = {{0, n}, {0, 1}, {n - 1, n}, {n / 4, n / 2}, {5, n - 5}, {n / 2, n / 2}, {n / 3, n}};
+  for (const auto& lh : ranges) {
+    INFO("ranks [" << lh[0] << ", " << lh[1] << ")");
+    std::vector<unsigned char> keep(static_cast<std::size_t>(n), 0);
+    wproj::detail::markRankRange(x.data(), rows, cols, lh[0], lh[1], keep);
+    Mat<T> zeroed = x;
+    wproj::detail::zeroOutsideRankRange(zeroed.data(), rows, cols, lh[0], lh[1]);
+    std::vector<unsigned char> expected(static_cast<std::size_t>(n), 0);
+    for (Index q = lh[0]; q < lh[1]; ++q) {
+      const Index p = order[std::size_t(q)];
+      expected[std::size_t((p % cols) * rows + p / cols)] = 1;  // row-major position -> storage
+    }
+    CHECK(keep == expected);
+    Index mismatches = 0;
+    for (Index k = 0; k < n; ++k) mismatches += zeroed.data()[k] != (expected[std::size_t(k)] ? x.data()[k] : T(0)) ? 1 : 0;
+    CHECK(mismatches == 0);
+  }
+}

@@ -7,6 +7,8 @@
 #include "peft_adapter.hpp"
 
 #include <wproj/merging.hpp>
+#include <wproj/io/spill_file.hpp>
+#include <wproj/merging/opcm_streaming.hpp>
 #include <wproj/merging/registry.hpp>
 #include <wproj/version.hpp>
 
@@ -880,11 +882,26 @@ template <typename Scalar>
 wproj::MergeMatrix<Scalar> fetch(const MergeConfig& c, const Inputs& in, int model, const std::string& name) {
   const auto& ck = *in.ckpt[std::size_t(model)];
   wproj::MergeMatrix<Scalar> t;
-  {
-    const auto v = ck.view<Scalar>(name);
-    copyTiled(t, v.map());
+  const wproj::io::TensorInfo& ti = ck.info(name);
+  if (wproj::io::dtypeSize(ti.dtype) > 0) {
+    // Row blocks of about 1 M entries, each block's mapped pages dropped once it is copied: the
+    // resident set grows by the tensor, not by the tensor and its file pages (or a decoded copy).
+    const wproj::Index rows = ti.rows(), cols = ti.cols();
+    const wproj::Index step = std::max<wproj::Index>(1, (wproj::Index(1) << 20) / std::max<wproj::Index>(1, cols));
+    std::vector<Scalar> buf(std::size_t(std::min(step, rows) * cols));
+    t.resize(rows, cols);
+    for (wproj::Index r0 = 0; r0 < rows; r0 += step) {
+      const wproj::Index h = std::min(step, rows - r0);
+      ck.readRows<Scalar>(name, r0, h, buf.data(), true);
+      t.middleRows(r0, h) = Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(buf.data(), h, cols);
+    }
+  } else {
+    {
+      const auto v = ck.view<Scalar>(name);
+      copyTiled(t, v.map());
+    }
+    ck.release(name);
   }
-  ck.release(name);
   if (in.adapters[std::size_t(model)]) in.adapters[std::size_t(model)]->adjust(name, t);
   roundTo(t, c.dtype);
   return t;
@@ -1018,57 +1035,6 @@ std::vector<TensorRow> mergeAll(const MergeConfig& c, const Plan& p, const Input
   return rows;
 }
 
-// ------------------------------------------------------------------------- spill file (OPCM)
-
-/// An unnamed temporary file in a folder: vanishes when closed or when the process dies.
-class SpillFile {
- public:
-  explicit SpillFile(const std::string& dir) {
-#ifdef O_TMPFILE
-    m_fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-#endif
-    if (m_fd < 0) {
-      std::string tmpl = dir + "/.wproj-spill-XXXXXX";
-      m_fd = ::mkstemp(&tmpl[0]);
-      if (m_fd >= 0) ::unlink(tmpl.c_str());
-    }
-    if (m_fd < 0) throw CliError("cannot create a temporary file in '" + dir + "'");
-  }
-  ~SpillFile() {
-    if (m_fd >= 0) ::close(m_fd);
-  }
-  std::uint64_t append(const void* p, std::size_t n) {
-    const std::uint64_t at = m_size;
-    const char* c = static_cast<const char*>(p);
-    std::size_t left = n;
-    std::uint64_t off = at;
-    while (left > 0) {
-      const ssize_t w = ::pwrite(m_fd, c, left, off_t(off));
-      if (w <= 0) throw CliError("writing the temporary file failed (disk full?)");
-      c += w;
-      left -= std::size_t(w);
-      off += std::uint64_t(w);
-    }
-    m_size += n;
-    return at;
-  }
-  void read(std::uint64_t at, void* p, std::size_t n) const {
-    char* c = static_cast<char*>(p);
-    while (n > 0) {
-      const ssize_t r = ::pread(m_fd, c, n, off_t(at));
-      if (r <= 0) throw CliError("reading the temporary file failed");
-      c += r;
-      n -= std::size_t(r);
-      at += std::uint64_t(r);
-    }
-  }
-
- private:
-  int m_fd = -1;
-  std::uint64_t m_size = 0;
-};
-
-
 /// OPCM, tensor by tensor: pass 1 builds each tensor's accumulator S over the models in order
 /// (spilled to an unnamed temporary file) and the global norms; pass 2 writes θ₀ + λS.
 template <typename Scalar>
@@ -1094,56 +1060,25 @@ std::vector<TensorRow> mergeOpcm(const MergeConfig& c, const Plan& p, const Inpu
     }
     return theta;
   };
-  SpillFile spill(spillDir);
-  std::map<std::string, std::uint64_t> where;
-  std::map<std::string, bool> merged;
-  std::vector<double> normSq(T, 0.0);
-  double sumSq = 0;
-  for (std::size_t k : todo) {
-    const OutTensor& o = p.tensors[k];
-    const std::string& n = o.name;
-    wproj::OpcmMerging<Scalar> cm;
-    cm.setAlpha(alpha).setRules(buildRules(c));
-    const bool counted = o.decision.action != wproj::TensorAction::Skip;
-    wproj::TensorAction action = o.decision.action;
-    for (std::size_t i = 0; i < T; ++i) {
-      const wproj::MergeReport step = cm.addModel({n}, [&](const std::string& name) {
-        Matrix tau = model(i, name) - base(name);
-        if (counted) normSq[i] += double(tau.squaredNorm());  // global norms over merged tensors only
-        return tau;
-      });
-      action = step.tensors.front().action;
-      rows[k].method = step.tensors.front().method;
-    }
-    merged[n] = action != wproj::TensorAction::Skip;
-    if (merged[n]) {
-      const Matrix& s = cm.accumulator(n);
-      sumSq += double(s.squaredNorm());
-      where[n] = spill.append(s.data(), std::size_t(s.size()) * sizeof(Scalar));
-    }
-    progress.advance(0.5 * double(o.info.bytes()), n);
+  std::vector<std::string> names;
+  for (std::size_t k : todo) names.push_back(p.tensors[k].name);
+  std::map<std::string, std::size_t> slot;
+  for (std::size_t k : todo) slot[p.tensors[k].name] = k;
+  wproj::io::SpillFile spill(spillDir);
+  const wproj::OpcmStreamingResult res = wproj::opcmMergeStreaming<Scalar>(
+      names, wproj::Index(T), alpha, buildRules(c), base,
+      [&](wproj::Index i, const std::string& n) { return model(std::size_t(i), n); },
+      [&](const std::string& n, const Matrix& theta) {
+        TensorRow& row = rows[slot.at(n)];
+        row.norm = double(theta.norm());
+        w.write(n, theta);
+      },
+      spill, [&](const std::string& n, int) { progress.advance(0.5 * double(p.tensors[slot.at(n)].info.bytes()), n); });
+  for (std::size_t j = 0; j < todo.size(); ++j) {
+    rows[todo[j]].method = res.report.tensors[j].method;
+    rows[todo[j]].deltaNorm = res.report.tensors[j].deltaNorm;
   }
-  double meanNorm = 0;
-  for (double v : normSq) meanNorm += std::sqrt(v);
-  meanNorm /= double(T);
-  const double lambda = sumSq > 0 ? meanNorm / std::sqrt(sumSq) : 0.0;
-  for (std::size_t k : todo) {
-    const OutTensor& o = p.tensors[k];
-    Matrix theta = base(o.name);
-    if (merged[o.name]) {
-      Matrix s(theta.rows(), theta.cols());
-      spill.read(where[o.name], s.data(), std::size_t(s.size()) * sizeof(Scalar));
-      theta += Scalar(lambda) * s;
-      rows[k].deltaNorm = lambda * double(s.norm());
-    } else {
-      rows[k].deltaNorm = 0;
-    }
-    if (!theta.allFinite()) throw CliError("the merged tensor '" + o.name + "' has non-finite entries");
-    rows[k].norm = double(theta.norm());
-    w.write(o.name, theta);
-    progress.advance(0.5 * double(o.info.bytes()), o.name);
-  }
-  scale = lambda;
+  scale = res.scale;
   return rows;
 }
 

@@ -48,6 +48,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -95,52 +96,99 @@ inline std::uint64_t mix64(std::uint64_t z) {
   return z ^ (z >> 31);
 }
 
-/// Marks keep[k] = 1 for the entries of the column-major rows×cols array x whose ascending rank
-/// by (|x|, row-major position) lies in [lo, hi). Passes run in storage order over one copy of
-/// the magnitudes (in x's own type, where |x| is exact; selection, no sort); only the entries
-/// equal to a boundary magnitude are ordered by their row-major position.
+/// The bits of |v| as an unsigned integer of v's width: for IEEE floating point, the integer
+/// order of these keys is the order of the magnitudes (±0 share key 0; a NaN sorts above ∞).
 template <typename S>
-void markRankRange(const S* x, Index rows, Index cols, Index lo, Index hi, std::vector<unsigned char>& keep) {
+auto magnitudeKey(S v) {
+  static_assert(std::is_same<S, float>::value || std::is_same<S, double>::value, "magnitudeKey: float or double");
+  using U = typename std::conditional<sizeof(S) == 4, std::uint32_t, std::uint64_t>::type;
+  U u;
+  std::memcpy(&u, &v, sizeof(S));
+  return U(u & (~U(0) >> 1));
+}
+
+/// The magnitude key at ascending rank r (0 ≤ r < n) of x[0..n) and how many entries below it
+/// have that same key (r − #{keys < it}). Radix selection on 16-bit digits of the keys, most
+/// significant first: two passes over x for float, four for double, no copy of the data.
+template <typename S>
+void magnitudeAtRank(const S* x, Index n, Index r, decltype(magnitudeKey(S())) & key, Index& tiesBefore) {
+  using U = decltype(magnitudeKey(S()));
+  constexpr int bits = int(8 * sizeof(U));
+  std::vector<Index> hist(std::size_t(1) << 16);
+  U prefix = 0, mask = 0;
+  Index rank = r;
+  for (int shift = bits - 16; shift >= 0; shift -= 16) {
+    std::fill(hist.begin(), hist.end(), Index(0));
+    for (Index k = 0; k < n; ++k) {
+      const U kk = magnitudeKey(x[k]);
+      if ((kk & mask) == prefix) ++hist[std::size_t((kk >> shift) & U(0xffff))];
+    }
+    std::size_t d = 0;
+    while (rank >= hist[d]) rank -= hist[d++];
+    prefix |= U(d) << shift;
+    mask |= U(0xffff) << shift;
+  }
+  key = prefix;
+  tiesBefore = rank;
+}
+
+/// Calls decide(k, kept) once for every entry k of the column-major rows×cols array x, with kept
+/// true when the entry's ascending rank by (|x|, row-major position) lies in [lo, hi). The
+/// boundary magnitudes come from `magnitudeAtRank` (no copy of x); only the entries equal to a
+/// boundary magnitude are ordered by their row-major position, and they are decided last, so
+/// `decide` may overwrite the entries it is told about (x is read before it is called for them).
+template <typename S, typename Decide>
+void decideRankRange(const S* x, Index rows, Index cols, Index lo, Index hi, Decide&& decide) {
+  using U = decltype(magnitudeKey(S()));
   const Index n = rows * cols;
   lo = std::max<Index>(lo, 0);
   hi = std::min<Index>(hi, n);
-  if (lo >= hi) return;
-  std::vector<S> work(static_cast<std::size_t>(n));
-  for (Index k = 0; k < n; ++k) work[std::size_t(k)] = std::abs(x[k]);
-  // The magnitude at ascending rank r and how many entries of that magnitude rank below r
-  // (nth_element accepts any permutation, so the second boundary reuses the same copy).
-  auto boundary = [&](Index r, S& t, Index& tiesBefore) {
-    std::nth_element(work.begin(), work.begin() + r, work.end());
-    t = work[std::size_t(r)];
-    Index less = 0;
-    for (Index k = 0; k < n; ++k) less += std::abs(x[k]) < t ? 1 : 0;
-    tiesBefore = r - less;
-  };
-  S tLo = S(0), tHi = S(0);
+  if (lo >= hi) {
+    for (Index k = 0; k < n; ++k) decide(k, false);
+    return;
+  }
+  U tLo = 0, tHi = 0;
   Index skipLo = 0, takeHi = 0;
   const bool fromStart = lo == 0, toEnd = hi == n;
-  if (!fromStart) boundary(lo, tLo, skipLo);
-  if (!toEnd) boundary(hi, tHi, takeHi);
-  std::vector<S>().swap(work);
+  if (!fromStart) magnitudeAtRank(x, n, lo, tLo, skipLo);
+  if (!toEnd) magnitudeAtRank(x, n, hi, tHi, takeHi);
   std::vector<Index> tied;  // entries equal to a boundary magnitude, decided in row-major order
   for (Index k = 0; k < n; ++k) {
-    const S a = std::abs(x[k]);
+    const U a = magnitudeKey(x[k]);
     if ((!fromStart && a == tLo) || (!toEnd && a == tHi)) {
       tied.push_back(k);
       continue;
     }
-    if ((fromStart || a > tLo) && (toEnd || a < tHi)) keep[std::size_t(k)] = 1;
+    decide(k, (fromStart || a > tLo) && (toEnd || a < tHi));
   }
   auto rowMajor = [&](Index k) { return (k % rows) * cols + k / rows; };
   std::sort(tied.begin(), tied.end(), [&](Index a, Index b) { return rowMajor(a) < rowMajor(b); });
   Index seenLo = 0, seenHi = 0;
   for (Index k : tied) {
-    const S a = std::abs(x[k]);
+    const U a = magnitudeKey(x[k]);
     bool atLeastLo = true, belowHi = true;
     if (!fromStart) atLeastLo = a > tLo || (a == tLo && seenLo++ >= skipLo);
     if (!toEnd) belowHi = a < tHi || (a == tHi && seenHi++ < takeHi);
-    if (atLeastLo && belowHi) keep[std::size_t(k)] = 1;
+    decide(k, atLeastLo && belowHi);
   }
+}
+
+/// Marks keep[k] = 1 for the entries of the column-major rows×cols array x whose ascending rank
+/// by (|x|, row-major position) lies in [lo, hi) (see `decideRankRange`).
+template <typename S>
+void markRankRange(const S* x, Index rows, Index cols, Index lo, Index hi, std::vector<unsigned char>& keep) {
+  decideRankRange(x, rows, cols, lo, hi, [&](Index k, bool kept) {
+    if (kept) keep[std::size_t(k)] = 1;
+  });
+}
+
+/// Sets to zero the entries of x whose ascending rank by (|x|, row-major position) lies outside
+/// [lo, hi), in place and without a mask.
+template <typename S>
+void zeroOutsideRankRange(S* x, Index rows, Index cols, Index lo, Index hi) {
+  decideRankRange(static_cast<const S*>(x), rows, cols, lo, hi, [&](Index k, bool kept) {
+    if (!kept) x[k] = S(0);
+  });
 }
 
 }  // namespace detail
@@ -256,13 +304,12 @@ class TaskVectorSparsifier {
     double l1Before = 0;
     if (m_rescale)
       for (Index k = 0; k < n; ++k) l1Before += std::abs(static_cast<double>(x[k]));
-    std::vector<unsigned char> keep(static_cast<std::size_t>(n), 0);
     switch (m_method) {
       case SparsificationMethod::Magnitude: {
         const Index k = static_cast<Index>(m_density * double(n));
         requireArg(k > 0, where.c_str(), "density", m_density,
                    "a value with density * " + std::to_string(n) + " entries >= 1 (mergekit refuses to zero the whole tensor)");
-        detail::markRankRange(x, rows, cols, n - k, n, keep);
+        detail::zeroOutsideRankRange(x, rows, cols, n - k, n);
         break;
       }
       case SparsificationMethod::MagnitudeOutliers: {
@@ -274,14 +321,14 @@ class TaskVectorSparsifier {
           nBot = 0;
         }
         // indices[nBot:-nTop] of the ascending sort; empty when nTop = 0 (Python's -0 is 0).
-        if (nTop > 0) detail::markRankRange(x, rows, cols, nBot, n - nTop, keep);
+        detail::zeroOutsideRankRange(x, rows, cols, nBot, nTop > 0 ? n - nTop : nBot);
         break;
       }
       case SparsificationMethod::Random: {
         const CounterRng rng(m_seed, sparsificationStream(tensorName, model));
         for (Index j = 0; j < cols; ++j)
           for (Index i = 0; i < rows; ++i)
-            keep[std::size_t(j * rows + i)] = rng.uniform(std::uint64_t(i * cols + j)) <= m_density ? 1 : 0;
+            if (!(rng.uniform(std::uint64_t(i * cols + j)) <= m_density)) x[j * rows + i] = S(0);
         break;
       }
       case SparsificationMethod::DellaMagprune: {
@@ -305,19 +352,17 @@ class TaskVectorSparsifier {
           for (Index rank = 0; rank < rowLength; ++rank) {
             const Index c = order[std::size_t(rank)];
             const double p = dellaKeepProbability(rank, rowLength, m_density, m_epsilon);
-            keep[std::size_t(vector ? c : c * rows + r)] = rng.uniform(std::uint64_t(r * rowLength + c)) <= p ? 1 : 0;
+            if (!(rng.uniform(std::uint64_t(r * rowLength + c)) <= p)) x[vector ? c : c * rows + r] = S(0);
           }
         }
         break;
       }
       case SparsificationMethod::None: return;
     }
-    double l1After = 0;
-    for (Index k = 0; k < n; ++k) {
-      if (!keep[std::size_t(k)]) x[k] = S(0);
-      else if (m_rescale) l1After += std::abs(static_cast<double>(x[k]));
-    }
-    if (m_rescale && l1Before >= 1e-7 && l1After >= 1e-7) {
+    if (!m_rescale) return;
+    double l1After = 0;  // the dropped entries are zero now and add nothing
+    for (Index k = 0; k < n; ++k) l1After += std::abs(static_cast<double>(x[k]));
+    if (l1Before >= 1e-7 && l1After >= 1e-7) {
       const S scale = S(l1Before / l1After);
       for (Index k = 0; k < n; ++k) x[k] *= scale;
     }

@@ -238,10 +238,10 @@ struct GeneralizedTaskArithmetic {
     return detail::finishMerged(std::move(theta0), where);
   }
 
-  /// Bytes held for one rows×cols tensor: θ₀, one model, the merged delta, the divisor, the signs
-  /// and the sparsifier's scratch (magnitudes in double, a selection copy, the mask).
+  /// Bytes held for one rows×cols tensor: θ₀, one model, the merged delta, the divisor and the
+  /// signs (the sparsifier works in place: a 64 K-entry histogram, no copy, no mask).
   static std::size_t workingSetBytes(Index rows, Index cols, Index, std::size_t bytesPerScalar) {
-    return detail::tensorBytes(rows, cols, 4 * bytesPerScalar + 2 * sizeof(double) + 2);
+    return detail::tensorBytes(rows, cols, 4 * bytesPerScalar + 1) + (std::size_t(1) << 19);
   }
 };
 
