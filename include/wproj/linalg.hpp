@@ -16,6 +16,7 @@
 #include "linalg/subspace_iteration.hpp"
 #include "linalg/randomized_svd.hpp"
 #include "linalg/polar.hpp"
+#include "linalg/newton_schulz.hpp"
 #include "linalg/incremental_svd.hpp"
 #include "linalg/dct.hpp"
 #include "linalg/dct_selection.hpp"
