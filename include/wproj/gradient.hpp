@@ -11,6 +11,7 @@
 
 #include "gradient/adafactor.hpp"
 #include "gradient/adamw.hpp"
+#include "gradient/apollo.hpp"
 #include "gradient/basis.hpp"
 #include "gradient/persistence.hpp"
 #include "gradient/dct_basis.hpp"
