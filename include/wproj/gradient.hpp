@@ -15,6 +15,7 @@
 #include "gradient/basis.hpp"
 #include "gradient/persistence.hpp"
 #include "gradient/dct_basis.hpp"
+#include "gradient/fira.hpp"
 #include "gradient/gaussian_basis.hpp"
 #include "gradient/int4.hpp"
 #include "gradient/moments.hpp"
