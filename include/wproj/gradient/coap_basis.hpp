@@ -201,32 +201,34 @@ class COAPBasis : public detail::DenseBasisStorage<Scalar_> {
     m_s.noalias() = q.transpose() * q;
     const Matrix ata = m_a.transpose() * m_a;
     const double total = double(m) * double(n);
-    const double xx = double(x.squaredNorm());
     // ‖A Qᵀ − X‖² = ‖X‖² − 2 tr(AᵀA) + tr(AᵀA S), in double.
-    const double err = xx - 2.0 * double(ata.trace()) + double((ata.cwiseProduct(m_s)).sum());
+    const double err = gsTotal(x) - 2.0 * double(ata.trace()) + double((ata.cwiseProduct(m_s)).sum());
     const double mse = std::max(0.0, err) / total;
-    // Row cosines with M̃ = A.
-    Eigen::Matrix<double, Eigen::Dynamic, 1> wx(m), wq(m);
+    // Row cosines with M̃ = A: d_i = ‖A_i‖², x_i² = A_i S A_iᵀ, g_i² = ‖X_i‖² (column sweeps).
     const Matrix as = m_a * m_s;
+    Eigen::Matrix<double, Eigen::Dynamic, 1> dd = Eigen::Matrix<double, Eigen::Dynamic, 1>::Zero(m), xs = dd, gs = dd;
+    for (Index j = 0; j < r; ++j) {
+      dd += m_a.col(j).template cast<double>().cwiseAbs2();
+      xs += as.col(j).template cast<double>().cwiseProduct(m_a.col(j).template cast<double>());
+    }
+    for (Index j = 0; j < n; ++j) gs += x.col(j).template cast<double>().cwiseAbs2();
+    Eigen::Matrix<double, Eigen::Dynamic, 1> wx(m), wq(m);
     double cbar = 0;
     for (Index i = 0; i < m; ++i) {
-      const double d = double(m_a.row(i).squaredNorm());
-      const double xn = std::sqrt(std::max(0.0, double(as.row(i).dot(m_a.row(i)))));
-      const double gn = double(x.row(i).norm());
-      const double den = std::max(xn * gn, 1e-8);
-      const double c = d / den;
+      const double xn = std::sqrt(std::max(0.0, xs(i)));
+      const double den = std::max(xn * std::sqrt(gs(i)), 1e-8);
+      const double c = dd(i) / den;
       cbar += c;
-      wx(i) = 1.0 / den;                          // weight of M̃_i in Xᵀ diag(·) M̃
-      wq(i) = xn > 0 ? c / (xn * xn) : 0.0;       // weight of M̃_i in M̃ᵀ diag(·) M̃
+      wx(i) = 1.0 / den;                     // weight of M̃_i in Xᵀ diag(·) M̃
+      wq(i) = xn > 0 ? c / (xn * xn) : 0.0;  // weight of M̃_i in M̃ᵀ diag(·) M̃
     }
     cbar /= double(m);
     const double f1 = (1.0 - cbar) * 2.0 / total, f2 = -mse / double(m);
     // Z = f1·A(S − 2I) + f2·diag(wx)·A ; K = f1·AᵀA − f2·Aᵀ diag(wq) A.
     m_z = Scalar(f1) * (as - Scalar(2) * m_a);
-    for (Index i = 0; i < m; ++i) m_z.row(i) += Scalar(f2 * wx(i)) * m_a.row(i);
+    m_z.noalias() += (Scalar(f2) * wx.template cast<Scalar>()).asDiagonal() * m_a;
     Matrix k = Scalar(f1) * ata;
-    Matrix aw = m_a;
-    for (Index i = 0; i < m; ++i) aw.row(i) *= Scalar(wq(i));
+    const Matrix aw = wq.template cast<Scalar>().asDiagonal() * m_a;
     k.noalias() -= Scalar(f2) * (m_a.transpose() * aw);
     m_grad.noalias() = x.transpose() * m_z;
     m_grad.noalias() += q * k;
@@ -240,6 +242,14 @@ class COAPBasis : public detail::DenseBasisStorage<Scalar_> {
     if (m_reortho) orthonormalizeInPlace(cand);
     if (cand.allFinite()) q.swap(cand);
     (void)r;
+  }
+
+  // ‖X‖²_F in double, column by column.
+  template <typename X>
+  static double gsTotal(const X& x) {
+    double s = 0;
+    for (Index j = 0; j < x.cols(); ++j) s += x.col(j).template cast<double>().squaredNorm();
+    return s;
   }
 
   Index m_interval = 32;
