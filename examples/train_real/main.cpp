@@ -312,7 +312,13 @@ Result train(const Method& method, const Corpus& c, const Config& cfg) {
   return r;
 }
 
-bool hasMatplotlib() { return std::system("python3 -c 'import matplotlib' > /dev/null 2>&1") == 0; }
+// The first Python interpreter that imports matplotlib ("" when none does): the one on PATH, then
+// the system's (Debian's python3-matplotlib installs into /usr/bin/python3's packages).
+std::string pythonWithMatplotlib() {
+  for (const char* py : {"python3", "/usr/bin/python3"})
+    if (std::system((std::string(py) + " -c 'import matplotlib' > /dev/null 2>&1").c_str()) == 0) return py;
+  return "";
+}
 
 }  // namespace
 
@@ -389,9 +395,10 @@ int main(int argc, char** argv) {
       for (const auto& p : r.curve) curves << '"' << r.name << "\"," << p.first << ',' << p.second << '\n';
   }
   const fs::path png = fs::path(cfg.out) / "train_real.png";
-  if (hasMatplotlib()) {
+  const std::string python = pythonWithMatplotlib();
+  if (!python.empty()) {
     const std::string script = std::string(TRAIN_REAL_SOURCE_DIR) + "/plot.py";
-    const std::string cmd = "python3 '" + script + "' '" + (fs::path(cfg.out) / "train_real_curves.csv").string() + "' '" + png.string() + "'";
+    const std::string cmd = python + " '" + script + "' '" + (fs::path(cfg.out) / "train_real_curves.csv").string() + "' '" + png.string() + "'";
     if (std::system(cmd.c_str()) == 0)
       std::cout << "wrote " << png.string() << "\n";
     else
