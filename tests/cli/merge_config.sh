@@ -186,6 +186,36 @@ def check_json(path, key, value):
     for k in key.split("/"): j = j[k]
     if str(j) != value: sys.exit("%s: %s = %r, expected %s" % (path, key, j, value))
 
+def gen_big():
+    # Tensors of >= 1 MiB with more rows than 2 x threads: merged in row blocks on several cores.
+    rng = np.random.default_rng(11)
+    shapes = {"big.weight": (700, 410), "big.vec": (300000,), "small.weight": (5, 3)}
+    for name in ["bbase", "b1", "b2"]:
+        t = {}
+        for n, s in shapes.items():
+            x = rng.standard_normal(s).astype(np.float32)
+            t[n] = ("BF16", to_bf16(x)) if n == "big.vec" else ("F32", x)
+        write_st(name + ".safetensors", t)
+
+def check_big(method, path):
+    T = {m: read_st(m + ".safetensors")[0] for m in ["bbase", "b1", "b2"]}
+    O = read_st(path)[0]
+    for n in ["big.weight", "big.vec", "small.weight"]:
+        b, x1, x2 = T["bbase"][n][1], T["b1"][n][1], T["b2"][n][1]
+        if method == "linear": e = (0.5 * x1 - 0.2 * x2) / 0.3  # the base listed among the models is skipped
+        elif method == "task_arithmetic": e = b + 0.5 * (x1 - b) - 0.2 * (x2 - b)
+        else:  # nearswap, t = 0.4, base and b1
+            w = np.clip(0.4 / np.maximum(np.abs(b - x1), 1e-8), 0, 1)
+            e = w * x1 + (1 - w) * b
+        tol = 1e-6
+        if O[n][0] == "BF16": tol = 2 ** -7  # the output rounded to bfloat16
+        err = np.abs(O[n][1] - e).max() / np.abs(e).max()
+        if err > tol: sys.exit("%s %s: rel. error %g" % (method, n, err))
+
+def check_blocks(report):
+    blocks = {t["name"]: t["row_blocks"] for t in json.load(open(report))["tensors"]}
+    if blocks != {"big.weight": 3, "big.vec": 3, "small.weight": 1}: sys.exit("%s: row blocks %r" % (report, blocks))
+
 globals()[sys.argv[1]](*sys.argv[2:])
 EOF
 export HERE
@@ -242,6 +272,19 @@ for m in ties dare dare_ties dare_linear della breadcrumbs; do
   "$WPROJ" merge "thr_$m.yml" -o "thr1_$m.safetensors" --threads 1 --report /dev/null 2> /dev/null
   "$WPROJ" merge "thr_$m.yml" -o "thr2_$m.safetensors" --threads 2 --report /dev/null 2> /dev/null
   cmp -s "thr1_$m.safetensors" "thr2_$m.safetensors" || die "$m: --threads 1 and 2 differ"
+done
+
+step "row blocks of large tensors on 3 threads: the same bytes as 1 thread, equal to NumPy"
+py gen_big
+printf 'merge_method: linear\nbase_model: bbase.safetensors\nmodels:\n  - model: bbase.safetensors\n    parameters: {weight: 0.3}\n  - model: b1.safetensors\n    parameters: {weight: 0.5}\n  - model: b2.safetensors\n    parameters: {weight: -0.2}\n' > big_linear.yml
+printf 'merge_method: task_arithmetic\nbase_model: bbase.safetensors\nmodels:\n  - model: b1.safetensors\n    parameters: {weight: 0.5}\n  - model: b2.safetensors\n    parameters: {weight: -0.2}\n' > big_task_arithmetic.yml
+printf 'merge_method: nearswap\nbase_model: bbase.safetensors\nmodels: [b1.safetensors]\nparameters: {t: 0.4}\n' > big_nearswap.yml
+for m in linear task_arithmetic nearswap; do
+  "$WPROJ" merge "big_$m.yml" -o "big1_$m.safetensors" --threads 1 --report /dev/null 2> /dev/null
+  "$WPROJ" merge "big_$m.yml" -o "big3_$m.safetensors" --threads 3 --report "big_$m.json" 2> /dev/null
+  cmp -s "big1_$m.safetensors" "big3_$m.safetensors" || die "$m: row blocks on 3 threads differ from 1 thread"
+  py check_big "$m" "big3_$m.safetensors"
+  py check_blocks "big_$m.json"
 done
 
 step "slices: layer ranges selected and renumbered, num_hidden_layers, per-slice parameters"

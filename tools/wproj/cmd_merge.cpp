@@ -879,30 +879,35 @@ void roundTo(Matrix& m, const std::string& dtype) {
 /// Reads one tensor into owned memory (straight from the mapped bytes, then the mapped pages are
 /// released), with the model's adapter applied and rounded to the compute dtype.
 template <typename Scalar>
-wproj::MergeMatrix<Scalar> fetch(const MergeConfig& c, const Inputs& in, int model, const std::string& name) {
+wproj::MergeMatrix<Scalar> fetch(const MergeConfig& c, const Inputs& in, int model, const std::string& name,
+                                 wproj::Index first = 0, wproj::Index count = -1) {
   const auto& ck = *in.ckpt[std::size_t(model)];
   wproj::MergeMatrix<Scalar> t;
   const wproj::io::TensorInfo& ti = ck.info(name);
+  const wproj::Index rows = ti.rows(), cols = ti.cols();
+  if (count < 0) count = rows - first;  // rows [first, first + count) of the tensor
   if (wproj::io::dtypeSize(ti.dtype) > 0) {
     // Row blocks of about 1 M entries, each block's mapped pages dropped once it is copied: the
     // resident set grows by the tensor, not by the tensor and its file pages (or a decoded copy).
-    const wproj::Index rows = ti.rows(), cols = ti.cols();
     const wproj::Index step = std::max<wproj::Index>(1, (wproj::Index(1) << 20) / std::max<wproj::Index>(1, cols));
-    std::vector<Scalar> buf(std::size_t(std::min(step, rows) * cols));
-    t.resize(rows, cols);
-    for (wproj::Index r0 = 0; r0 < rows; r0 += step) {
-      const wproj::Index h = std::min(step, rows - r0);
-      ck.readRows<Scalar>(name, r0, h, buf.data(), true);
+    std::vector<Scalar> buf(std::size_t(std::min(step, count) * cols));
+    t.resize(count, cols);
+    for (wproj::Index r0 = 0; r0 < count; r0 += step) {
+      const wproj::Index h = std::min(step, count - r0);
+      ck.readRows<Scalar>(name, first + r0, h, buf.data(), true);
       t.middleRows(r0, h) = Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(buf.data(), h, cols);
     }
   } else {
     {
       const auto v = ck.view<Scalar>(name);
-      copyTiled(t, v.map());
+      copyTiled(t, v.map().middleRows(first, count));
     }
     ck.release(name);
   }
-  if (in.adapters[std::size_t(model)]) in.adapters[std::size_t(model)]->adjust(name, t);
+  if (in.adapters[std::size_t(model)]) {
+    if (first != 0 || count != rows) throw std::logic_error("fetch: a row range of a model with a LoRA adapter");
+    in.adapters[std::size_t(model)]->adjust(name, t);
+  }
   roundTo(t, c.dtype);
   return t;
 }
@@ -910,21 +915,30 @@ wproj::MergeMatrix<Scalar> fetch(const MergeConfig& c, const Inputs& in, int mod
 struct TensorRow {
   std::string method;
   double norm = 0, deltaNorm = std::numeric_limits<double>::quiet_NaN(), seconds = 0;
+  unsigned blocks = 1;  // row blocks merged in parallel
 };
+
+/// The report's norms of a merged tensor: ‖θ‖ and, with a base, ‖θ − θ₀‖.
+template <typename Scalar>
+void setNorms(const MergeConfig& c, const Inputs& in, const OutTensor& o, const wproj::MergeMatrix<Scalar>& out, TensorRow& row) {
+  row.norm = double(out.norm());
+  if (c.base >= 0) row.deltaNorm = double((out - fetch<Scalar>(c, in, c.base, o.baseIn)).norm());
+}
 
 /// Merges one output tensor by its rule: the method's per-tensor form with the values that hold
 /// for this tensor, the mean of the models, or the reference tensor kept.
 template <typename Scalar>
-wproj::MergeMatrix<Scalar> mergeOne(const MergeConfig& c, const Plan& p, const Inputs& in, const OutTensor& o, TensorRow& row) {
+wproj::MergeMatrix<Scalar> mergeOne(const MergeConfig& c, const Plan& p, const Inputs& in, const OutTensor& o, TensorRow& row,
+                                    wproj::Index first = 0, wproj::Index count = -1) {
   const SliceRun& r = p.slices[std::size_t(o.slice)];
   const wproj::Index T = wproj::Index(r.models.size());
-  auto model = [&](wproj::Index i) { return fetch<Scalar>(c, in, r.models[std::size_t(i)]->model, o.in[std::size_t(i)]); };
-  auto base = [&]() { return fetch<Scalar>(c, in, c.base, o.baseIn); };
+  auto model = [&](wproj::Index i) { return fetch<Scalar>(c, in, r.models[std::size_t(i)]->model, o.in[std::size_t(i)], first, count); };
+  auto base = [&]() { return fetch<Scalar>(c, in, c.base, o.baseIn, first, count); };
   wproj::MergeMatrix<Scalar> out;
   switch (o.decision.action) {
     case wproj::TensorAction::Skip:
       row.method = c.base >= 0 ? "kept from the base" : "kept from the first model";
-      out = fetch<Scalar>(c, in, o.ref, o.refIn);
+      out = fetch<Scalar>(c, in, o.ref, o.refIn, first, count);
       break;
     case wproj::TensorAction::Average:
       if (c.base >= 0) {
@@ -970,22 +984,58 @@ wproj::MergeMatrix<Scalar> mergeOne(const MergeConfig& c, const Plan& p, const I
   }
   roundTo(out, c.dtype);
   if (!out.allFinite()) throw CliError("the merged tensor '" + o.name + "' has non-finite entries");
-  row.norm = double(out.norm());
-  if (c.base >= 0) row.deltaNorm = double((out - base()).norm());
+  if (count < 0) setNorms(c, in, o, out, row);  // a row block: set once the whole tensor is assembled
   return out;
 }
 
-/// Merges every tensor on `threads` threads: each takes the next tensor in plan order once the
-/// estimates of the tensors in flight leave room in `budget` (one runs whatever its size). Each
-/// tensor's result depends on its inputs only, and the writer places it by name, so the output
-/// is the same bytes for any thread count.
+
+/// Merges every tensor on `threads` threads: each takes the next tensor (or row block of a large
+/// tensor) in plan order once the estimates of the work in flight leave room in `budget` (one
+/// runs whatever its size). Each tensor's result depends on its inputs only, and the writer places
+/// it by name, so the output is the same bytes for any thread count.
 template <typename Scalar>
 std::vector<TensorRow> mergeAll(const MergeConfig& c, const Plan& p, const Inputs& in, wproj::io::CheckpointWriter& w,
                                 Progress& progress, unsigned threads, std::uint64_t budget) {
   std::vector<TensorRow> rows(p.tensors.size());
-  std::vector<std::size_t> todo;
-  for (std::size_t k = 0; k < p.tensors.size(); ++k)
-    if (!p.tensors[k].raw) todo.push_back(k);
+  // Work items: whole tensors, or row blocks of a large tensor whose rows merge independently
+  // (a row-separable method, the mean, or a kept tensor; no LoRA applied on read), so that one
+  // large tensor also uses every core. Blocks go to the tensor's matrix; the last block to
+  // finish writes it. Each row of the result has the same bits either way.
+  struct Item {
+    std::size_t k;
+    wproj::Index first, count;  // count < 0: the whole tensor
+    std::uint64_t need;
+  };
+  struct Assembly {
+    wproj::MergeMatrix<Scalar> out;
+    unsigned left = 0;
+  };
+  std::map<std::size_t, Assembly> assembly;
+  std::vector<Item> todo;
+  const bool adapters = std::any_of(in.adapters.begin(), in.adapters.end(), [](const auto& a) { return a != nullptr; });
+  const std::uint64_t s = c.dtype == "float64" ? 8 : 4;
+  for (std::size_t k = 0; k < p.tensors.size(); ++k) {
+    const OutTensor& o = p.tensors[k];
+    if (o.raw) continue;
+    const std::uint64_t need = tensorBytes(c, p, o);
+    const wproj::Index nrows = o.info.rows();
+    const bool separable = o.decision.action != wproj::TensorAction::Project || c.spec->rowSeparable;
+    const unsigned blocks = threads > 1 && separable && !adapters && std::uint64_t(o.info.count()) * s >= (std::uint64_t(1) << 20) &&
+                                    nrows >= wproj::Index(2 * threads)
+                                ? threads
+                                : 1u;
+    if (blocks == 1) {
+      todo.push_back({k, 0, -1, need});
+      continue;
+    }
+    assembly[k].left = blocks;
+    rows[k].blocks = blocks;
+    const std::uint64_t share = (need + std::uint64_t(o.info.count()) * s) / blocks;  // + the assembled tensor
+    for (unsigned b = 0; b < blocks; ++b) {
+      const wproj::Index r0 = nrows * wproj::Index(b) / wproj::Index(blocks), r1 = nrows * wproj::Index(b + 1) / wproj::Index(blocks);
+      todo.push_back({k, r0, r1 - r0, share});
+    }
+  }
   std::mutex mu, writeMu;
   std::condition_variable cv;
   std::size_t next = 0;
@@ -994,34 +1044,60 @@ std::vector<TensorRow> mergeAll(const MergeConfig& c, const Plan& p, const Input
   std::exception_ptr error;
   auto worker = [&]() {
     for (;;) {
-      std::size_t k = 0;
-      std::uint64_t need = 0;
+      Item item{};
       {
         std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] {
-          return error || next == todo.size() || running == 0 || inUse + tensorBytes(c, p, p.tensors[todo[next]]) <= budget;
-        });
+        cv.wait(lock, [&] { return error || next == todo.size() || running == 0 || inUse + todo[next].need <= budget; });
         if (error || next == todo.size()) return;
-        k = todo[next++];
-        need = tensorBytes(c, p, p.tensors[k]);
-        inUse += need;
+        item = todo[next++];
+        inUse += item.need;
         ++running;
       }
       try {
-        const OutTensor& o = p.tensors[k];
+        const OutTensor& o = p.tensors[item.k];
         const auto t0 = std::chrono::steady_clock::now();
-        const wproj::MergeMatrix<Scalar> theta = mergeOne<Scalar>(c, p, in, o, rows[k]);
-        rows[k].seconds = since(t0);
-        std::lock_guard<std::mutex> lock(writeMu);
-        w.write(o.name, theta);
-        progress.advance(double(o.info.bytes()), o.name);
+        if (item.count < 0) {
+          const wproj::MergeMatrix<Scalar> theta = mergeOne<Scalar>(c, p, in, o, rows[item.k]);
+          rows[item.k].seconds = since(t0);
+          std::lock_guard<std::mutex> lock(writeMu);
+          w.write(o.name, theta);
+          progress.advance(double(o.info.bytes()), o.name);
+        } else {
+          TensorRow part;
+          const wproj::MergeMatrix<Scalar> block = mergeOne<Scalar>(c, p, in, o, part, item.first, item.count);
+          Assembly* a = nullptr;
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            a = &assembly.at(item.k);
+            if (a->out.size() == 0) a->out.resize(o.info.rows(), o.info.cols());
+            rows[item.k].method = part.method;
+          }
+          a->out.middleRows(item.first, item.count) = block;  // disjoint rows: no lock needed
+          bool last = false;
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            rows[item.k].seconds += since(t0);
+            last = --a->left == 0;
+          }
+          if (last) {
+            setNorms(c, in, o, a->out, rows[item.k]);
+            {
+              std::lock_guard<std::mutex> lock(writeMu);
+              w.write(o.name, a->out);
+            }
+            std::lock_guard<std::mutex> lock(mu);
+            a->out = wproj::MergeMatrix<Scalar>();
+          }
+          std::lock_guard<std::mutex> lock(writeMu);
+          progress.advance(double(o.info.bytes()) * double(item.count) / double(o.info.rows()), o.name);
+        }
       } catch (...) {
         std::lock_guard<std::mutex> lock(mu);
         if (!error) error = std::current_exception();
       }
       {
         std::lock_guard<std::mutex> lock(mu);
-        inUse -= need;
+        inUse -= item.need;
         --running;
       }
       cv.notify_all();
@@ -1439,7 +1515,8 @@ void runMerge(const MergeOptions& o) {
                           {"method", rows[k].method},
                           {"t", t.t},
                           {"norm", rows[k].norm},
-                          {"seconds", rows[k].seconds}};
+                          {"seconds", rows[k].seconds},
+                          {"row_blocks", rows[k].blocks}};
       e["delta_norm"] = std::isnan(rows[k].deltaNorm) ? nlohmann::json() : nlohmann::json(rows[k].deltaNorm);
       if (t.name != t.refIn) e["source"] = t.refIn;
       j["tensors"].push_back(e);

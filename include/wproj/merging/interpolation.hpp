@@ -783,6 +783,7 @@ inline std::vector<MergeMethod> interpolationMethods() {
       {{"t", ParamKind::Scalar, req, "similarity threshold: entries closer than t take the other model's value (required)",
         nullptr, "a finite number", true}},
       1, 1, true, true);
+  near.rowSeparable = true;
   near.tensorFloat = &ip::nearswapTensor<float>;
   near.tensorDouble = &ip::nearswapTensor<double>;
   near.workingSet = &ip::workingSet<3, 0, 0>;
@@ -801,6 +802,7 @@ inline std::vector<MergeMethod> interpolationMethods() {
       "passthrough", "one model's tensor unchanged, times its optional scale", "mergekit's passthrough",
       {{"scale", ParamKind::PerModel, 1.0, "factor the tensor is multiplied by", nullptr, "a finite number"}}, 1, 1, false,
       false);
+  pass.rowSeparable = true;
   pass.tensorFloat = &ip::passthroughTensor<float>;
   pass.tensorDouble = &ip::passthroughTensor<double>;
   pass.workingSet = &ip::workingSet<2, 0, 0>;

@@ -187,6 +187,10 @@ struct MergeMethod {
   bool needsBase = true;             ///< merges task vectors θ_i − θ₀, so a base model is required
   bool elementwise = true;           ///< entry by entry (streams any tensor); false: spectral (2-D weights)
   bool continual = false;            ///< models merged one at a time with a state (OPCM)
+  /// Row i of the merged tensor depends only on row i of the inputs (and on per-tensor
+  /// parameters): a front end may merge row blocks of one tensor on several cores and get the
+  /// same bits as the whole tensor.
+  bool rowSeparable = false;
   Index passes = 1;                  ///< passes over the task vectors of a tensor
   Index minModels = 1;               ///< fewest fine-tuned models accepted
   Index maxModels = std::numeric_limits<Index>::max();  ///< most fine-tuned models accepted

@@ -501,6 +501,7 @@ inline std::vector<MergeMethod> taskArithmeticFamilyMethods() {
     m.passes = g.passes();
     m.minModels = 1;
     m.randomized = g.randomized();
+    m.rowSeparable = g.sparsification == SparsificationMethod::None && !g.consensus;
     m.tensorFloat = f32[k];
     m.tensorDouble = f64[k];
     m.workingSet = &GeneralizedTaskArithmetic::workingSetBytes;
@@ -515,6 +516,7 @@ inline std::vector<MergeMethod> taskArithmeticFamilyMethods() {
     m.needsBase = false;
     m.acceptsBase = true;
     m.passes = 1;
+    m.rowSeparable = true;
     m.tensorFloat = &linearMergeTensor<float>;
     m.tensorDouble = &linearMergeTensor<double>;
     m.workingSet = &linearWorkingSet;
