@@ -5,7 +5,8 @@
 /// The gradient layer: GaLore-style low-rank gradient projection. `GradientProjector<Basis>`
 /// with the basis policies (exact SVD, warm-started randomized SVD, DCT column selection,
 /// online PCA, seeded Gaussian, GRASS row selection, INT4-quantised wrapper), the moment
-/// policies, and the optimizers (AdamW, Adafactor; full rank and projected). See docs/gradient.md.
+/// policies, and the optimizers (AdamW, Adafactor; full rank and projected; Muon, APOLLO, Fira).
+/// See docs/gradient.md.
 
 #include "linalg.hpp"
 
