@@ -149,7 +149,8 @@ struct ApolloOptions {
 ///
 /// Robustness: a NaN/Inf gradient throws or is skipped (`setNonFinitePolicy`); a non-finite Ñ is
 /// never applied — the moments and the limiter reset and the step is counted in `skippedSteps()`.
-/// After the first step a step does not allocate except at refreshes.
+/// After the first step the buffers are reused (the products go through the projector's
+/// allocation-free GEMMs); refresh steps run a decomposition.
 ///
 /// \code
 ///   wproj::Apollo<wproj::GaussianBasis<float>> opt;

@@ -98,7 +98,9 @@ struct MuonOptions {
 ///
 /// Robustness: a NaN/Inf gradient throws or is skipped (`setNonFinitePolicy`); a non-finite
 /// update (an overflowing momentum) is never applied — the momentum is reset and the step counted
-/// in `skippedSteps()`. After the first step a step does not allocate.
+/// in `skippedSteps()`. After the first step the buffers (momentum, Nesterov input, update and the
+/// Newton–Schulz workspace) are reused; Eigen's symmetric product kernels may allocate packing
+/// blocks per call on large shapes.
 ///
 /// \code
 ///   wproj::Muon<float> opt;

@@ -32,7 +32,9 @@ namespace wproj {
 /// of the general products. Computed in `Scalar_` (Muon's reference runs in bfloat16).
 ///
 /// Knobs: `setSteps` (≥ 1, default 5), `setCoefficients` (finite, default Muon's), `setEpsilon`
-/// (finite, ≥ 0, default 1e-7). After the first call on a shape, `compute` does not allocate.
+/// (finite, ≥ 0, default 1e-7). The workspace (X, the next X, A, B) is kept between calls and
+/// reused for the same shape; Eigen's symmetric kernels may still allocate their packing blocks
+/// per call on large shapes.
 template <typename Scalar_>
 class NewtonSchulz {
  public:
