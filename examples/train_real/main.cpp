@@ -5,6 +5,7 @@
 //   train_real                 full run (a few minutes on 2 cores)
 //   train_real --quick         a small run (seconds; the test suite's check)
 //   train_real --steps N --hidden H --out DIR --corpus DIR
+//   train_real --methods GaLore,Muon --muon-lr 0.05   a subset (AdamW always runs), Muon's lr
 //
 // Model: the previous k = 8 characters → embeddings (32 each, concatenated: 256) → ReLU layer
 // W1 (H×256) → ReLU layer W2 (H×H) → softmax over the vocabulary (W3, V×H); cross-entropy,
@@ -179,6 +180,8 @@ struct Config {
   int steps = 1500, hidden = 512, batch = 64, evalEvery = 100, evalPositions = 4096;
   Index gap = 200;
   double lr = 2e-3;  // AdamW's learning rate (and that of every non-hidden parameter)
+  double muonLr = 0.02;  // Muon's reference learning rate
+  std::string only;      // comma-separated substrings of the method names to run ("" = all)
   std::uint64_t seed = 1;
   std::string out = ".", corpus = "/usr/share/common-licenses";
   bool quick = false;
@@ -236,13 +239,23 @@ std::vector<Method> methods(const Config& cfg) {
                   return wrap(std::move(f));
                 }});
 #endif
-  ms.push_back({"Muon", [](Index, Index) {
+  ms.push_back({"Muon", [cfg](Index, Index) {
                   wproj::Muon<float> mu;
-                  mu.setLearningRate(0.02);
+                  mu.setLearningRate(cfg.muonLr);
                   return wrap(mu);
                 }});
   // Extension point: another optimizer of the hidden matrices is one more entry here.
-  return ms;
+  if (cfg.only.empty()) return ms;
+  std::vector<Method> picked;
+  for (auto& m : ms) {
+    std::stringstream list(cfg.only);
+    std::string item;
+    bool keep = m.name == "AdamW";  // the baseline of the table is always run
+    while (std::getline(list, item, ','))
+      if (!item.empty() && m.name.find(item) != std::string::npos) keep = true;
+    if (keep) picked.push_back(std::move(m));
+  }
+  return picked;
 }
 
 struct Result {
@@ -348,8 +361,12 @@ int main(int argc, char** argv) {
       cfg.out = next();
     } else if (a == "--corpus") {
       cfg.corpus = next();
+    } else if (a == "--methods") {
+      cfg.only = next();
+    } else if (a == "--muon-lr") {
+      cfg.muonLr = std::stod(next());
     } else {
-      std::cerr << "usage: train_real [--quick] [--steps N] [--hidden H] [--out DIR] [--corpus DIR]\n";
+      std::cerr << "usage: train_real [--quick] [--steps N] [--hidden H] [--out DIR] [--corpus DIR] [--methods A,B] [--muon-lr LR]\n";
       return 2;
     }
   }
