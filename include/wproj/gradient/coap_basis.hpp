@@ -10,6 +10,7 @@
 #include "../linalg/orthonormalize.hpp"
 #include "../linalg/truncated_svd.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
