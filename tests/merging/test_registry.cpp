@@ -133,7 +133,7 @@ TEMPLATE_TEST_CASE("wproj's whole-model entries equal their mergers; mergekit's 
     CHECK(double((ta.at(kv.first) - kv.second).norm()) <= 100 * eps<T>() * double(kv.second.norm()));
   // Every mergekit method by its mergekit name, wproj's own methods, and the 0.1.0 names as aliases.
   const std::set<std::string> names{"task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties",
-                                    "della", "della_linear", "linear", "sce", "model_stock", "slerp", "nuslerp", "multislerp",
+                                    "della", "della_linear", "linear", "sce", "ram", "ramplus_tl", "model_stock", "slerp", "nuslerp", "multislerp",
                                     "karcher", "nearswap", "arcee_fusion", "passthrough", "task_slerp", "iso_c", "iso_cts",
                                     "tsv", "opcm"};
   std::set<std::string> all;

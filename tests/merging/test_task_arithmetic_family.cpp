@@ -597,7 +597,7 @@ TEST_CASE("family: registry entries carry mergekit's names, defaults and flags",
   std::vector<std::string> got;
   for (const auto& m : methods) got.push_back(m.name);
   CHECK(got == std::vector<std::string>{"task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties",
-                                        "della", "della_linear", "linear", "sce", "model_stock"});
+                                        "della", "della_linear", "linear", "sce", "ram", "ramplus_tl", "model_stock"});
   auto def = [&](const std::string& method, const std::string& p) {
     const wproj::ParamSpec* s = entry(method).param(p);
     REQUIRE(s != nullptr);
@@ -741,4 +741,64 @@ TEMPLATE_TEST_CASE("rank selection without a copy equals a stable sort by (|x|, 
     for (Index k = 0; k < n; ++k) mismatches += zeroed.data()[k] != (expected[std::size_t(k)] ? x.data()[k] : T(0)) ? 1 : 0;
     CHECK(mismatches == 0);
   }
+}
+
+TEMPLATE_TEST_CASE("ram and ramplus_tl equal mergekit's math on sparse task vectors", "[merging][mergekit]", float, double) {
+  using T = TestType;
+  // Task vectors that change ~45% of the entries each (others changed below epsilon or not at
+  // all), so that entries are changed by none, one or several models.
+  const Index rows = 17, cols = 13, count = 3;
+  Family<T> f("ram.w", rows, cols, count, 900);
+  wproj::CounterRng rng(9, 1);
+  for (Index i = 0; i < count; ++i)
+    for (Index k = 0; k < rows * cols; ++k) {
+      const double u = rng.uniform(std::uint64_t(i * 1000 + k));
+      T& x = f.models[std::size_t(i)].data()[k];
+      if (u > 0.45) x = f.base.data()[k] + (u > 0.8 ? T(2e-6) : T(0));
+    }
+  for (const bool plus : {false, true})
+    for (const double eps : {1e-5, 0.3}) {
+      INFO((plus ? "ramplus_tl" : "ram") << ", epsilon " << eps);
+      // The reference, in double, as mergekit's torch code: counts, masks, per-model λ, sum over models.
+      std::vector<MD> tau;
+      for (Index i = 0; i < count; ++i) tau.push_back(f.tau64(i));
+      MD c = MD::Zero(rows, cols);
+      for (const auto& t : tau) c += (t.array().abs() > eps).template cast<double>().matrix();
+      const double r = 0.25, alpha = 0.5;
+      MD merged = MD::Zero(rows, cols);
+      bool sawUnique = false, sawShared = false;
+      for (Index i = 0; i < count; ++i) {
+        double shared = 0, unique = 0;
+        for (Index k = 0; k < rows * cols; ++k)
+          if (std::abs(tau[std::size_t(i)].data()[k]) > eps) (c.data()[k] > 1 ? shared : unique) += 1;
+        const double lambda = plus ? 1 + r * std::clamp(shared / std::max(unique, eps), 0.0, alpha) : 1.0;
+        for (Index k = 0; k < rows * cols; ++k) {
+          const double v = tau[std::size_t(i)].data()[k];
+          if (!(std::abs(v) > eps)) continue;
+          merged.data()[k] += c.data()[k] == 1 ? v * lambda : v / c.data()[k];
+          sawUnique |= c.data()[k] == 1;
+          sawShared |= c.data()[k] > 1;
+        }
+      }
+      CHECK(sawUnique);
+      CHECK(sawShared);
+      const MD ref = f.base64() + merged;
+      Globals g{{"epsilon", eps}};
+      if (plus) {
+        g["r"] = r;
+        g["alpha"] = alpha;
+      }
+      std::vector<int> fetches(std::size_t(count), 0);
+      const Mat<T> got = entry(plus ? "ramplus_tl" : "ram").mergeTensor(params(g, PerModel(std::size_t(count))),
+                                                                                     f.inputs(0, &fetches));
+      CHECK(relDiff(got, ref) <= tolerance<T>());
+      CHECK(fetches == std::vector<int>(std::size_t(count), 2));  // two passes
+    }
+  // No contributing model anywhere: the base.
+  const Family<T> same("ram.same", 4, 5, 2, 3);
+  wproj::TensorMergeInputs<T> in = same.inputs();
+  in.model = [&same](Index) { return same.base; };
+  CHECK(entry("ram").mergeTensor(params({}, PerModel(2)), in) == same.base);
+  CHECK_THROWS_WITH(entry("ram").mergeTensor(params({{"epsilon", -1.0}}, PerModel(2)), same.inputs()),
+                    Contains("epsilon"));
 }

@@ -362,6 +362,60 @@ MergeMatrix<Scalar> sceMergeTensor(const TensorMergeParams& p, const TensorMerge
   return detail::finishMerged(std::move(out), where);
 }
 
+/// mergekit's `ram` and `ramplus_tl` (Reinforced Agent Merging, arXiv 2601.13572): with
+/// τ_i = θ_i − θ₀, an entry of model i contributes when |τ_i| > ε, and c counts the contributing
+/// models of each entry. `ram`: θ = θ₀ + Σ_i [contributing] τ_i · (1 if c = 1, else 1/c) — unique
+/// contributions kept whole, shared ones averaged. `ramplus_tl` (tensor-local): model i's unique
+/// contributions are scaled by λ_i = 1 + r·clamp(ρ_i, 0, α) with ρ_i = (its shared entries) /
+/// max(its unique entries, ε) over the tensor. Two passes: the counts c, then the sum in model
+/// order, each term rounded as torch rounds it (τ/c, then τ·λ). No models: the base.
+template <typename Scalar>
+MergeMatrix<Scalar> ramMergeTensor(const TensorMergeParams& p, const TensorMergeInputs<Scalar>& in, bool plus) {
+  using Matrix = MergeMatrix<Scalar>;
+  const std::string where = std::string("merge method '") + (plus ? "ramplus_tl" : "ram") + "', tensor '" + in.name + "'";
+  detail::checkTensorInputs(in, where, true);
+  const double eps = detail::globalOr(p, "epsilon", 1e-5);
+  requireArg(eps >= 0 && std::isfinite(eps), where.c_str(), "epsilon", eps, "a finite value >= 0");
+  const double r = plus ? detail::globalOr(p, "r", 0.1) : 0.0, alpha = plus ? detail::globalOr(p, "alpha", 0.2) : 0.0;
+  requireArg(std::isfinite(r), where.c_str(), "r", r, "a finite number");
+  requireArg(std::isfinite(alpha), where.c_str(), "alpha", alpha, "a finite number");
+  Matrix theta0 = in.base();
+  const Index count = in.numModels;
+  if (count == 0 || theta0.size() == 0) return theta0;
+  const Index rows = theta0.rows(), cols = theta0.cols(), n = theta0.size();
+  const Scalar e = Scalar(eps);
+  auto tau = [&](Index i) {
+    Matrix d = detail::fetchShapedModel(in, i, rows, cols, where, "its shape in the base model");
+    d -= theta0;
+    return d;
+  };
+  std::vector<std::int32_t> c(static_cast<std::size_t>(n), 0);
+  for (Index i = 0; i < count; ++i) {
+    const Matrix d = tau(i);
+    for (Index k = 0; k < n; ++k) c[std::size_t(k)] += std::abs(d.data()[k]) > e ? 1 : 0;
+  }
+  Matrix merged = Matrix::Zero(rows, cols);
+  for (Index i = 0; i < count; ++i) {
+    const Matrix d = tau(i);
+    Scalar lambda = Scalar(1);
+    if (plus) {
+      double shared = 0, unique = 0;
+      for (Index k = 0; k < n; ++k)
+        if (std::abs(d.data()[k]) > e) (c[std::size_t(k)] > 1 ? shared : unique) += 1;
+      const double rho = shared / std::max(unique, eps);
+      lambda = Scalar(1 + r * std::clamp(rho, 0.0, alpha));
+    }
+    for (Index k = 0; k < n; ++k) {
+      const Scalar v = d.data()[k];
+      if (!(std::abs(v) > e)) continue;
+      const std::int32_t ck = c[std::size_t(k)];
+      merged.data()[k] += ck == 1 ? v * lambda : v / Scalar(ck);
+    }
+  }
+  theta0 += merged;
+  return detail::finishMerged(std::move(theta0), where);
+}
+
 /// mergekit's `model_stock` (Jang et al., ECCV 2024): with τ_i = θ_i − θ₀ of N ≥ 2 models and
 /// c the mean over pairs i < j of clamp(⟨τ_i, τ_j⟩ / max(‖τ_i‖‖τ_j‖, 1e-6), −1, 1),
 /// t = N c / (1 + (N − 1) c) and θ = t · mean_i θ_i + (1 − t) θ₀ — over the whole tensor, or per
@@ -434,6 +488,18 @@ inline std::size_t holdAllWorkingSet(Index rows, Index cols, Index count, std::s
 }
 
 inline bool anyFinite(double x) { return std::isfinite(x); }
+inline bool nonNegative(double x) { return std::isfinite(x) && x >= 0; }
+template <typename Scalar>
+MergeMatrix<Scalar> ramTensor(const TensorMergeParams& p, const TensorMergeInputs<Scalar>& in) {
+  return ramMergeTensor(p, in, false);
+}
+template <typename Scalar>
+MergeMatrix<Scalar> ramPlusTensor(const TensorMergeParams& p, const TensorMergeInputs<Scalar>& in) {
+  return ramMergeTensor(p, in, true);
+}
+inline std::size_t ramWorkingSet(Index rows, Index cols, Index, std::size_t bytesPerScalar) {
+  return tensorBytes(rows, cols, 3 * bytesPerScalar + sizeof(std::int32_t));  // θ₀, one model, the sum, the counts
+}
 inline bool densityRange(double x) { return x > 0 && x <= 1; }
 inline bool gammaRange(double x) { return x >= 0 && x <= 1; }
 inline bool epsilonRange(double x) { return x >= 0 && x < 1; }
@@ -535,6 +601,25 @@ inline std::vector<MergeMethod> taskArithmeticFamilyMethods() {
     m.tensorFloat = &sceMergeTensor<float>;
     m.tensorDouble = &sceMergeTensor<double>;
     m.workingSet = &holdAllWorkingSet;
+    out.push_back(std::move(m));
+  }
+  for (const bool plus : {false, true}) {
+    MergeMethod m;
+    m.name = plus ? "ramplus_tl" : "ram";
+    m.title = plus ? "as ram, each model's unique entries scaled by 1 + r clamp(shared/unique, 0, alpha) over the tensor"
+                   : "entries changed by one model kept whole, entries changed by several averaged over those models";
+    m.reference = "Reinforced Agent Merging (arXiv 2601.13572), mergekit's ram";
+    m.params = {{"epsilon", ParamKind::Scalar, 1e-5, "an entry counts as changed when |theta_i - theta_0| > epsilon", &nonNegative,
+                 "a value >= 0"}};
+    if (plus) {
+      m.params.push_back({"r", ParamKind::Scalar, 0.1, "strength of the unique-entry boost", &anyFinite, "a finite number"});
+      m.params.push_back({"alpha", ParamKind::Scalar, 0.2, "cap of the shared/unique ratio", &anyFinite, "a finite number"});
+    }
+    m.needsBase = true;
+    m.passes = 2;
+    m.tensorFloat = plus ? &ramPlusTensor<float> : &ramTensor<float>;
+    m.tensorDouble = plus ? &ramPlusTensor<double> : &ramTensor<double>;
+    m.workingSet = &ramWorkingSet;
     out.push_back(std::move(m));
   }
   {
