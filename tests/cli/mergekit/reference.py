@@ -208,6 +208,8 @@ def method_params(method):
         "karcher": ({"max_iter": 10, "tol": 1e-5}, {}),
         "model_stock": ({"filter_wise": False}, {}),
         "sce": ({"int8_mask": False, "select_topk": 1.0}, {}),
+        "ram": ({"epsilon": 1e-5}, {}),
+        "ramplus_tl": ({"epsilon": 1e-5, "r": 0.1, "alpha": 0.2}, {}),
         "nearswap": ({"t": REQ}, {}),
         "arcee_fusion": ({}, {}),
         "passthrough": ({}, {"scale": None}),
@@ -508,6 +510,25 @@ def sce(tensors, base, select_topk):
     return base + merged / np.maximum(ew.sum(0), 1e-6)
 
 
+def ram(base, others, glob, plus):
+    """mergekit's ram / ramplus_tl: entries changed (|tv| > epsilon) by one model kept whole (times
+    that model's lambda for ramplus_tl), by several averaged over them."""
+    eps = glob["epsilon"]
+    tv = np.stack([x - base for x in others]).reshape(len(others), -1)
+    nz = np.abs(tv) > eps
+    c = nz.sum(0, keepdims=True)
+    overlap, unique = c > 1, c == 1
+    lam = np.ones((len(others), 1))
+    if plus:
+        shared = (nz & overlap).sum(1)
+        uniq = (nz & unique).sum(1)
+        rho = shared / np.maximum(uniq, eps)
+        lam = (1 + glob["r"] * np.clip(rho, 0, glob["alpha"]))[:, None]
+    tvz = tv * nz
+    merged = (tvz * unique * lam + tvz * overlap / np.maximum(c, 1)).sum(0)
+    return base + merged.reshape(base.shape)
+
+
 def nearswap(base, other, t):
     w = np.clip(t / np.maximum(np.abs(base - other), 1e-6), 0, 1)
     return w * other + (1 - w) * base
@@ -625,6 +646,8 @@ def merge_tensor(cfg, method, out_name, sl, t, inputs, resolve):
         return model_stock(tensors[base], [tensors[m] for m in others], glob["filter_wise"])
     if method == "sce":
         return sce([tensors[m] for m in others], tensors[base], glob["select_topk"])
+    if method in ("ram", "ramplus_tl"):
+        return ram(tensors[base], [tensors[m] for m in others], glob, method == "ramplus_tl")
     if method == "nearswap":
         return nearswap(tensors[base], tensors[others[0]], glob["t"])
     if method == "arcee_fusion":
