@@ -152,6 +152,15 @@ TEMPLATE_TEST_CASE("projector: row-major maps project like column-major matrices
   CHECK((a.denseBasis() - b.denseBasis()).norm() <= S(1e3) * S(eps<S>()));
   const Mat<S> ra = a.project(g), rb = b.project(map);
   CHECK((ra - rb).norm() <= S(1e3) * S(eps<S>()) * ra.norm());
+  // Expressions (a scaled gradient, a sum) project like the evaluated matrix, on both sides.
+  const Mat<S> scaled = a.project(S(10) * g);
+  CHECK((scaled - S(10) * ra).norm() <= S(1e3) * S(eps<S>()) * scaled.norm());
+  const Mat<S> sum = a.project(g + g);
+  CHECK((sum - S(2) * ra).norm() <= S(1e3) * S(eps<S>()) * sum.norm());
+  GradientProjector<SVDBasis<S>> r;
+  r.setRank(3).setProjectionType(ProjectionType::Right);
+  r.beginStep(g);
+  CHECK((r.project(S(0.5) * g) - S(0.5) * r.project(g)).norm() <= S(1e3) * S(eps<S>()) * r.project(g).norm());
 }
 
 TEST_CASE("projector: refresh schedule is 0, T, 2T, ... and offset o gives 0, o, o+T, ...", "[gradient][projector]") {

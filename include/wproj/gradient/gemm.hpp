@@ -91,7 +91,9 @@ void gemmInto(const Eigen::MatrixBase<DA>& a, const Eigen::MatrixBase<DB>& b, ty
   constexpr bool custom = direct;
 #endif
   bool generic = !custom || rows <= 1 || cols <= 1 || depth == 0 || depth + rows + cols < EIGEN_GEMM_TO_COEFFBASED_THRESHOLD;
-  if (!generic && (A.innerStride() != 1 || B.innerStride() != 1 || D.innerStride() != 1)) generic = true;
+  if constexpr (direct) {  // an expression operand (e.g. 2·G) has no strides: it takes the Eigen product
+    if (!generic && (A.innerStride() != 1 || B.innerStride() != 1 || D.innerStride() != 1)) generic = true;
+  }
   if (generic) {
     if (accumulate)
       D.noalias() += alpha * A * B;
