@@ -69,6 +69,9 @@ void throwValue(const std::string& msg) { throw py::value_error(msg); }
 void initEditingEstimators(py::module_& m);  // editing_estimators.cpp
 void initIncremental(py::module_& m);        // incremental.cpp
 void initLowrank(py::module_& m);            // lowrank.cpp
+void initEditingMore(py::module_& m);        // editing_more.cpp
+void initOptimizers(py::module_& m);         // optimizers.cpp
+void initMergeConfig(py::module_& m);        // merge_config.cpp
 
 }  // namespace wproj_py
 
@@ -103,4 +106,7 @@ PYBIND11_MODULE(_core, m) {
   wproj_py::initMerging(m);
   wproj_py::initLowrank(m);
   wproj_py::initIo(m);
+  wproj_py::initEditingMore(m);
+  wproj_py::initOptimizers(m);
+  wproj_py::initMergeConfig(m);
 }

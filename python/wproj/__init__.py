@@ -1,9 +1,11 @@
 """wproj — weight-matrix projection methods (Python package over the C++ headers).
 
 Decompositions (randomized / truncated / incremental SVD, orthonormalisation, DCT), subspaces and
-null spaces, LEACE concept erasure, model merging (``wproj.merging``), LoRA factors from weights
-(``wproj.lowrank``) and safetensors files
-(``wproj.io``), computed by the same C++ code as the library, on NumPy arrays.
+null spaces, LEACE concept erasure, weight editing (``wproj.editing``: DeTox, AlphaEdit, DAMA,
+INLP, ThinkEdit, WeightEditor), model merging (``wproj.merging``, every method of the registry;
+``wproj.merge`` runs a mergekit YAML file), LoRA factors from weights (``wproj.lowrank``),
+safetensors files (``wproj.io``) and GaLore-style optimizers for PyTorch (``wproj.torch``, imported
+on demand), computed by the same C++ code as the library, on NumPy arrays.
 
 Arrays: float32 and float64 matrices that are C- or F-contiguous are read in place (no copy);
 float16 is converted once to float32, integers and bool once to float64, other strides once to
@@ -27,7 +29,7 @@ __version__ = _core.__version__
 __all__ = [
     "NumericalError", "randomized_svd", "truncated_svd", "IncrementalSVD", "orthonormalize",
     "dct_matrix", "dct", "idct", "Subspace", "null_space", "LeaceEraser", "LeaceFitter",
-    "AlphaEdit", "detox_subspace", "editing", "merging", "lowrank", "io",
+    "AlphaEdit", "detox_subspace", "editing", "merging", "lowrank", "io", "merge",
 ]
 
 
@@ -424,3 +426,43 @@ class LeaceFitter:
 
 from . import editing, io, lowrank, merging  # noqa: E402  (after the core names they use)
 from .editing import AlphaEdit, detox_subspace  # noqa: E402
+
+
+def merge(config_path, out, *, threads=None, memory_budget=None, dry_run=False):
+    """Runs a merge YAML file (mergekit's format) exactly as ``wproj merge CONFIG -o OUT`` does.
+
+    ``out``: the output ``.safetensors`` file or folder; ``threads``: tensors merged at once
+    (None: the hardware threads); ``memory_budget``: e.g. ``"8GB"`` or a number of bytes (None:
+    half the RAM); ``dry_run``: validate and plan only, write nothing.
+
+    Returns the JSON report as a dict (with ``dry_run=True``: ``{"dry_run": True, "plan": text}``).
+    Raises ValueError with the command's message for a bad configuration or input (nothing is
+    written then), and RuntimeError when this build lacks the command-line tool's dependencies
+    (yaml-cpp, nlohmann-json, CLI11).
+    """
+    import json
+    import os
+    import tempfile
+
+    if threads is not None and (int(threads) != threads or threads < 1):
+        raise ValueError(f"argument 'threads' = {threads!r}; expected an integer >= 1 or None")
+    budget = "" if memory_budget is None else str(memory_budget)
+    fd, report = tempfile.mkstemp(prefix="wproj-merge-", suffix=".json")
+    os.close(fd)
+    try:
+        _, text = _core.merge_config(os.fspath(config_path), os.fspath(out), 0 if threads is None else int(threads),
+                                     budget, bool(dry_run), "" if dry_run else report)
+    finally:
+        os.unlink(report)
+    if dry_run:
+        return {"dry_run": True, "plan": text}
+    return json.loads(text)
+
+
+def __getattr__(name):
+    # `wproj.torch` is imported on first use, so that `import wproj` works without torch.
+    if name == "torch":
+        import importlib
+
+        return importlib.import_module(".torch", __name__)
+    raise AttributeError(f"module 'wproj' has no attribute {name!r}")

@@ -1,4 +1,5 @@
-from typing import Any, Literal, Optional, Tuple, Union, overload
+import os
+from typing import Any, Dict, Literal, Optional, Tuple, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -9,6 +10,7 @@ from . import lowrank as lowrank
 from . import merging as merging
 from .editing import AlphaEdit as AlphaEdit
 from .editing import detox_subspace as detox_subspace
+from . import torch as torch
 
 __version__: str
 
@@ -114,3 +116,6 @@ class LeaceFitter:
     def sigma_xx(self) -> Array: ...
     @property
     def n(self) -> int: ...
+
+def merge(config_path: Union[str, "os.PathLike[str]"], out: Union[str, "os.PathLike[str]"], *, threads: Optional[int] = ...,
+          memory_budget: Optional[Union[str, int]] = ..., dry_run: bool = ...) -> Dict[str, Any]: ...

@@ -1,76 +1,211 @@
-"""Model merging on arrays: one function per method of ``wproj/merging/``.
+"""Model merging on arrays: one function per method of wproj's merge registry.
 
-Every function takes the base weights ``base`` (2-D array θ₀) and a sequence of fine-tuned
-weights ``models`` (θ_i, same shape), forms the task vectors τ_i = θ_i − θ₀ and returns
-θ₀ + Δ where Δ is the method's merged task vector. float32 in, float32 out (float64 when any
-input is float64). Shape mismatches and invalid parameters raise ``ValueError``.
+The functions are generated at import from the C++ registry (``wproj/merging/registry.hpp``), the
+same table the ``wproj merge`` command reads: mergekit's methods with mergekit's names, parameters
+and defaults (linear, slerp, nuslerp, multislerp, karcher, task_arithmetic, ties, dare_ties,
+dare_linear (alias ``dare``), breadcrumbs, breadcrumbs_ties, della, della_linear, sce,
+model_stock, nearswap, arcee_fusion, passthrough) and wproj's own (task_slerp, iso_c, iso_cts,
+tsv, opcm).
+
+Every function is ``f(base, models, *, <parameters>, seed=0)``:
+
+- ``base``: the base weights θ₀ (2-D array), or ``None`` for the methods that do not need one;
+- ``models``: a sequence of weights θ_i of the same shape (the base excluded);
+- scalar parameters as numbers, flags as ``bool``, per-model parameters (``weight``,
+  ``density``, ``gamma``, ``epsilon``) as one number for every model or a sequence of one number
+  per model;
+- ``seed`` (randomized methods only: dare_*, della*): the seed of the counter-based masks; the
+  same seed gives the same result.
+
+It returns the merged weights, float32 when every input is float32, float64 otherwise.
+Invalid parameters, shapes or model counts raise ``ValueError`` naming the parameter.
+
+``lambda`` is a Python keyword: pass it as ``lambda_=`` (or ``**{"lambda": x}``). The per-model
+``weight`` that mergekit requires in its YAML files defaults to 1.0 for every model here.
 """
 
 from __future__ import annotations
 
+import inspect as _inspect
+import math as _math
+import warnings as _warnings
+
 from . import _core
 
-__all__ = ["task_arithmetic", "ties", "dare", "slerp", "model_stock", "iso_c", "iso_cts", "tsv", "opcm", "METHODS"]
+#: The registry as data: one dict per method (name, aliases, title, reference, params, needs_base,
+#: accepts_base, randomized, elementwise, continual, min_models, max_models).
+REGISTRY = {m["name"]: m for m in _core.merge_methods()}
 
-
-def task_arithmetic(base, models, *, scale=1.0):
-    """Task arithmetic (Ilharco et al. 2023): Δ = scale · Σ τ_i."""
-    return _core.merge_task_arithmetic(base, list(models), float(scale))
-
-
-def ties(base, models, *, density=0.2, scale=1.0):
-    """TIES-merging (Yadav et al. 2023): keep the ``density`` fraction of largest-magnitude entries
-    of each τ_i, elect each entry's sign from the sum of the trimmed τ_i, average the entries that
-    agree with the elected sign (disjoint mean); Δ = scale · that mean."""
-    return _core.merge_ties(base, list(models), float(density), float(scale))
-
-
-def dare(base, models, *, drop_rate=0.5, scale=1.0, seed=0):
-    """DARE (Yu et al. 2024): drop each entry of each τ_i with probability ``drop_rate`` (seeded,
-    counter-based: the same seed gives the same mask), rescale the kept ones by 1/(1 − p), and sum;
-    Δ = scale · Σ dropped-and-rescaled τ_i."""
-    return _core.merge_dare(base, list(models), float(drop_rate), float(scale), int(seed))
-
-
-def slerp(base, models, *, t=0.5, lerp_threshold=0.9995):
-    """SLERP of exactly two task vectors viewed as flat vectors; falls back to linear interpolation
-    when |cos Ω| > ``lerp_threshold`` or either vector is zero."""
-    return _core.merge_slerp(base, list(models), float(t), float(lerp_threshold))
-
-
-def model_stock(base, models):
-    """Model Stock (Jang et al. 2024): Δ = r · mean(τ_i) with r = N·c / (1 + (N − 1)·c), c the mean
-    pairwise cosine of the task vectors."""
-    return _core.merge_model_stock(base, list(models))
-
-
-def iso_c(base, models, *, scale=1.0):
-    """Iso-C (Marczak et al. 2025): the sum of the task vectors with its singular values flattened
-    to their mean, times ``scale``."""
-    return _core.merge_iso_c(base, list(models), float(scale))
-
-
-def iso_cts(base, models, *, scale=1.0, common_fraction=0.8):
-    """Iso-CTS (Marczak et al. 2025): a common subspace (``common_fraction`` of the directions)
-    plus task-specific directions, orthogonalised, with isotropic singular values."""
-    return _core.merge_iso_cts(base, list(models), float(scale), float(common_fraction))
-
-
-def tsv(base, models, *, scale=1.0):
-    """TSV-Merge (Gargiulo et al. 2025): per-task low-rank SVD factors, decorrelated by
-    orthogonalising the stacked singular vectors, times ``scale``."""
-    return _core.merge_tsv(base, list(models), float(scale))
-
-
-def opcm(base, models, *, alpha=0.5):
-    """OPCM continual merging (Tang et al. 2025): models are merged one at a time, each new task
-    vector projected off the subspace the merged ones already occupy (``alpha``: fraction of Σσ
-    that defines the protected block). Constant memory in the number of models."""
-    return _core.merge_opcm(base, list(models), float(alpha))
-
-
-#: Name → function, for every merge method.
-METHODS = {
-    "task_arithmetic": task_arithmetic, "ties": ties, "dare": dare, "slerp": slerp,
-    "model_stock": model_stock, "iso_c": iso_c, "iso_cts": iso_cts, "tsv": tsv, "opcm": opcm,
+# Spellings of the 0.1 Python functions, still accepted: (method, old keyword) -> new keyword
+# (and a conversion of the value).
+_OLD_KEYWORDS = {
+    ("task_arithmetic", "scale"): ("lambda", None),
+    ("ties", "scale"): ("lambda", None),
+    ("dare_linear", "scale"): ("lambda", None),
+    ("dare_linear", "drop_rate"): ("density", lambda p: 1.0 - float(p)),
+    ("iso_c", "scale"): ("alpha", None),
+    ("iso_cts", "scale"): ("alpha", None),
+    ("tsv", "scale"): ("alpha", None),
 }
+
+
+def _py_name(name):
+    """The Python keyword for a registry parameter (``lambda`` → ``lambda_``)."""
+    return name + "_" if name in ("lambda",) else name
+
+
+def _describe_param(p):
+    kind = p["kind"]
+    if p["required"]:
+        default = "required" if p["name"] != "weight" else "default 1.0 per model (required in mergekit's YAML)"
+    elif kind == "bool":
+        default = f"default {bool(p['default'])}"
+    elif kind == "per-model":
+        default = f"default {p['default']:g} per model"
+    else:
+        default = f"default {p['default']:g}"
+    kind_text = {"per-model": "float or sequence of floats (one per model)", "scalar": "float", "integer": "int",
+                 "bool": "bool"}[kind]
+    return f"{_py_name(p['name'])} : {kind_text}, {default}\n    {p['meaning']}; {p['expected']}."
+
+
+def _docstring(m):
+    lines = [m["title"][0].upper() + m["title"][1:] + ".", "", f"Registry method ``{m['name']}`` ({m['reference']})."]
+    if m["aliases"]:
+        lines.append("Also called: " + ", ".join(m["aliases"]) + ".")
+    lines += ["", "Parameters", "----------"]
+    if m["needs_base"]:
+        lines.append("base : 2-D array\n    the base weights θ₀ (required).")
+    elif m["accepts_base"]:
+        lines.append("base : 2-D array or None\n    the base weights θ₀ (optional).")
+    else:
+        lines.append("base : None\n    the method takes no base model.")
+    hi = m["max_models"]
+    count = (f"exactly {hi}" if hi == m["min_models"] else
+             f"at least {m['min_models']}" if hi is None else f"{m['min_models']} to {hi}")
+    lines.append(f"models : sequence of 2-D arrays\n    {count} model(s), each the shape of the base.")
+    for p in m["params"]:
+        lines.append(_describe_param(p))
+    if m["randomized"]:
+        lines.append("seed : int, default 0\n    seed of the random masks (same seed, same result).")
+    lines += ["", "Returns", "-------", "The merged weights (float32 when every input is float32, else float64).",
+              "", "Raises", "------", "ValueError: a parameter out of range (the message names it), a shape mismatch,",
+              "    a wrong number of models or a missing base."]
+    return "\n".join(lines)
+
+
+def _convert(method, params):
+    """Python keywords → registry names and values; checks the names."""
+    m = REGISTRY[method]
+    names = {p["name"]: p for p in m["params"]}
+    out = {}
+    for key, value in params.items():
+        name = key
+        if key.endswith("_") and key[:-1] in names:
+            name = key[:-1]
+        elif (method, key) in _OLD_KEYWORDS:
+            name, conv = _OLD_KEYWORDS[(method, key)]
+            _warnings.warn(f"wproj.merging.{method}: '{key}' is the 0.1 spelling; use '{_py_name(name)}'",
+                           DeprecationWarning, stacklevel=4)
+            if conv is not None:
+                value = conv(value)
+        if name not in names:
+            expected = ", ".join(_py_name(n) for n in names) or "none"
+            raise ValueError(f"merge method '{method}': unknown parameter '{key}'; expected one of {expected}"
+                             + (", seed" if m["randomized"] else ""))
+        if name in out:
+            raise ValueError(f"merge method '{method}': parameter '{name}' is given twice")
+        if value is None:
+            continue
+        p = names[name]
+        if p["kind"] == "bool":
+            if not isinstance(value, (bool,)) and not (hasattr(value, "dtype") and value.dtype == bool):
+                raise ValueError(f"merge method '{method}': argument '{_py_name(name)}' = {value!r}; expected True or False")
+            value = bool(value)
+        elif p["kind"] == "per-model":
+            if isinstance(value, (str, bytes)):
+                raise ValueError(f"merge method '{method}': argument '{name}' = {value!r}; expected a number or one number per model")
+            value = [float(x) for x in value] if hasattr(value, "__iter__") else float(value)
+        elif p["kind"] == "integer":
+            if isinstance(value, bool) or float(value) != _math.floor(float(value)):
+                raise ValueError(f"merge method '{method}': argument '{name}' = {value!r}; expected an integer")
+            value = float(value)
+        else:
+            if isinstance(value, bool) or isinstance(value, (str, bytes)):
+                raise ValueError(f"merge method '{method}': argument '{_py_name(name)}' = {value!r}; expected a number")
+            value = float(value)
+        out[name] = value
+    # mergekit requires `weight` in its YAML; here it defaults to 1 for every model.
+    if "weight" in names and names["weight"]["required"] and "weight" not in out:
+        out["weight"] = 1.0
+    return out
+
+
+def merge(method, base, models, **params):
+    """Merges ``models`` (and ``base``) with the registry method ``method`` (a name or an alias).
+
+    ``params`` are the method's parameters (see the method's function, e.g. :func:`ties`, or
+    ``REGISTRY[method]['params']``) and ``seed`` for the randomized methods. Returns the merged
+    weights. ValueError for an unknown method or parameter, a value out of range, a shape
+    mismatch, a wrong number of models or a missing base.
+    """
+    m = _lookup(method)
+    seed = params.pop("seed", 0)
+    if not m["randomized"] and seed != 0:
+        raise ValueError(f"merge method '{m['name']}': argument 'seed' = {seed!r}; the method draws no random masks")
+    if isinstance(seed, bool) or int(seed) != seed or int(seed) < 0:
+        raise ValueError(f"merge method '{m['name']}': argument 'seed' = {seed!r}; expected an integer >= 0")
+    models = list(models)
+    return _core.merge_arrays(m["name"], base, models, _convert(m["name"], params), int(seed))
+
+
+def _lookup(method):
+    if method in REGISTRY:
+        return REGISTRY[method]
+    for m in REGISTRY.values():
+        if method in m["aliases"]:
+            return m
+    raise ValueError(f"argument 'method' = {method!r}; expected one of {', '.join(REGISTRY)}")
+
+
+def _make(m):
+    name = m["name"]
+
+    def f(base, models, **params):
+        return merge(name, base, models, **params)
+
+    P = _inspect.Parameter
+    sig = [P("base", P.POSITIONAL_OR_KEYWORD), P("models", P.POSITIONAL_OR_KEYWORD)]
+    for p in m["params"]:
+        if p["required"] and p["name"] != "weight":
+            default = P.empty
+        elif p["name"] == "weight" and p["required"]:
+            default = 1.0
+        elif p["kind"] == "bool":
+            default = bool(p["default"])
+        elif p["kind"] == "integer":
+            default = int(p["default"])
+        else:
+            default = p["default"]
+        sig.append(P(_py_name(p["name"]), P.KEYWORD_ONLY, default=default))
+    if m["randomized"]:
+        sig.append(P("seed", P.KEYWORD_ONLY, default=0))
+    f.__signature__ = _inspect.Signature(sig)
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = _docstring(m)
+    f.__module__ = __name__
+    return f
+
+
+#: Name (and alias) → function, for every registry method.
+METHODS = {}
+for _m in REGISTRY.values():
+    _f = _make(_m)
+    globals()[_m["name"]] = _f
+    METHODS[_m["name"]] = _f
+    for _a in _m["aliases"]:
+        globals()[_a] = _f
+        METHODS[_a] = _f
+del _m, _f
+
+__all__ = sorted(METHODS) + ["METHODS", "REGISTRY", "merge"]
