@@ -8,3 +8,4 @@
 
 #include "linalg.hpp"
 #include "lowrank/lora.hpp"
+#include "lowrank/lora_ga.hpp"
