@@ -30,3 +30,4 @@
 #include "gradient/coap_basis.hpp"
 #include "gradient/svd_basis.hpp"
 #include "gradient/wavelet_basis.hpp"
+#include "gradient/owlore.hpp"
