@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-import wproj
 from wproj.editing import Dama, Inlp, ThinkEdit, WeightEditor
 
 
