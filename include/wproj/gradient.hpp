@@ -31,3 +31,4 @@
 #include "gradient/svd_basis.hpp"
 #include "gradient/wavelet_basis.hpp"
 #include "gradient/owlore.hpp"
+#include "gradient/galore_plus.hpp"
