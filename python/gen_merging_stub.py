@@ -1,6 +1,8 @@
 """Writes python/wproj/merging.pyi from the merge registry of a built module:
     PYTHONPATH=<build>/python /usr/bin/python3 python/gen_merging_stub.py > python/wproj/merging.pyi"""
 import inspect, sys
+
+sys.path.pop(0)  # this folder holds the source package, without the compiled module
 from wproj import merging
 lines = ['"""Type stubs of wproj.merging (generated from the merge registry; one function per method)."""',
          "from typing import Any, Callable, Dict, List, Optional, Sequence, Union", "",

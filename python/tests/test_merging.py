@@ -254,6 +254,6 @@ def test_stub_lists_every_function_with_its_keywords():
     tree = ast.parse(stub.read_text())
     defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     for name, f in merging.METHODS.items():
-        assert name in defs, name
+        assert name in defs, f"{name} is missing from merging.pyi (regenerate it with python/gen_merging_stub.py)"
         keywords = [a.arg for a in defs[name].args.kwonlyargs]
         assert keywords == [p for p in inspect.signature(f).parameters if p not in ("base", "models")], name
