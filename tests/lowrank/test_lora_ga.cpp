@@ -14,7 +14,7 @@ namespace {
 
 /// The best rank-k approximation of x by Eigen's BDCSVD in double (the independent oracle).
 template <typename T>
-Mat<double> bestRankK(const Mat<T>& x, Index k) {
+Mat<double> bestRankKGa(const Mat<T>& x, Index k) {
   Eigen::BDCSVD<Mat<double>> svd(x.template cast<double>(), Eigen::ComputeThinU | Eigen::ComputeThinV);
   return svd.matrixU().leftCols(k) * svd.singularValues().head(k).asDiagonal() *
          svd.matrixV().leftCols(k).transpose();
@@ -60,7 +60,7 @@ TEMPLATE_TEST_CASE("LoRA-GA: the first step of s·B·A is the best rank-2r step 
     const Index k = std::min(c.m, c.n);
     const Vec<double> sigma = geometricSpectrum(k, 1e3);
     const Mat<T> g = withSpectrum<T>(c.m, c.n, sigma, 21 + c.m);
-    const Mat<double> best = bestRankK(g, 2 * c.r);
+    const Mat<double> best = bestRankKGa(g, 2 * c.r);
     const double eta = 1e-3, alpha = 16.0, s = alpha / double(c.r);
     for (auto dir : {LoraGaDirection::ArB2r, LoraGaDirection::A2rBr, LoraGaDirection::ArBr}) {
       for (auto mode : {LoraGaScale::Stable, LoraGaScale::GradientDescent, LoraGaScale::Unit}) {
@@ -91,7 +91,7 @@ TEMPLATE_TEST_CASE("LoRA-GA: the randomized solver matches the exact one on a de
   Vec<double> sigma = geometricSpectrum(n, 1e4);
   sigma.head(2 * r) = 100.0 * geometricSpectrum(2 * r, 10.0) * sigma(2 * r);
   const Mat<T> g = withSpectrum<T>(m, n, sigma, 77);
-  const Mat<double> best = bestRankK(g, 2 * r);
+  const Mat<double> best = bestRankKGa(g, 2 * r);
   LoraGaInit<T> ga;
   ga.setRank(r).setScaleMode(LoraGaScale::GradientDescent).setSolver(LoraSolver::Randomized).setSeed(3).compute(g);
   REQUIRE(ga.info() == Eigen::Success);
