@@ -22,8 +22,7 @@ PROBE = textwrap.dedent(
     dtype, order, what = sys.argv[1], sys.argv[2], sys.argv[3]
     A = np.ones((6000, 4000), dtype=dtype, order=order)  # 96 MB (float32) / 192 MB (float64)
     A[::7, ::3] = 2.0
-    # Warm up: library pages and the BLAS work buffers, which a product of this size allocates once.
-    wproj.randomized_svd(np.ones((1500, 1200), dtype=dtype), 8, oversampling=4, power_iterations=1)
+    wproj.randomized_svd(np.ones((50, 40), dtype=dtype), 2)  # warm up (library pages)
     before = peak_mb()
     if what == "randomized_svd":
         wproj.randomized_svd(A, 8, oversampling=4, power_iterations=1)
@@ -44,12 +43,13 @@ def growth(dtype, order, what):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_randomized_svd_reads_input_in_place(dtype, order):
-    # Peak memory grows by far less than the input's size: no copy of A was made.
-    assert growth(dtype, order, "randomized_svd") < 0.25
+    # Peak memory grows by far less than the input's size: no copy of A was made (a copy shows
+    # about 1; the work buffers of the first large product, allocated once, up to about 0.3).
+    assert growth(dtype, order, "randomized_svd") < 0.5
 
 
 def test_measurement_sees_a_copy():
-    assert growth("float32", "C", "copy") > 0.75  # the warm-up's own peak (about 7 MB) is already counted
+    assert growth("float32", "C", "copy") > 0.9
 
 
 def test_outputs_are_not_copied_back(rng):
