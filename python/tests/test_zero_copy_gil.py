@@ -18,6 +18,12 @@ PROBE = textwrap.dedent(
     import numpy as np
     import wproj
     def peak_mb():
+        # VmHWM: the high-water mark of this process's own memory map, new at exec (ru_maxrss would
+        # start from the parent's resident size at fork, e.g. a test process that imported torch).
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     dtype, order, what = sys.argv[1], sys.argv[2], sys.argv[3]
     A = np.ones((6000, 4000), dtype=dtype, order=order)  # 96 MB (float32) / 192 MB (float64)
