@@ -7,3 +7,4 @@
 /// statistics (covariances, LEACE, DAMA's and INLP's inputs) and layer-sharded GaLore refreshes.
 
 #include "mpi/comm.hpp"
+#include "mpi/statistics.hpp"

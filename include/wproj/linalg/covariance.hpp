@@ -15,6 +15,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <utility>
 
 namespace wproj {
 
@@ -44,6 +45,30 @@ class StreamingCovariance {
 
   /// An accumulator for x ∈ R^xDim and (when zDim > 0) z ∈ R^zDim.
   explicit StreamingCovariance(Index xDim, Index zDim = 0) { reset(xDim, zDim); }
+
+  /// An accumulator holding a given state: `count` samples with means μ_x (d), μ_z (c) and centred
+  /// scatters Σ(x − μ_x)(x − μ_x)ᵀ (d×d) and Σ(x − μ_x)(z − μ_z)ᵀ (d×c) — e.g. statistics merged
+  /// from several processes. Throws `InvalidArgument` for inconsistent shapes, count < 0 or
+  /// non-finite values.
+  static StreamingCovariance fromState(Index count, Vector meanX, Vector meanZ, Matrix scatterX, Matrix scatterXZ) {
+    const char* where = "StreamingCovariance::fromState";
+    requireArg(count >= 0, where, "count", count, ">= 0");
+    requireArg(meanX.size() >= 1, where, "meanX", "empty", "a vector of length xDim >= 1");
+    const Index d = meanX.size(), c = meanZ.size();
+    checkShape(scatterX, d, d, where, "scatterX");
+    checkShape(scatterXZ, d, c, where, "scatterXZ");
+    checkFinite(meanX, where, "meanX");
+    checkFinite(meanZ, where, "meanZ");
+    checkFinite(scatterX, where, "scatterX");
+    checkFinite(scatterXZ, where, "scatterXZ");
+    StreamingCovariance s;
+    s.m_count = count;
+    s.m_meanX = std::move(meanX);
+    s.m_meanZ = std::move(meanZ);
+    s.m_scatterX = std::move(scatterX);
+    s.m_scatterXZ = std::move(scatterXZ);
+    return s;
+  }
 
   /// Forgets every sample and sets the dimensions.
   StreamingCovariance& reset(Index xDim, Index zDim = 0) {
