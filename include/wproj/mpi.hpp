@@ -7,4 +7,5 @@
 /// statistics (covariances, LEACE, DAMA's and INLP's inputs) and layer-sharded GaLore refreshes.
 
 #include "mpi/comm.hpp"
+#include "mpi/randomized_svd.hpp"
 #include "mpi/statistics.hpp"

@@ -129,33 +129,16 @@ class CounterRng {
   /// the values depend only on (seed, stream, position) for a given build.
   template <typename Derived>
   void fillGaussianSketch(Eigen::DenseBase<Derived>& x) {
-    constexpr int kChunk = 512;  // normals per chunk (a multiple of every packet size)
-    using Pairs = Eigen::Array<float, kChunk / 2, 1>;
-    Pairs u1, u2;
-    Eigen::Array<float, kChunk, 1> out;
+    SketchChunk out;
     const Index rows = x.rows(), cols = x.cols();
     const std::uint64_t total = std::uint64_t(rows) * std::uint64_t(cols);
     const std::uint64_t base = m_position;
     Index i = 0, j = 0;
-    for (std::uint64_t start = 0; start < total; start += kChunk) {
-      const std::uint64_t counter0 = base + start / 4;
-      for (int b = 0; b < kChunk / 4; ++b) {
-        const auto blk = block(counter0 + std::uint64_t(b));
-        // (bits + 0.5)·2⁻³² lies in (0, 1); in float it may round to 1, where the radius is 0.
-        u1(2 * b) = float((double(blk[0]) + 0.5) * 0x1.0p-32);
-        u2(2 * b) = float((double(blk[1]) + 0.5) * 0x1.0p-32);
-        u1(2 * b + 1) = float((double(blk[2]) + 0.5) * 0x1.0p-32);
-        u2(2 * b + 1) = float((double(blk[3]) + 0.5) * 0x1.0p-32);
-      }
-      const Pairs radius = (float(-2) * u1.log()).sqrt();
-      const Pairs angle = float(6.283185307179586) * u2 - float(3.141592653589793);
-      out.head(kChunk / 2) = radius * angle.cos();
-      out.tail(kChunk / 2) = radius * angle.sin();
-      const std::uint64_t count = std::min<std::uint64_t>(kChunk, total - start);
-      // Interleave the two branches so that the k-th value of the fill is fixed by k alone.
+    for (std::uint64_t start = 0; start < total; start += kSketchChunk) {
+      sketchChunk(base + start / 4, out);
+      const std::uint64_t count = std::min<std::uint64_t>(kSketchChunk, total - start);
       for (std::uint64_t t = 0; t < count; ++t) {
-        const float v = (t & 1u) ? out(kChunk / 2 + Index(t / 2)) : out(Index(t / 2));
-        x.coeffRef(i, j) = static_cast<typename Derived::Scalar>(v);
+        x.coeffRef(i, j) = static_cast<typename Derived::Scalar>(chunkValue(out, t));
         if (++i == rows) {
           i = 0;
           ++j;
@@ -168,6 +151,41 @@ class CounterRng {
   template <typename Derived>
   void fillGaussianSketch(Eigen::DenseBase<Derived>&& x) {
     fillGaussianSketch(x);
+  }
+
+  /// Fills `x` (localRows×cols) with rows [firstRow, firstRow + localRows) of the matrix that
+  /// `fillGaussianSketch` would write into a totalRows×cols matrix from the current position,
+  /// bit for bit, and advances the position exactly as that full fill would (⌈totalRows·cols/4⌉
+  /// counters). Only the 512-value chunks of the full fill that overlap the requested rows are
+  /// generated, so each rank of a row-distributed sketch pays for its own rows only (plus at most
+  /// two partial chunks per column). Requires 0 ≤ firstRow and firstRow + localRows ≤ totalRows.
+  template <typename Derived>
+  void fillGaussianSketchRows(Eigen::DenseBase<Derived>& x, Index totalRows, Index firstRow) {
+    requireArg(totalRows >= 0, "CounterRng::fillGaussianSketchRows", "totalRows", totalRows, ">= 0");
+    requireArg(firstRow >= 0 && firstRow + x.rows() <= totalRows, "CounterRng::fillGaussianSketchRows", "firstRow",
+               firstRow, "in [0, totalRows - x.rows()] = [0, " + std::to_string(totalRows - x.rows()) + "]");
+    SketchChunk out;
+    const Index rows = x.rows(), cols = x.cols();
+    const std::uint64_t base = m_position;
+    std::uint64_t have = ~std::uint64_t(0);  // index of the chunk held in `out`
+    for (Index j = 0; j < cols; ++j) {
+      const std::uint64_t colStart = std::uint64_t(j) * std::uint64_t(totalRows) + std::uint64_t(firstRow);
+      for (Index i = 0; i < rows; ++i) {
+        const std::uint64_t k = colStart + std::uint64_t(i);  // index in the full fill
+        const std::uint64_t chunk = k / kSketchChunk;
+        if (chunk != have) {
+          sketchChunk(base + chunk * (kSketchChunk / 4), out);
+          have = chunk;
+        }
+        x.coeffRef(i, j) = static_cast<typename Derived::Scalar>(chunkValue(out, k % kSketchChunk));
+      }
+    }
+    m_position = base + (std::uint64_t(totalRows) * std::uint64_t(cols) + 3) / 4;
+  }
+  /// Overload for an rvalue expression (e.g. `m.leftCols(c)`); same values as the lvalue overload.
+  template <typename Derived>
+  void fillGaussianSketchRows(Eigen::DenseBase<Derived>&& x, Index totalRows, Index firstRow) {
+    fillGaussianSketchRows(x, totalRows, firstRow);
   }
 
   /// Fills `x` with ±scale (Rademacher); consumes rows·cols counters.
@@ -196,6 +214,36 @@ class CounterRng {
 
  private:
   static double toUnit(std::uint64_t bits) { return double((bits >> 11) + 1) * 0x1.0p-53; }
+
+  // The sketch fills work on chunks of 512 normals (a multiple of every packet size): chunk c of
+  // a fill starting at counter `base` uses counters base + 128c … base + 128c + 127.
+  static constexpr int kSketchChunk = 512;
+  using SketchChunk = Eigen::Array<float, kSketchChunk, 1>;
+
+  // One chunk from the 128 Philox blocks at counters counter0 …: radii and angles of 256
+  // Box–Muller pairs, cosine branch in the head of `out`, sine branch in its tail. The only
+  // place these values are computed, so a full fill and a row fill agree bit for bit.
+  void sketchChunk(std::uint64_t counter0, SketchChunk& out) const {
+    using Pairs = Eigen::Array<float, kSketchChunk / 2, 1>;
+    Pairs u1, u2;
+    for (int b = 0; b < kSketchChunk / 4; ++b) {
+      const auto blk = block(counter0 + std::uint64_t(b));
+      // (bits + 0.5)·2⁻³² lies in (0, 1); in float it may round to 1, where the radius is 0.
+      u1(2 * b) = float((double(blk[0]) + 0.5) * 0x1.0p-32);
+      u2(2 * b) = float((double(blk[1]) + 0.5) * 0x1.0p-32);
+      u1(2 * b + 1) = float((double(blk[2]) + 0.5) * 0x1.0p-32);
+      u2(2 * b + 1) = float((double(blk[3]) + 0.5) * 0x1.0p-32);
+    }
+    const Pairs radius = (float(-2) * u1.log()).sqrt();
+    const Pairs angle = float(6.283185307179586) * u2 - float(3.141592653589793);
+    out.head(kSketchChunk / 2) = radius * angle.cos();
+    out.tail(kSketchChunk / 2) = radius * angle.sin();
+  }
+  // The t-th value of a chunk: the two branches interleaved, so that the k-th value of a fill is
+  // fixed by k alone.
+  static float chunkValue(const SketchChunk& out, std::uint64_t t) {
+    return (t & 1u) ? out(kSketchChunk / 2 + Index(t / 2)) : out(Index(t / 2));
+  }
 
   template <typename Derived, typename F>
   void fill(Eigen::DenseBase<Derived>& x, F&& value) {
