@@ -9,3 +9,4 @@
 #include "mpi/comm.hpp"
 #include "mpi/randomized_svd.hpp"
 #include "mpi/statistics.hpp"
+#include "mpi/refresh.hpp"
