@@ -7,6 +7,7 @@
 
 #include "core/atomic_file.hpp"
 #include "core/config.hpp"
+#include "core/partition.hpp"
 #include "core/random.hpp"
 #include "core/serialization.hpp"
 #include "core/side.hpp"

@@ -112,5 +112,5 @@ TEST_CASE("requireSame names the ranks whose view differs from rank 0", "[mpi]")
   } catch (const wproj::CollectiveError& e) {
     message = e.what();
   }
-  CHECK(message.find("ranks 1 hold a different configuration") != std::string::npos);
+  CHECK(message.find("rank 1 holds a different configuration") != std::string::npos);
 }

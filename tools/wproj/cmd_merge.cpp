@@ -6,6 +6,7 @@
 #include "merge_command.hpp"
 #include "peft_adapter.hpp"
 
+#include <wproj/core/partition.hpp>
 #include <wproj/merging.hpp>
 #include <wproj/io/spill_file.hpp>
 #include <wproj/merging/opcm_streaming.hpp>
@@ -995,7 +996,7 @@ wproj::MergeMatrix<Scalar> mergeOne(const MergeConfig& c, const Plan& p, const I
 /// it by name, so the output is the same bytes for any thread count.
 template <typename Scalar>
 std::vector<TensorRow> mergeAll(const MergeConfig& c, const Plan& p, const Inputs& in, wproj::io::CheckpointWriter& w,
-                                Progress& progress, unsigned threads, std::uint64_t budget) {
+                                Progress& progress, unsigned threads, std::uint64_t budget, const std::vector<char>& mine) {
   std::vector<TensorRow> rows(p.tensors.size());
   // Work items: whole tensors, or row blocks of a large tensor whose rows merge independently
   // (a row-separable method, the mean, or a kept tensor; no LoRA applied on read), so that one
@@ -1016,7 +1017,7 @@ std::vector<TensorRow> mergeAll(const MergeConfig& c, const Plan& p, const Input
   const std::uint64_t s = c.dtype == "float64" ? 8 : 4;
   for (std::size_t k = 0; k < p.tensors.size(); ++k) {
     const OutTensor& o = p.tensors[k];
-    if (o.raw) continue;
+    if (o.raw || (!mine.empty() && !mine[k])) continue;
     const std::uint64_t need = tensorBytes(c, p, o);
     const wproj::Index nrows = o.info.rows();
     const bool separable = o.decision.action != wproj::TensorAction::Project || c.spec->rowSeparable;
@@ -1354,13 +1355,98 @@ std::string valueText(const Setting& s) {
 
 }  // namespace
 
-void runMerge(const MergeOptions& o) {
+namespace {
+
+/// Rank 0 of a sharded merge: moves every rank's shards (`.rank-R/` folders in the staging folder,
+/// each rank's files in its own order) to the staging folder as model-0000i-of-0000N.safetensors
+/// (model.safetensors when there is one), and writes the index from their headers.
+void assembleShards(const std::string& staging, int ranks) {
+  std::vector<std::string> shards;
+  for (int r = 0; r < ranks; ++r) {
+    const std::string dir = staging + "/.rank-" + std::to_string(r);
+    if (!wproj::io::detail::isDirectory(dir)) continue;
+    std::vector<std::string> names = wproj::io::detail::listDirectory(dir);
+    std::sort(names.begin(), names.end());
+    for (const auto& n : names)
+      if (wproj::io::detail::endsWith(n, ".safetensors")) shards.push_back(dir + "/" + n);
+  }
+  nlohmann::json weights = nlohmann::json::object();
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < shards.size(); ++i) {
+    char buf[64];
+    if (shards.size() == 1) std::snprintf(buf, sizeof buf, "model.safetensors");
+    else std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+    const std::string to = staging + "/" + buf;
+    if (::rename(shards[i].c_str(), to.c_str()) != 0)
+      throw CliError("cannot move shard '" + shards[i] + "' to '" + to + "'");
+    wproj::io::SafetensorsReader rd(to);
+    for (const auto& t : rd.tensors()) {
+      weights[t.name] = buf;
+      total += t.bytes();
+    }
+  }
+  for (int r = 0; r < ranks; ++r) {
+    const std::string dir = staging + "/.rank-" + std::to_string(r);
+    if (!wproj::io::detail::isDirectory(dir)) continue;
+    for (const auto& n : wproj::io::detail::listDirectory(dir)) ::unlink((dir + "/" + n).c_str());
+    if (::rmdir(dir.c_str()) != 0) throw CliError("cannot remove the staging folder '" + dir + "'");
+  }
+  if (shards.size() > 1) {
+    nlohmann::json j;
+    j["metadata"] = {{"total_size", total}};
+    j["weight_map"] = weights;
+    writeText(staging + "/model.safetensors.index.json", j.dump(2) + "\n");
+  }
+}
+
+}  // namespace
+
+void runMerge(const MergeOptions& o, const RankGroup* group) {
+  const bool dist = group != nullptr && group->size() > 1;
+  const int rank = dist ? group->rank() : 0, ranks = dist ? group->size() : 1;
+  // Under mpirun every stage is collective: a failure on one rank fails the stage on every rank,
+  // with that rank's message, before any rank goes on (nothing is left half-written or waiting).
+  // Each stage's time on this rank, and the time spent in its closing agreement (waiting for the
+  // slowest rank, plus the messages): the report's `stages`.
+  nlohmann::json stages = nlohmann::json::array();
+  auto stage = [&](const std::string& name, const std::function<void()>& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (!dist) {
+      f();
+      stages.push_back({{"stage", name}, {"seconds", since(t0)}});
+      return;
+    }
+    std::string error;
+    try {
+      f();
+    } catch (const std::exception& e) {
+      error = e.what();
+    } catch (...) {
+      error = "unexpected failure";
+    }
+    const double work = since(t0);
+    const auto t1 = std::chrono::steady_clock::now();
+    group->agree(error, name);
+    stages.push_back({{"stage", name}, {"seconds", work}, {"agree_seconds", since(t1)}});
+  };
+
+  bool fileOut = false;
+  MergeConfig c;
+  Inputs in;
+  Plan p;
+  unsigned threads = 1;
+  std::uint64_t budget = 0, largest = 0, peak = 0, maxShard = 0;
+  bool hfFolder = false;
+  std::ostringstream os;  // the plan: printed by --dry-run only
+  stage("reading the configuration and the models", [&]() {
   // Every output location is checked before any work.
-  const bool fileOut = o.dryRun ? isFileOutput(o.out) : checkMergeOutputs(o);
-  const MergeConfig c = parseConfig(o.config);
+  fileOut = o.dryRun ? isFileOutput(o.out) : checkMergeOutputs(o);
+  if (dist && fileOut && !o.dryRun)
+    throw CliError("-o '" + o.out + "': a merge on " + std::to_string(ranks) +
+                   " ranks writes a sharded folder, one or more shards per rank; give a folder (-o DIR)");
+  c = parseConfig(o.config);
   if (!c.spec->continual && !c.spec->hasTensorForm())
     throw CliError(o.config + ": merge method '" + c.method + "' has no per-tensor form in this version");
-  Inputs in;
   for (const auto& r : c.refs) {
     in.ckpt.push_back(std::make_unique<wproj::io::Checkpoint>(r.path));
     in.adapters.emplace_back();
@@ -1369,16 +1455,30 @@ void runMerge(const MergeOptions& o) {
       in.adapters.back()->checkAgainst(*in.ckpt.back(), "model '" + r.raw + "'");
     }
   }
-  const Plan p = makePlan(c, in);
-  const unsigned threads = c.spec->continual ? 1u : o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
-  const std::uint64_t budget = o.memoryBudget.empty() ? physicalMemory() / 2 : parseMergekitSize(o.memoryBudget, "--memory-budget");
-  std::uint64_t largest = 0;
+  p = makePlan(c, in);
+  });
+  if (dist) {
+    // Every rank must see the same configuration and the same input tensors.
+    std::ostringstream fp;
+    fp << c.text << "\n";
+    for (const auto& ck : in.ckpt) fp << ck->totalBytes() << ";";
+    for (const auto& t : p.tensors)
+      fp << "\n" << t.name << " " << t.info.shapeString() << " " << t.info.dtypeString() << " " << t.raw << " "
+         << int(t.decision.action);
+    group->requireSame(fp.str(), "configuration or view of the input models (config text, tensor names, shapes, dtypes)");
+  }
+  stage("planning", [&]() {
+  // Ranks on one machine share its cores and memory.
+  const unsigned local = dist ? unsigned(std::max(1, group->localSize())) : 1u;
+  threads = c.spec->continual ? 1u
+            : o.threads > 0   ? o.threads
+                              : std::max(1u, std::thread::hardware_concurrency() / local);
+  budget = o.memoryBudget.empty() ? physicalMemory() / 2 / local : parseMergekitSize(o.memoryBudget, "--memory-budget");
   std::vector<std::uint64_t> sizes;
   for (const auto& t : p.tensors)
     if (!t.raw) sizes.push_back(tensorBytes(c, p, t));
   std::sort(sizes.rbegin(), sizes.rend());
   if (!sizes.empty()) largest = sizes[0];
-  std::uint64_t peak = 0;
   for (std::size_t i = 0; i < sizes.size() && i < threads; ++i)
     if (i == 0 || peak + sizes[i] <= budget) peak += sizes[i];
   peak += 8u << 20;
@@ -1396,15 +1496,14 @@ void runMerge(const MergeOptions& o) {
     if (!o.report.empty()) checkNotAnInput(o.report, inputs, false, "--report");
   }
   const int donor = c.base >= 0 ? c.base : c.slices[0].sources[0].model;
-  const bool hfFolder = !fileOut && !folderOf(c.refs[std::size_t(donor)]).empty() &&
-                        wproj::io::detail::isRegularFile(folderOf(c.refs[std::size_t(donor)]) + "/config.json");
-  const std::uint64_t maxShard = c.maxShardGiven ? c.maxShard : hfFolder ? 5000000000ull : 0;
+  hfFolder = !fileOut && !folderOf(c.refs[std::size_t(donor)]).empty() &&
+             wproj::io::detail::isRegularFile(folderOf(c.refs[std::size_t(donor)]) + "/config.json");
+  maxShard = c.maxShardGiven ? c.maxShard : hfFolder ? 5000000000ull : 0;
   if (!hfFolder && (c.tokenizerGiven || !c.chatTemplate.empty()))
     throw CliError(o.config + ": '" + (c.tokenizerGiven ? "tokenizer_source" : "chat_template") +
                    "' needs a folder output (-o DIR) and a " + (c.base >= 0 ? "base" : "first") +
                    " model that is a model folder with config.json (where the tokenizer files are copied from)");
 
-  std::ostringstream os;  // the plan: printed by --dry-run only
   os << "merge plan: " << c.method << " (";
   bool first = true;
   for (const auto& ps : c.spec->params) {
@@ -1439,10 +1538,13 @@ void runMerge(const MergeOptions& o) {
      << (c.base >= 0 ? "base" : "the first model") << ", " << raw << " copied (non-float or empty); " << p.outLayers
      << " layers out\n";
   for (const auto& wmsg : p.warnings) os << "  warning: " << wmsg << "\n";
-  os << "  estimated peak memory: " << humanBytes(double(peak)) << " on " << threads << " thread(s), budget "
+  os << "  estimated peak memory: " << humanBytes(double(peak)) << " on " << threads << " thread(s)"
+     << (dist ? " per rank, " + std::to_string(ranks) + " ranks" : std::string()) << ", budget "
      << humanBytes(double(budget)) << " (largest tensor: " << humanBytes(double(largest)) << ", " << p.maxElements
      << " elements)\n";
+  });
   if (o.dryRun) {
+    if (rank != 0) return;
     std::cout << os.str();
     for (const auto& t : p.tensors) {
       std::cout << "    " << std::left << std::setw(48) << t.name << std::setw(16) << t.info.shapeString();
@@ -1456,24 +1558,52 @@ void runMerge(const MergeOptions& o) {
     return;
   }
 
-  // A folder output is written into a staging folder next to it and swapped in as a whole.
+  // Which rank merges which tensor: by bytes, largest first (OPCM's scale couples every tensor of
+  // the merge: rank 0 runs it whole). One process: everything.
+  std::vector<char> mine;
+  std::vector<int> ownerOf;
+  if (dist) {
+    std::vector<double> cost;
+    for (const auto& t : p.tensors) cost.push_back(t.raw ? double(t.info.bytes()) : double(tensorBytes(c, p, t)));
+    const std::vector<int> owner =
+        c.spec->continual ? std::vector<int>(cost.size(), 0) : wproj::assignLargestFirst(cost, ranks);
+    for (int r : owner) mine.push_back(r == rank ? 1 : 0);
+    ownerOf = owner;
+  }
+  auto owns = [&](std::size_t k) { return mine.empty() || mine[k] != 0; };
+
+  // A folder output is written into a staging folder next to it and swapped in as a whole; under
+  // mpirun rank 0 creates it and every rank writes its shards into its own subfolder of it.
   std::unique_ptr<wproj::io::AtomicFolder> folder;
-  if (!fileOut) folder = std::make_unique<wproj::io::AtomicFolder>(o.out);
-  const std::string target = fileOut ? o.out : folder->stagingPath();
+  std::string staging;
+  stage("creating the output folder", [&]() {
+    if (!fileOut && rank == 0) {
+      folder = std::make_unique<wproj::io::AtomicFolder>(o.out);
+      staging = folder->stagingPath();
+    }
+  });
+  if (dist) group->broadcast(staging, 0);
+  const std::string target = fileOut ? o.out : dist ? staging + "/.rank-" + std::to_string(rank) : staging;
   std::string floatDtype;
-  nlohmann::json j;
   std::vector<std::string> outputs;
+  std::vector<TensorRow> rows(p.tensors.size());
+  double scale = std::numeric_limits<double>::quiet_NaN();
   double total = 0;
-  for (const auto& t : p.tensors) total += double(t.info.bytes());
-  Progress progress(total * (c.spec->continual ? 1.5 : 1.0), "merge");
-  {
+  for (std::size_t k = 0; k < p.tensors.size(); ++k)
+    if (owns(k)) total += double(p.tensors[k].info.bytes());
+  Progress progress(total * (c.spec->continual ? 1.5 : 1.0), dist ? "merge (rank " + std::to_string(rank) + ")" : "merge");
+  stage("merging", [&]() {
+    bool any = false;
+    for (std::size_t k = 0; k < p.tensors.size(); ++k) any = any || owns(k);
+    if (!any) return;
     wproj::io::CheckpointWriter w(target, maxShard);
     w.addMetadata("format", "pt").addMetadata("merged_by", "wproj " WPROJ_VERSION_STRING).addMetadata("merge_method", c.method);
-    for (const auto& t : p.tensors) {
+    for (std::size_t k = 0; k < p.tensors.size(); ++k) {
+      const OutTensor& t = p.tensors[k];
+      if (!owns(k)) continue;
       // Tensors that are not converted (integers, bool, FP8/FP4, unknown dtypes) keep their dtype and bytes.
       if (wproj::io::isConvertibleFloat(t.info.dtype)) {
         w.declare(t.name, outDtypeOf(c, t.info), t.info.shape);
-        if (floatDtype.empty() && !t.raw) floatDtype = wproj::io::dtypeName(outDtypeOf(c, t.info));
       } else {
         wproj::io::TensorInfo like = t.info;
         like.name = t.name;
@@ -1481,57 +1611,92 @@ void runMerge(const MergeOptions& o) {
       }
     }
     w.begin();
-    for (const auto& t : p.tensors)
-      if (t.raw) {
+    for (std::size_t k = 0; k < p.tensors.size(); ++k) {
+      const OutTensor& t = p.tensors[k];
+      if (t.raw && owns(k)) {
         const auto& ck = *in.ckpt[std::size_t(t.ref)];
         w.writeRaw(t.name, ck.readerOf(t.refIn).rawData(ck.info(t.refIn)), std::size_t(t.info.bytes()));
         ck.release(t.refIn);
       }
-    std::vector<TensorRow> rows;
-    double scale = std::numeric_limits<double>::quiet_NaN();
+    }
     const std::string spillDir = fileOut ? parentOf(o.out) : target;
     const bool dbl = c.dtype == "float64";
     if (c.spec->continual)
       rows = dbl ? mergeOpcm<double>(c, p, in, w, progress, spillDir, scale) : mergeOpcm<float>(c, p, in, w, progress, spillDir, scale);
     else
-      rows = dbl ? mergeAll<double>(c, p, in, w, progress, threads, budget) : mergeAll<float>(c, p, in, w, progress, threads, budget);
+      rows = dbl ? mergeAll<double>(c, p, in, w, progress, threads, budget, mine)
+                 : mergeAll<float>(c, p, in, w, progress, threads, budget, mine);
     w.commit();
     outputs = w.files();
-    std::string method = c.method + ", " + std::to_string(p.slices[0].models.size()) + " models";
-    if (c.spec->continual) {
-      method += ", scale " + wproj::detail::describe(scale);
-      j["opcm_scale"] = scale;
-    }
-    j["method"] = method;
-    j["warnings"] = p.warnings;
-    j["tensors"] = nlohmann::json::array();
+  });
+  for (const auto& t : p.tensors)
+    if (floatDtype.empty() && !t.raw && wproj::io::isConvertibleFloat(t.info.dtype))
+      floatDtype = wproj::io::dtypeName(outDtypeOf(c, t.info));
+  if (dist) {
+    // Rank 0 collects every rank's report rows.
+    nlohmann::json part = nlohmann::json::array();
     for (std::size_t k = 0; k < p.tensors.size(); ++k) {
-      const OutTensor& t = p.tensors[k];
-      if (t.raw) continue;
-      nlohmann::json e = {{"name", t.name},
-                          {"shape", {t.info.rows(), t.info.cols()}},
-                          {"action", wproj::toString(t.decision.action)},
-                          {"rule", t.decision.rule},
-                          {"method", rows[k].method},
-                          {"t", t.t},
-                          {"norm", rows[k].norm},
-                          {"seconds", rows[k].seconds},
-                          {"row_blocks", rows[k].blocks}};
-      e["delta_norm"] = std::isnan(rows[k].deltaNorm) ? nlohmann::json() : nlohmann::json(rows[k].deltaNorm);
-      if (t.name != t.refIn) e["source"] = t.refIn;
-      j["tensors"].push_back(e);
+      if (!owns(k) || p.tensors[k].raw) continue;
+      const TensorRow& r = rows[k];
+      part.push_back({k, r.method, r.norm, std::isnan(r.deltaNorm) ? nlohmann::json() : nlohmann::json(r.deltaNorm),
+                      r.seconds, r.blocks});
+    }
+    part.push_back(std::isnan(scale) ? nlohmann::json() : nlohmann::json(scale));
+    const std::vector<std::string> parts = group->allgather(part.dump());
+    for (int r = 0; r < ranks; ++r) {
+      const nlohmann::json q = nlohmann::json::parse(parts[std::size_t(r)]);
+      for (std::size_t i = 0; i + 1 < q.size(); ++i) {
+        TensorRow& row = rows[q[i][0].get<std::size_t>()];
+        row.method = q[i][1].get<std::string>();
+        row.norm = q[i][2].get<double>();
+        row.deltaNorm = q[i][3].is_null() ? std::numeric_limits<double>::quiet_NaN() : q[i][3].get<double>();
+        row.seconds = q[i][4].get<double>();
+        row.blocks = q[i][5].get<unsigned>();
+      }
+      if (r == 0 && !q.back().is_null()) scale = q.back().get<double>();
     }
   }
-  if (folder) {
-    if (hfFolder) {
-      hfShardNames(target);
-      writeModelFiles(c, p, target, wproj::io::detail::baseName(o.out), floatDtype);
+  stage("writing the index and committing the output", [&]() {
+    if (rank != 0) return;
+    if (dist) assembleShards(staging, ranks);
+    if (folder) {
+      if (hfFolder) {
+        hfShardNames(staging);
+        writeModelFiles(c, p, staging, wproj::io::detail::baseName(o.out), floatDtype);
+      }
+      outputs.clear();
+      for (const auto& f : wproj::io::detail::listDirectory(staging)) outputs.push_back(o.out + "/" + f);
+      folder->commit();
     }
-    outputs.clear();
-    for (const auto& f : wproj::io::detail::listDirectory(target)) outputs.push_back(o.out + "/" + f);
-    folder->commit();
-  }
+  });
   progress.finish();
+  if (rank != 0) return;
+  nlohmann::json j;
+  std::string method = c.method + ", " + std::to_string(p.slices[0].models.size()) + " models";
+  if (c.spec->continual) {
+    method += ", scale " + wproj::detail::describe(scale);
+    j["opcm_scale"] = scale;
+  }
+  j["method"] = method;
+  j["warnings"] = p.warnings;
+  j["tensors"] = nlohmann::json::array();
+  for (std::size_t k = 0; k < p.tensors.size(); ++k) {
+    const OutTensor& t = p.tensors[k];
+    if (t.raw) continue;
+    nlohmann::json e = {{"name", t.name},
+                        {"shape", {t.info.rows(), t.info.cols()}},
+                        {"action", wproj::toString(t.decision.action)},
+                        {"rule", t.decision.rule},
+                        {"method", rows[k].method},
+                        {"t", t.t},
+                        {"norm", rows[k].norm},
+                        {"seconds", rows[k].seconds},
+                        {"row_blocks", rows[k].blocks}};
+    e["delta_norm"] = std::isnan(rows[k].deltaNorm) ? nlohmann::json() : nlohmann::json(rows[k].deltaNorm);
+    if (t.name != t.refIn) e["source"] = t.refIn;
+    if (dist) e["rank"] = ownerOf[k];
+    j["tensors"].push_back(e);
+  }
   j["config"] = o.config;
   j["output"] = outputs;
   j["base_model"] = c.base >= 0 ? nlohmann::json(c.refs[std::size_t(c.base)].path) : nlohmann::json();
@@ -1547,13 +1712,16 @@ void runMerge(const MergeOptions& o) {
   j["copied"] = copied;
   j["layers"] = p.outLayers;
   j["threads"] = threads;
+  j["ranks"] = ranks;
+  j["stages"] = stages;
   j["estimated_peak_bytes"] = peak;
   j["seconds"] = progress.seconds();
   const std::string text = j.dump(2) + "\n";
   if (o.report.empty()) std::cout << text;
   else writeReport(o.report, text);
   std::cerr << "merged " << (p.tensors.size() - copied.size()) << " tensors into " << o.out << " in " << std::fixed
-            << std::setprecision(1) << progress.seconds() << " s\n";
+            << std::setprecision(1) << progress.seconds() << " s" << (dist ? " on " + std::to_string(ranks) + " ranks" : "")
+            << "\n";
 }
 
 namespace {
@@ -1597,8 +1765,10 @@ std::string methodsFooter() {
 
 }  // namespace
 
-void addMergeCommand(CLI::App& app) {
+void addMergeCommand(CLI::App& app, const RankGroup* group) {
   static MergeOptions mo;
+  static const RankGroup* ranks = nullptr;
+  ranks = group;
   auto* m = app.add_subcommand("merge", "Merge checkpoints from a mergekit YAML config, tensors in parallel");
   m->add_option("CONFIG", mo.config,
                 "mergekit YAML config (merge_method, base_model, models or slices, parameters, dtype, out_dtype, "
@@ -1630,7 +1800,12 @@ void addMergeCommand(CLI::App& app) {
       "  parameters: {density: 0.2}\n"
       "  dtype: bfloat16\n"
       "  tokenizer_source: base\n"
-      "Example:\n  wproj merge ties.yaml -o merged   # a folder as mergekit writes it\n");
+      "Example:\n  wproj merge ties.yaml -o merged   # a folder as mergekit writes it\n"
+      "Under MPI (a wproj built with Open MPI): mpirun -np N wproj merge ties.yaml -o merged\n"
+      "  assigns the tensors to the N ranks by bytes (largest first); each rank merges and writes its own\n"
+      "  shards, rank 0 the index, config and card; the same tensor values as one process; all or nothing\n"
+      "  (a failure on one rank stops every rank with its message; no output appears). Give each rank\n"
+      "  --threads (default: the cores divided by the ranks on the machine). See docs/scale.md.\n");
   m->callback([]() {
     if (mo.listMethods) {
       if (!mo.config.empty() || !mo.out.empty() || mo.dryRun)
@@ -1640,7 +1815,7 @@ void addMergeCommand(CLI::App& app) {
     }
     if (mo.config.empty()) throw UsageError("merge: CONFIG is required (or use --list-methods)");
     if (!mo.dryRun && mo.out.empty()) throw UsageError("merge: -o OUT is required (or use --dry-run)");
-    runMerge(mo);
+    runMerge(mo, ranks);
   });
 }
 

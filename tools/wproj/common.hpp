@@ -35,7 +35,9 @@ struct UsageError : CliError {
 /// Registers the subcommands of each group.
 void addLinalgCommands(CLI::App& app);
 void addEditCommands(CLI::App& app);
-void addMergeCommand(CLI::App& app);
+class RankGroup;
+/// `wproj merge`; with a `group` (the ranks of `mpirun -np N wproj merge`), the sharded merge.
+void addMergeCommand(CLI::App& app, const RankGroup* group = nullptr);
 void addLoraCommands(CLI::App& app);
 
 inline std::string humanBytes(double b) {

@@ -1,12 +1,17 @@
 // wproj command-line tool: entry point and `wproj info`.
 #include "common.hpp"
 
+#include <wproj/core/config.hpp>
 #include <wproj/version.hpp>
+#ifdef WPROJ_WITH_MPI
+#include "mpi_group.hpp"
+#endif
 
 #include <nlohmann/json.hpp>
 
 #include <iomanip>
 #include <map>
+#include <memory>
 #include <new>
 
 namespace wcli {
@@ -64,7 +69,43 @@ void runInfo(const InfoOptions& o) {
 }  // namespace
 }  // namespace wcli
 
+namespace {
+
+// The number of processes an MPI launcher started, or 0 when this process was not started by one.
+int launcherWorldSize() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS"})
+    if (const char* s = std::getenv(v)) return std::max(1, std::atoi(s));
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  // Under mpirun the ranks cooperate through MPI (`wproj merge` shards its tensors over them). A
+  // wproj built without MPI refuses to run as N uncoordinated copies writing the same output.
+  const int launched = launcherWorldSize();
+#ifdef WPROJ_WITH_MPI
+  std::unique_ptr<wproj::mpi::Environment> mpiEnv;
+  std::unique_ptr<wcli::MpiRankGroup> ranks;
+  if (launched > 0) {
+    try {
+      mpiEnv = std::make_unique<wproj::mpi::Environment>(&argc, &argv);
+      ranks = std::make_unique<wcli::MpiRankGroup>();
+    } catch (const std::exception& e) {
+      std::cerr << "wproj: error: MPI start-up failed: " << e.what() << "\n";
+      return 1;
+    }
+  }
+  const wcli::RankGroup* group = ranks.get();
+#else
+  if (launched > 1) {
+    std::cerr << "wproj: error: started by an MPI launcher with " << launched
+              << " processes, but this wproj was built without MPI; rebuild it with Open MPI installed "
+                 "(libopenmpi-dev; CMake -DWPROJ_WITH_MPI=ON) or run it without mpirun\n";
+    return 1;
+  }
+  const wcli::RankGroup* group = nullptr;
+#endif
   CLI::App app{"wproj " WPROJ_VERSION_STRING
                " - weight-matrix projection methods on safetensors checkpoints and .npy arrays.\n"
                "Inputs are opened read-only; outputs appear only when complete."};
@@ -89,7 +130,7 @@ int main(int argc, char** argv) {
   try {
     wcli::addLinalgCommands(app);
     wcli::addEditCommands(app);
-    wcli::addMergeCommand(app);
+    wcli::addMergeCommand(app, group);
     wcli::addLoraCommands(app);
     if (argc > 1 && argv[1][0] != '-') {
       bool known = false;
