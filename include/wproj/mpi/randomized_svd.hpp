@@ -244,7 +244,7 @@ class DistributedRandomizedSVD {
     const std::vector<long long> counts = timedAllgather((long long)local.rows());
     long long first = 0;
     for (int r = 0; r < m_comm.rank(); ++r) first += counts[std::size_t(r)];
-    return computeImpl(local, Index(first), false);
+    return computeImpl(local, Index(first));
   }
 
   /// Computes the decomposition from this rank's row block `local`, rows [firstRow, firstRow +
@@ -255,7 +255,7 @@ class DistributedRandomizedSVD {
   template <typename Derived>
   DistributedRandomizedSVD& compute(const Eigen::MatrixBase<Derived>& local, Index firstRow) {
     resetCounters();
-    return computeImpl(local, firstRow, false);
+    return computeImpl(local, firstRow);
   }
 
   /// Computes the decomposition of a distributed operator (see `DistributedDenseOperator` for
@@ -269,7 +269,7 @@ class DistributedRandomizedSVD {
     validate("DistributedRandomizedSVD::computeOperator", "op", op.rows(), op.firstRow(), op.cols(), true,
              op.globalRows());
     m_operatorInput = true;
-    run(op);
+    run(opRef(op));
     return *this;
   }
 
@@ -327,6 +327,24 @@ class DistributedRandomizedSVD {
  private:
   enum class Ortho { Power, Final, Full };
 
+  // A distributed operator seen through two function pointers, so that the algorithm below is
+  // compiled once per scalar type, not once per operator type (the products are GEMM-sized).
+  struct OpRef {
+    const void* self;
+    void (*multiply)(const void*, const Matrix&, Matrix&);
+    void (*multiplyTranspose)(const void*, const Matrix&, Matrix&);
+  };
+  template <typename Op>
+  static OpRef opRef(const Op& op) {
+    OpRef r;
+    r.self = &op;
+    r.multiply = [](const void* o, const Matrix& x, Matrix& y) { static_cast<const Op*>(o)->multiply(x, y); };
+    r.multiplyTranspose = [](const void* o, const Matrix& x, Matrix& y) {
+      static_cast<const Op*>(o)->multiplyTranspose(x, y);
+    };
+    return r;
+  }
+
   // ---- collectives (counted and timed) ----
   void resetCounters() {
     m_reduceCalls = 0;
@@ -366,12 +384,12 @@ class DistributedRandomizedSVD {
 
   // ---- validation ----
   template <typename Derived>
-  DistributedRandomizedSVD& computeImpl(const Eigen::MatrixBase<Derived>& local, Index firstRow, bool) {
+  DistributedRandomizedSVD& computeImpl(const Eigen::MatrixBase<Derived>& local, Index firstRow) {
     const bool finite = local.allFinite();
     validate("DistributedRandomizedSVD::compute", "a", local.rows(), firstRow, local.cols(), finite, -1);
     m_operatorInput = false;
     DistributedDenseOperator<Derived> op(local, firstRow, m_globalRows);
-    run(op);
+    run(opRef(op));
     return *this;
   }
 
@@ -440,8 +458,7 @@ class DistributedRandomizedSVD {
   }
 
   // ---- the algorithm ----
-  template <typename Op>
-  void run(const Op& op) {
+  void run(const OpRef& op) {
     const Index m = m_globalRows, n = m_cols;
     m_info = Eigen::Success;
     m_usedExact = false;
@@ -472,23 +489,21 @@ class DistributedRandomizedSVD {
   }
 
   /// y = op' x, op' = A (x replicated n×c → y local m_r×c) or Aᵀ (x local → y replicated, summed).
-  template <typename Op>
-  void applyOp(const Op& op, const Matrix& x, Matrix& y, bool transposed) {
+  void applyOp(const OpRef& op, const Matrix& x, Matrix& y, bool transposed) {
     if (!transposed) {
-      op.multiply(x, y);
+      op.multiply(op.self, x, y);
     } else {
-      op.multiplyTranspose(x, y);
+      op.multiplyTranspose(op.self, x, y);
       reduce(y);
     }
   }
   /// z = op'ᵀ y.
-  template <typename Op>
-  void applyOpT(const Op& op, const Matrix& y, Matrix& z, bool transposed) {
+  void applyOpT(const OpRef& op, const Matrix& y, Matrix& z, bool transposed) {
     if (!transposed) {
-      op.multiplyTranspose(y, z);
+      op.multiplyTranspose(op.self, y, z);
       reduce(z);
     } else {
-      op.multiply(y, z);
+      op.multiply(op.self, y, z);
     }
   }
 
@@ -580,8 +595,7 @@ class DistributedRandomizedSVD {
   /// The serial `RandomizedSVD::runFixed` with op' = A (transposed = false: Q and U distributed,
   /// Ω and V replicated) or op' = Aᵀ (transposed = true: Ω and Z = AQ distributed). Writes op'’s
   /// left (uOp) and right (vOp) factors.
-  template <typename Op>
-  void runFixed(const Op& op, Index k, Index ell, bool transposed, Matrix& uOp, Matrix& vOp) {
+  void runFixed(const OpRef& op, Index k, Index ell, bool transposed, Matrix& uOp, Matrix& vOp) {
     const bool mDist = !transposed, nDist = transposed;  // which side of op' is distributed
     const Index npLocal = transposed ? m_localRows : m_cols;
     const Index s = m_probes;
@@ -680,15 +694,14 @@ class DistributedRandomizedSVD {
   }
 
   /// The exact SVD (k ≥ min(m, n) or ℓ ≥ min(m, n)), as the serial `RandomizedSVD::exact`.
-  template <typename Op>
-  void exact(const Op& op, Index k) {
+  void exact(const OpRef& op, Index k) {
     const Index m = m_globalRows, n = m_cols;
     Eigen::MatrixXd su, sv;
     Eigen::VectorXd sing;
     if (m >= n) {
       // A = P R: P distributed (m×n), R = PᵀA replicated (n×n).
       Matrix a;
-      op.multiply(Matrix::Identity(n, n), a);  // this rank's rows of A
+      op.multiply(op.self, Matrix::Identity(n, n), a);  // this rank's rows of A
       Matrix p = a;
       distOrtho(p, Ortho::Full);
       const Matrix r = inner(p, a, true);
@@ -705,7 +718,7 @@ class DistributedRandomizedSVD {
       Matrix sel = Matrix::Zero(m_localRows, m);
       sel.middleCols(m_firstRow, m_localRows).setIdentity();
       Matrix at;
-      op.multiplyTranspose(sel, at);
+      op.multiplyTranspose(op.self, sel, at);
       reduce(at);
       Matrix p = at;
       orthonormalizeInPlace(p, OrthoMethod::Auto);
