@@ -5,7 +5,8 @@
 // A plain main (not Google Benchmark): every rank generates its own rows of A = B Cᵀ + noise
 // (B m×200 Gaussian scaled by a decaying spectrum, C n×200 Gaussian; rows drawn with
 // CounterRng::fillGaussianSketchRows, so A does not depend on the rank count), then the median of
-// `reps` timed computes is reported by rank 0 with the communication counters.
+// `reps` timed computes is reported by rank 0 with the communication counters (on one rank, also
+// the serial RandomizedSVD with the same settings).
 #include <wproj/mpi.hpp>
 
 #include <Eigen/Core>
@@ -50,6 +51,20 @@ int main(int argc, char** argv) {
   }
   std::sort(total.begin(), total.end());
   std::sort(commSec.begin(), commSec.end());
+  // On one rank, the serial RandomizedSVD with the same settings, for the layer's own overhead.
+  double serialSec = -1;
+  if (comm.size() == 1) {
+    wproj::RandomizedSVD<Eigen::MatrixXf> serial;
+    serial.setRank(k).setSeed(7);
+    std::vector<double> ts;
+    for (int rep = 0; rep <= reps; ++rep) {
+      const auto t0 = std::chrono::steady_clock::now();
+      serial.compute(a);
+      if (rep > 0) ts.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(ts.begin(), ts.end());
+    serialSec = ts[ts.size() / 2];
+  }
   if (comm.isRoot()) {
     std::printf("bench_mpi_svd: ranks %d  A %ldx%ld float  k %ld  l %ld  q %ld\n", comm.size(), long(m), long(n),
                 long(k), long(svd.sketchSize()), long(svd.powerIterationsUsed()));
@@ -57,6 +72,7 @@ int main(int argc, char** argv) {
                 total[total.size() / 2], commSec[commSec.size() / 2]);
     std::printf("  allreduce calls %ld, values %ld (%.1f MB per rank)\n", long(svd.allreduceCalls()),
                 long(svd.allreduceValues()), double(svd.allreduceValues()) * 4.0 / 1e6);
+    if (serialSec >= 0) std::printf("  serial RandomizedSVD (same settings): %.3f s\n", serialSec);
     std::printf("  sigma_0 %.4g  sigma_k-1 %.4g  error estimate %.4g\n", double(svd.singularValues()(0)),
                 double(svd.singularValues()(k - 1)), svd.errorEstimate());
   }
