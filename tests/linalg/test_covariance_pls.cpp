@@ -96,6 +96,34 @@ TEMPLATE_TEST_CASE("StreamingCovariance: batched Welford equals two-pass statist
   CHECK((a.crossCovariance() - one.crossCovariance()).norm() <= T(tol) * T(1 + cxz.norm()));
 }
 
+TEMPLATE_TEST_CASE("StreamingCovariance: a mean of 1e4 standard deviations, column- and row-major batches",
+                   "[covariance]", float, double) {
+  using T = TestType;
+  const Index n = 600, d = 5, c = 2;
+  Mat<double> xd = gaussian<double>(n, d, 41);
+  xd.array() += 1e4;  // one-pass formulas (XᵀX − n x̄x̄ᵀ) lose 8 digits here: all of float's
+  const Mat<double> zd = gaussian<double>(n, c, 42).array() + 1e4;
+  const Mat<T> x = xd.cast<T>(), z = zd.cast<T>();
+  const RowMajorMat<T> xRow = x;
+  // Two-pass reference in double on the same (rounded) data.
+  const Mat<double> xr = x.template cast<double>(), zr = z.template cast<double>();
+  const Mat<double> cxx = twoPassCov(xr, xr), cxz = twoPassCov(xr, zr);
+  wproj::StreamingCovariance<T> col(d, c), row(d, c);
+  for (Index s = 0; s < n; s += 64) {
+    const Index m = std::min<Index>(64, n - s);
+    col.update(x.middleRows(s, m), z.middleRows(s, m));
+    row.update(xRow.middleRows(s, m), z.middleRows(s, m));
+  }
+  // Error bound: the batch means carry eps·1e4 of rounding, i.e. 1e4·eps relative to σ = 1.
+  const double tol = 1e4 * 50 * eps<T>();
+  CHECK((col.covariance().template cast<double>() - cxx).norm() < tol * cxx.norm());
+  CHECK((row.covariance().template cast<double>() - cxx).norm() < tol * cxx.norm());
+  CHECK((col.crossCovariance().template cast<double>() - cxz).norm() < tol * (1 + cxz.norm()));
+  CHECK((row.crossCovariance().template cast<double>() - cxz).norm() < tol * (1 + cxz.norm()));
+  CHECK((col.meanX().template cast<double>() - xr.colwise().mean().transpose()).norm() < 1e4 * 50 * eps<T>());
+  CHECK((row.meanX() - col.meanX()).norm() < T(1e4 * 50 * eps<T>()));
+}
+
 TEST_CASE("StreamingCovariance: row-major maps, x-only mode and bad input", "[covariance]") {
   const Index n = 30, d = 4;
   RowMajorMat<double> xr = gaussian<double>(n, d, 3);

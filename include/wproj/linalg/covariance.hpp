@@ -15,6 +15,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace wproj {
@@ -155,16 +156,51 @@ class StreamingCovariance {
     checkFinite(z, where, "z");
     const Index m = x.rows();
     if (m == 0) return *this;
-    const Vector mx = x.colwise().mean().transpose().template cast<Scalar>();
+    Vector mx(xDim());
+    if constexpr (std::is_same<typename DX::Scalar, Scalar>::value && bool(DX::IsRowMajor)) {
+      // Column means of a row-major batch as one BLAS GEMV (Eigen's column-wise reduction
+      // walks a row-major matrix column by column).
+      if (m_ones.size() != m) m_ones.setConstant(m, Scalar(1));
+      mx.noalias() = x.transpose() * m_ones;
+      mx /= Scalar(m);
+    } else {
+      mx = x.colwise().mean().transpose().template cast<Scalar>();
+    }
     const Vector mz = z.colwise().mean().transpose().template cast<Scalar>();
-    const Matrix xc = x.template cast<Scalar>().rowwise() - mx.transpose();
-    const Matrix zc = z.template cast<Scalar>().rowwise() - mz.transpose();
-    Matrix sx = Matrix::Zero(xDim(), xDim());
-    sx.template selfadjointView<Eigen::Lower>().rankUpdate(xc.transpose());
-    sx.template triangularView<Eigen::StrictlyUpper>() = sx.transpose();
-    const Matrix sxz = xc.transpose() * zc;
-    combine(m, mx, mz, sx, sxz);
+    // The batch is centred on its own mean (the two-pass scatter within the batch: no
+    // cancellation for data with large means) into a work buffer of the input's storage order
+    // (a streaming copy, also for row-major NumPy/PyTorch batches), kept between calls so that
+    // a stream of batches allocates nothing after the first.
+    if constexpr (bool(DX::IsRowMajor)) {
+      centredScatter(x, mx, m_workXRowMajor, z, mz);
+    } else {
+      centredScatter(x, mx, m_workX, z, mz);
+    }
+    combine(m, mx, mz, m_batchX, m_batchXZ);
     return *this;
+  }
+
+  // m_batchX = XcᵀXc and m_batchXZ = XcᵀZc with Xc = x − 1mxᵀ (in `work`) and Zc = z − 1mzᵀ.
+  // The d×d product is a rank update of the lower triangle: Eigen 3.4 hands it to the BLAS
+  // ?syrk under EIGEN_USE_BLAS (GeneralMatrixMatrixTriangular_BLAS.h), half the multiply-adds
+  // of a full GEMM; the strictly upper triangle is then mirrored.
+  template <typename DX, typename Work, typename DZ>
+  void centredScatter(const Eigen::MatrixBase<DX>& x, const Vector& mx, Work& work, const Eigen::MatrixBase<DZ>& z,
+                      const Vector& mz) {
+    const Index m = x.rows(), d = xDim(), c = zDim();
+    if (work.rows() < m || work.cols() != d) work.resize(m, d);
+    auto xc = work.topRows(m);
+    xc.noalias() = x.template cast<Scalar>().rowwise() - mx.transpose();
+    m_batchX.setZero(d, d);
+    m_batchX.template selfadjointView<Eigen::Lower>().rankUpdate(xc.transpose());
+    m_batchX.template triangularView<Eigen::StrictlyUpper>() = m_batchX.transpose();
+    m_batchXZ.resize(d, c);
+    if (c > 0) {
+      if (m_workZ.rows() < m || m_workZ.cols() != c) m_workZ.resize(m, c);
+      auto zc = m_workZ.topRows(m);
+      zc.noalias() = z.template cast<Scalar>().rowwise() - mz.transpose();
+      m_batchXZ.noalias() = xc.transpose() * zc;
+    }
   }
 
   void combine(Index m, const Vector& mx, const Vector& mz, const Matrix& sx, const Matrix& sxz) {
@@ -184,6 +220,11 @@ class StreamingCovariance {
   Index m_count = 0;
   Vector m_meanX, m_meanZ;
   Matrix m_scatterX, m_scatterXZ;
+  // Work buffers of update (not part of the state): the centred batch (in the input's storage
+  // order) and z, and the batch's scatters.
+  Matrix m_workX, m_workZ, m_batchX, m_batchXZ;
+  Vector m_ones;
+  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> m_workXRowMajor;
 };
 
 /// Ledoit–Wolf-style linear shrinkage intensity α ∈ [0, 1] for a p×p covariance estimate S from
