@@ -96,7 +96,7 @@ class DistributedDenseOperator {
   Index m_first, m_global;
 };
 
-/// Wraps this rank's row block as a `DistributedDenseOperator` (by reference).
+/// Wraps this rank's row block as a `DistributedDenseOperator` (by reference; no communication).
 template <typename Derived>
 DistributedDenseOperator<Derived> makeDistributedOperator(const Eigen::MatrixBase<Derived>& local, Index firstRow,
                                                           Index globalRows) {
@@ -237,7 +237,8 @@ class DistributedRandomizedSVD {
   const Communicator& communicator() const { return m_comm; }
 
   /// Computes the decomposition from this rank's row block `local`; the first global row of
-  /// each rank is the sum of the row counts of the ranks before it (one allgather). Collective.
+  /// each rank is the sum of the row counts of the ranks before it (one allgather). Collective;
+  /// otherwise as `compute(local, firstRow)`.
   template <typename Derived>
   DistributedRandomizedSVD& compute(const Eigen::MatrixBase<Derived>& local) {
     resetCounters();
@@ -252,6 +253,8 @@ class DistributedRandomizedSVD {
   /// communicator calls it with the same settings; the blocks must tile [0, m) in rank order and
   /// have the same column count, and be finite — otherwise every rank throws `InvalidArgument`
   /// naming the offending ranks (different settings: `CollectiveError` on every rank).
+  /// Communication: 2q + 6 allreduces (m ≤ n) or 2q + 5 (m > n) of O(q(ℓ² + nℓ) + kP) values
+  /// in total, plus one allgather; exact counts in the class comment.
   template <typename Derived>
   DistributedRandomizedSVD& compute(const Eigen::MatrixBase<Derived>& local, Index firstRow) {
     resetCounters();
@@ -260,7 +263,8 @@ class DistributedRandomizedSVD {
 
   /// Computes the decomposition of a distributed operator (see `DistributedDenseOperator` for
   /// the concept). Collective; layout errors as for `compute`. Non-finite products throw
-  /// `InvalidArgument` on every rank.
+  /// `InvalidArgument` on every rank. Communication as `compute` (class comment); the operator's
+  /// own products must not communicate, or must do so identically on every rank.
   template <typename Op>
   DistributedRandomizedSVD& computeOperator(const Op& op) {
     static_assert(std::is_same<typename Op::Scalar, Scalar>::value,
