@@ -49,11 +49,14 @@ namespace mpi {
 /// every rank, because the projector's "first step does not track" flag is not in checkpoints;
 /// its later refreshes are shared out as above.
 ///
-/// Communication per step: one allreduce of one int and one hash allgather (8 bytes per rank)
-/// for the checks; per due layer one broadcast of an 8-byte length and one of Σ state bytes =
-/// the checkpoint size (≈ stateBytes(), the basis: ambient·r scalars per factor, plus ~200 bytes
-/// of settings, schedule and statistics) + r²·sizeof(Scalar) per factor. `bytesBroadcast()`
-/// reports the total of the last step.
+/// Communication per step: three allreduces of one int (the agreements after the shape checks,
+/// the refreshes and the loads; an allgather of the messages only when something failed) and
+/// one hash allgather (8 bytes per rank); per due layer one broadcast of an 8-byte length and
+/// one of its state: the checkpoint (≈ `stateBytes()`, i.e. ambient·r scalars per factor, plus
+/// ~200 bytes of settings, schedule, adaptive-gap window and statistics) + r²·sizeof(Scalar) per
+/// factor (the transitions) + 9 bytes. Bytes broadcast per step = Σ over the due layers of those
+/// state sizes, e.g. (m + r)·r·4 + ~200 for a float layer projected on its m side; refreshes
+/// cost O(Σ m·n·r / N) per rank. `bytesBroadcast()` reports the total of the last step.
 template <typename Basis>
 class DistributedRefresh {
  public:
