@@ -1,5 +1,8 @@
 // wproj command-line tool: `wproj subspace …` (estimators from .npy data) and `wproj edit`.
 #include "common.hpp"
+#include "sharded_job.hpp"
+
+#include <wproj/core/partition.hpp>
 
 #include <wproj/editing.hpp>
 
@@ -9,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 
 namespace wcli {
 namespace {
@@ -146,131 +150,225 @@ std::string biasNameFor(const std::string& weight) {
   return "";
 }
 
-void runEdit(const EditOptions& o) {
+/// FNV-1a of a matrix's bytes: the ranks of a sharded edit check that they hold the same basis.
+std::uint64_t fingerprint(const Mat& m) {
+  std::uint64_t h = 1469598103934665603ull;
+  const auto* p = reinterpret_cast<const unsigned char*>(m.data());
+  for (std::size_t i = 0; i < std::size_t(m.size()) * sizeof(double); ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h ^ std::uint64_t(m.rows()) * 31 ^ std::uint64_t(m.cols());
+}
+
+/// `wproj edit`. Under `mpirun -np N` (a group of N > 1 ranks) the tensors are assigned to ranks by
+/// bytes, largest first (a LEACE weight with the bias folded into it counts both); each rank edits
+/// or copies its tensors into its own shards; rank 0 names the shards, writes the index and swaps
+/// the folder in. All or nothing: a failure on any rank stops every rank with that rank's message
+/// and no output appears. Tensor values equal the one-process run's bits.
+void runEdit(const EditOptions& o, const RankGroup* group) {
   if (o.basis.empty() == o.leace.empty()) throw UsageError("give exactly one of --basis B.npy or --leace ERASER.safetensors");
   if (!(o.strength >= 0 && o.strength <= 1))
     throw UsageError("--strength " + std::to_string(o.strength) + ": expected a value in [0, 1]");
-  // Every output location is checked before any work.
-  const bool fileOut = checkOutputs(o.out, o.report);
-  const wproj::io::Checkpoint c(o.model);
-  std::vector<std::string> inputs = filesOf(c);
-  inputs.push_back(o.basis.empty() ? o.leace : o.basis);
-  checkNotAnInput(o.out, inputs, !fileOut, "-o");
-  if (!o.report.empty()) checkNotAnInput(o.report, inputs, false, "--report");
-  const std::regex re = compileRegex(o.tensors, "--tensors");
+  CollectiveStages stages(group);
+  const bool dist = stages.distributed();
+  const int rank = stages.rank(), ranks = stages.size();
   const bool output = o.side == "output";
+  bool fileOut = false;
+  std::unique_ptr<wproj::io::Checkpoint> ck;
   // The removal direction(s).
   wproj::Subspace<double> subspace;
   wproj::LeaceEraser<double> eraser;
-  wproj::Index ambient;
-  if (!o.basis.empty()) {
-    const Mat q = loadMatrix(o.basis, "--basis");
-    subspace = wproj::Subspace<double>::fromOrthonormal(q);
-    ambient = subspace.ambientDim();
-  } else {
-    if (!output) throw CliError("a LEACE eraser acts on the output side: use --side output");
-    eraser = loadEraser(o.leace);
-    ambient = eraser.dim();
-  }
-  // Plan: which tensors are edited; check every dimension before writing anything.
+  wproj::Index ambient = 0;
+  std::uint64_t directions = 0;
   std::vector<std::string> edited;
   std::map<std::string, std::string> biasOf;  // LEACE: weight -> bias tensor that is folded with it
   std::set<std::string> foldedBiases;
-  for (const auto& n : c.names()) {
-    if (!std::regex_search(n, re)) continue;
-    const auto& t = c.info(n);
-    if (!t.is2d() || !wproj::io::isConvertibleFloat(t.dtype)) continue;
-    const wproj::Index outDim = o.transposed ? t.cols() : t.rows(), inDim = o.transposed ? t.rows() : t.cols();
-    const wproj::Index need = output ? outDim : inDim;
-    if (need != ambient)
-      throw CliError("tensor '" + n + "' is " + std::to_string(t.rows()) + "x" + std::to_string(t.cols()) + ": its " +
-                     (output ? "output" : "input") + " dimension is " + std::to_string(need) + " but the " +
-                     (o.basis.empty() ? "eraser" : "basis") + " has dimension " + std::to_string(ambient) +
-                     (o.transposed ? "" : " (use --transposed for weights stored (in, out))"));
-    edited.push_back(n);
-    if (!o.leace.empty()) {
-      const std::string b = biasNameFor(n);
-      if (!b.empty() && c.contains(b) && c.info(b).count() == std::uint64_t(need)) {
-        biasOf[n] = b;
-        foldedBiases.insert(b);
+  stages.run("reading the model and the edit", [&]() {
+    // Every output location is checked before any work.
+    fileOut = checkOutputs(o.out, o.report);
+    if (dist && fileOut)
+      throw CliError("-o '" + o.out + "': an edit on " + std::to_string(ranks) +
+                     " ranks writes a sharded folder, one or more shards per rank; give a folder (-o DIR)");
+    ck = std::make_unique<wproj::io::Checkpoint>(o.model);
+    const wproj::io::Checkpoint& c = *ck;
+    std::vector<std::string> inputs = filesOf(c);
+    inputs.push_back(o.basis.empty() ? o.leace : o.basis);
+    checkNotAnInput(o.out, inputs, !fileOut, "-o");
+    if (!o.report.empty()) checkNotAnInput(o.report, inputs, false, "--report");
+    const std::regex re = compileRegex(o.tensors, "--tensors");
+    if (!o.basis.empty()) {
+      const Mat q = loadMatrix(o.basis, "--basis");
+      subspace = wproj::Subspace<double>::fromOrthonormal(q);
+      ambient = subspace.ambientDim();
+      directions = fingerprint(q);
+    } else {
+      if (!output) throw CliError("a LEACE eraser acts on the output side: use --side output");
+      eraser = loadEraser(o.leace);
+      ambient = eraser.dim();
+      directions = fingerprint(eraser.left()) ^ 3 * fingerprint(eraser.right()) ^ 7 * fingerprint(Mat(eraser.bias()));
+    }
+    // Plan: which tensors are edited; check every dimension before writing anything.
+    for (const auto& n : c.names()) {
+      if (!std::regex_search(n, re)) continue;
+      const auto& t = c.info(n);
+      if (!t.is2d() || !wproj::io::isConvertibleFloat(t.dtype)) continue;
+      const wproj::Index outDim = o.transposed ? t.cols() : t.rows(), inDim = o.transposed ? t.rows() : t.cols();
+      const wproj::Index need = output ? outDim : inDim;
+      if (need != ambient)
+        throw CliError("tensor '" + n + "' is " + std::to_string(t.rows()) + "x" + std::to_string(t.cols()) + ": its " +
+                       (output ? "output" : "input") + " dimension is " + std::to_string(need) + " but the " +
+                       (o.basis.empty() ? "eraser" : "basis") + " has dimension " + std::to_string(ambient) +
+                       (o.transposed ? "" : " (use --transposed for weights stored (in, out))"));
+      edited.push_back(n);
+      if (!o.leace.empty()) {
+        const std::string b = biasNameFor(n);
+        if (!b.empty() && c.contains(b) && c.info(b).count() == std::uint64_t(need)) {
+          biasOf[n] = b;
+          foldedBiases.insert(b);
+        }
       }
     }
+    if (edited.empty()) throw CliError("no 2-D floating-point tensor of " + o.model + " matches --tensors '" + o.tensors + "'");
+  });
+  const wproj::io::Checkpoint& c = *ck;
+  const std::vector<std::string>& names = c.names();
+  if (dist) {
+    // Every rank must see the same model and the same edit.
+    std::ostringstream fp;
+    fp << o.side << " " << o.strength << " " << o.transposed << " " << o.tensors << " " << o.maxShard << " " << directions;
+    for (const auto& n : names) fp << "\n" << n << " " << c.info(n).shapeString() << " " << c.info(n).dtypeString();
+    stages.requireSame(fp.str(), "edit or view of the model (options, basis or eraser, tensor names, shapes, dtypes)");
   }
-  if (edited.empty()) throw CliError("no 2-D floating-point tensor of " + o.model + " matches --tensors '" + o.tensors + "'");
+
+  // Which rank writes which tensor: by bytes, largest first (a folded bias goes with its weight).
+  std::vector<int> owner(names.size(), 0);
+  if (dist) {
+    std::map<std::string, std::size_t> index;
+    for (std::size_t k = 0; k < names.size(); ++k) index[names[k]] = k;
+    std::vector<double> cost(names.size(), 0.0);
+    for (std::size_t k = 0; k < names.size(); ++k) {
+      if (foldedBiases.count(names[k])) continue;
+      cost[k] = double(c.info(names[k]).bytes());
+      const auto it = biasOf.find(names[k]);
+      if (it != biasOf.end()) cost[k] += double(c.info(it->second).bytes());
+    }
+    owner = wproj::assignLargestFirst(cost, ranks);
+    for (const auto& kv : biasOf) owner[index[kv.second]] = owner[index[kv.first]];
+  }
+  auto owns = [&](std::size_t k) { return owner[k] == rank; };
+
+  // A folder output is written into a staging folder next to it and swapped in as a whole; under
+  // mpirun rank 0 creates it and every rank writes its shards into its own subfolder of it.
+  std::unique_ptr<wproj::io::AtomicFolder> folder;
+  std::string staging;
+  stages.run("creating the output folder", [&]() {
+    if (!fileOut && rank == 0) {
+      folder = std::make_unique<wproj::io::AtomicFolder>(o.out);
+      staging = folder->stagingPath();
+    }
+  });
+  stages.broadcast(staging, 0);
+  const std::string target = fileOut ? o.out : dist ? rankFolder(staging, rank) : staging;
 
   wproj::WeightEditor<double> editor(output ? wproj::WeightSide::Output : wproj::WeightSide::Input);
   editor.setTransposed(o.transposed).setStrength(o.strength);
-
-  std::unique_ptr<wproj::io::AtomicFolder> folder;
-  if (!fileOut) folder = std::make_unique<wproj::io::AtomicFolder>(o.out);
-  wproj::io::CheckpointWriter w(fileOut ? o.out : folder->stagingPath(), o.maxShard);
-  for (const auto& kv : c.metadata()) w.addMetadata(kv.first, kv.second);
-  for (const auto& n : c.names()) w.declare(c.info(n));  // same dtype (any, also an unknown one) and shape
-  w.begin();
-  nlohmann::json rep = nlohmann::json::array();
-  Progress progress(double(c.totalBytes()), "edit");
   const std::set<std::string> editSet(edited.begin(), edited.end());
-  std::cout << std::left << std::setw(40) << "tensor" << std::setw(14) << "shape" << std::setw(12) << "|W|"
-            << std::setw(12) << "|dW|" << "max |q^T W| before -> after\n";
-  for (const auto& n : c.names()) {
-    const auto& t = c.info(n);
-    if (foldedBiases.count(n)) continue;  // written with its weight
-    if (!editSet.count(n)) {
-      w.writeRaw(n, c.readerOf(n).rawData(t), std::size_t(t.bytes()));
+  double total = 0;
+  for (std::size_t k = 0; k < names.size(); ++k)
+    if (owns(k)) total += double(c.info(names[k]).bytes());
+  Progress progress(total, dist ? "edit (rank " + std::to_string(rank) + ")" : "edit");
+  nlohmann::json part = nlohmann::json::array();  // [index, report entry] of this rank's edited tensors
+  stages.run("editing", [&]() {
+    bool any = false;
+    for (std::size_t k = 0; k < names.size(); ++k) any = any || owns(k);
+    if (!any) return;
+    wproj::io::CheckpointWriter w(target, o.maxShard);
+    for (const auto& kv : c.metadata()) w.addMetadata(kv.first, kv.second);
+    for (std::size_t k = 0; k < names.size(); ++k)
+      if (owns(k)) w.declare(c.info(names[k]));  // same dtype (any, also an unknown one) and shape
+    w.begin();
+    for (std::size_t k = 0; k < names.size(); ++k) {
+      const std::string& n = names[k];
+      const auto& t = c.info(n);
+      if (!owns(k) || foldedBiases.count(n)) continue;  // a folded bias is written with its weight
+      if (!editSet.count(n)) {
+        w.writeRaw(n, c.readerOf(n).rawData(t), std::size_t(t.bytes()));
+        c.release(n);
+        progress.advance(double(t.bytes()), n);
+        continue;
+      }
+      Mat wt;
+      {
+        const auto v = c.view<double>(n);
+        copyTiled(wt, v.map());
+      }
+      wproj::EditReport r;
+      nlohmann::json entry = {{"name", n}, {"shape", t.shape}, {"dtype", t.dtypeString()}};
+      if (!o.leace.empty()) {
+        auto it = biasOf.find(n);
+        Vec b = it != biasOf.end() ? Vec(c.read<double>(it->second)) : Vec(Vec::Zero(ambient));
+        r = editor.applyInPlace(wt, b, eraser);
+        if (it != biasOf.end()) {
+          w.write(it->second, b);
+          c.release(it->second);
+          entry["bias"] = it->second;
+        } else if (eraser.affine()) {
+          entry["warning"] = "no bias tensor: the mean term (I - P) mu of the affine eraser could not be folded";
+          std::cerr << "wproj: warning: tensor '" << n << "' has no bias; only W <- P W was applied\n";
+        }
+      } else {
+        r = editor.applyInPlace(wt, subspace);
+      }
+      w.write(n, wt);
       c.release(n);
       progress.advance(double(t.bytes()), n);
-      continue;
+      entry["weight_norm"] = r.weightNorm;
+      entry["delta_norm"] = r.deltaNorm;
+      entry["max_direction_norm_before"] = r.normBefore.size() ? r.normBefore.maxCoeff() : 0.0;
+      entry["max_direction_norm_after"] = r.normAfter.size() ? r.normAfter.maxCoeff() : 0.0;
+      if (dist) entry["rank"] = rank;
+      part.push_back({k, entry});
     }
-    Mat wt;
-    {
-      const auto v = c.view<double>(n);
-      copyTiled(wt, v.map());
-    }
-    wproj::EditReport r;
-    nlohmann::json entry = {{"name", n}, {"shape", t.shape}, {"dtype", t.dtypeString()}};
-    if (!o.leace.empty()) {
-      auto it = biasOf.find(n);
-      Vec b = it != biasOf.end() ? Vec(c.read<double>(it->second)) : Vec(Vec::Zero(ambient));
-      r = editor.applyInPlace(wt, b, eraser);
-      if (it != biasOf.end()) {
-        w.write(it->second, b);
-        c.release(it->second);
-        entry["bias"] = it->second;
-      } else if (eraser.affine()) {
-        entry["warning"] = "no bias tensor: the mean term (I - P) mu of the affine eraser could not be folded";
-        std::cerr << "wproj: warning: tensor '" << n << "' has no bias; only W <- P W was applied\n";
-      }
-    } else {
-      r = editor.applyInPlace(wt, subspace);
-    }
-    w.write(n, wt);
-    c.release(n);
-    progress.advance(double(t.bytes()), n);
-    const double before = r.normBefore.size() ? r.normBefore.maxCoeff() : 0.0;
-    const double after = r.normAfter.size() ? r.normAfter.maxCoeff() : 0.0;
-    entry["weight_norm"] = r.weightNorm;
-    entry["delta_norm"] = r.deltaNorm;
-    entry["max_direction_norm_before"] = before;
-    entry["max_direction_norm_after"] = after;
-    rep.push_back(entry);
-    std::cout << std::setw(40) << n << std::setw(14) << (std::to_string(t.rows()) + "x" + std::to_string(t.cols()))
-              << std::setw(12) << std::setprecision(5) << r.weightNorm << std::setw(12) << r.deltaNorm << before << " -> "
-              << after << "\n";
-  }
-  w.commit();
-  if (folder) folder->commit();
+    w.commit();
+  });
+  // Rank 0 collects every rank's report entries, in the model's tensor order.
+  std::map<std::size_t, nlohmann::json> byIndex;
+  for (const auto& s : stages.allgather(part.dump()))
+    for (const auto& e : nlohmann::json::parse(s)) byIndex[e[0].get<std::size_t>()] = e[1];
+  stages.run("writing the index and committing the output", [&]() {
+    if (rank != 0) return;
+    if (dist) assembleShards(staging, ranks);
+    if (folder) folder->commit();
+  });
   progress.finish();
-  std::cout << "edited " << edited.size() << " of " << c.names().size() << " tensors (" << o.side << " side, strength "
-            << o.strength << "); wrote " << o.out << "\n";
+  if (rank != 0) return;
+  nlohmann::json rep = nlohmann::json::array();
+  std::cout << std::left << std::setw(40) << "tensor" << std::setw(14) << "shape" << std::setw(12) << "|W|"
+            << std::setw(12) << "|dW|" << "max |q^T W| before -> after\n";
+  for (const auto& kv : byIndex) {
+    const nlohmann::json& e = kv.second;
+    const auto& t = c.info(e["name"].get<std::string>());
+    std::cout << std::setw(40) << e["name"].get<std::string>() << std::setw(14)
+              << (std::to_string(t.rows()) + "x" + std::to_string(t.cols())) << std::setw(12) << std::setprecision(5)
+              << e["weight_norm"].get<double>() << std::setw(12) << e["delta_norm"].get<double>()
+              << e["max_direction_norm_before"].get<double>() << " -> " << e["max_direction_norm_after"].get<double>() << "\n";
+    rep.push_back(e);
+  }
+  std::cout << "edited " << edited.size() << " of " << names.size() << " tensors (" << o.side << " side, strength "
+            << o.strength << ")" << (dist ? " on " + std::to_string(ranks) + " ranks" : "") << "; wrote " << o.out << "\n";
   if (!o.report.empty()) {
-    const std::string s = nlohmann::json({{"model", o.model}, {"side", o.side}, {"strength", o.strength}, {"tensors", rep}}).dump(2) + "\n";
-    writeReport(o.report, s);
+    nlohmann::json j = {{"model", o.model}, {"side", o.side}, {"strength", o.strength}, {"tensors", rep}};
+    if (dist) {
+      j["ranks"] = ranks;
+      j["stages"] = stages.report();
+    }
+    writeReport(o.report, j.dump(2) + "\n");
   }
 }
 
 }  // namespace
 
-void addEditCommands(CLI::App& app) {
+void addEditCommands(CLI::App& app, const RankGroup* group) {
+  static const RankGroup* ranks = nullptr;
+  ranks = group;
   static SubspaceOptions so;
   auto* sub = app.add_subcommand("subspace", "Estimate a subspace to remove from .npy data (editing estimators)");
   sub->require_subcommand(1);
@@ -334,8 +432,11 @@ void addEditCommands(CLI::App& app) {
   e->add_option("-o,--out", eo.out, "output .safetensors file, or a folder")->required();
   e->footer(
       "Example:\n  wproj edit model.safetensors --basis toxic_basis.npy --tensors 'mlp\\.down_proj\\.weight' "
-      "--side output -o detoxed.safetensors\n");
-  e->callback([]() { runEdit(eo); });
+      "--side output -o detoxed.safetensors\n"
+      "Under MPI (a wproj built with Open MPI): mpirun -np N wproj edit MODEL ... -o DIR shards the tensors over\n"
+      "the ranks (by bytes, largest first); each rank writes its shards, rank 0 the index; all or nothing;\n"
+      "the same tensor bytes as one process. -o must be a folder on a file system every rank shares.\n");
+  e->callback([]() { runEdit(eo, ranks); });
 }
 
 }  // namespace wcli

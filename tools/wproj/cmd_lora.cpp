@@ -3,6 +3,9 @@
 // adapter merged in, or taken out).
 #include "common.hpp"
 #include "peft_adapter.hpp"
+#include "sharded_job.hpp"
+
+#include <wproj/core/partition.hpp>
 
 #include <wproj/lowrank/lora.hpp>
 #include <wproj/version.hpp>
@@ -40,8 +43,18 @@ class TempFile {
     }
     if (m_fd < 0) throw CliError("cannot create a temporary file in '" + dir + "'");
   }
+  /// A named file `path` (created, or opened read-only when `readOnly`): under mpirun each rank
+  /// other than 0 keeps its factors in one inside the staging folder, where rank 0 reads them.
+  TempFile(const std::string& path, bool readOnly) {
+    m_fd = readOnly ? ::open(path.c_str(), O_RDONLY | O_CLOEXEC) : ::open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+    if (m_fd < 0) throw CliError("cannot " + std::string(readOnly ? "open" : "create") + " the factor file '" + path + "'");
+  }
   ~TempFile() {
     if (m_fd >= 0) ::close(m_fd);
+  }
+  /// Makes what was appended durable and visible to other processes (a shared file system).
+  void flush() {
+    if (::fsync(m_fd) != 0) throw CliError("writing the factor file failed (fsync)");
   }
   TempFile(const TempFile&) = delete;
   TempFile& operator=(const TempFile&) = delete;
@@ -303,21 +316,66 @@ void validateExtract(const ExtractOptions& o) {
   if (o.hasBudget) parseSize(o.budget, "--budget");
 }
 
-void runExtract(const ExtractOptions& o) {
+/// The fields of an Entry a rank sends to the others once it has extracted it (JSON keeps the
+/// doubles' bits: nlohmann::json writes the shortest text that reads back to the same double).
+nlohmann::json entryState(std::size_t k, const Entry& e) {
+  return {k, e.action, e.note, e.rank, e.requested, e.allocated, e.normSq, e.errorSq, e.keptEnergy, e.scale, e.alpha,
+          e.randomized, e.clamped, e.rowsB, e.colsA, e.bytes, e.offB, e.offA, e.bytesB, e.bytesA};
+}
+
+void setEntryState(Entry& e, const nlohmann::json& j) {
+  e.action = j[1].get<std::string>();
+  e.note = j[2].get<std::string>();
+  e.rank = j[3].get<wproj::Index>();
+  e.requested = j[4].get<wproj::Index>();
+  e.allocated = j[5].get<wproj::Index>();
+  e.normSq = j[6].get<double>();
+  e.errorSq = j[7].get<double>();
+  e.keptEnergy = j[8].get<double>();
+  e.scale = j[9].get<double>();
+  e.alpha = j[10].get<double>();
+  e.randomized = j[11].get<bool>();
+  e.clamped = j[12].get<bool>();
+  e.rowsB = j[13].get<wproj::Index>();
+  e.colsA = j[14].get<wproj::Index>();
+  e.bytes = j[15].get<std::uint64_t>();
+  e.offB = j[16].get<std::uint64_t>();
+  e.offA = j[17].get<std::uint64_t>();
+  e.bytesB = j[18].get<std::uint64_t>();
+  e.bytesA = j[19].get<std::uint64_t>();
+}
+
+/// Where rank `r` (> 0) of a sharded extraction keeps its factors.
+std::string factorFile(const std::string& staging, int r) { return staging + "/.rank-" + std::to_string(r) + ".factors"; }
+
+/// `wproj extract-lora`. Under `mpirun -np N` (a group of N > 1 ranks) the decomposed tensors are
+/// assigned to ranks by bytes, largest first; each rank extracts its tensors into a factor file in
+/// the staging folder; with --budget the ranks first compute their spectra, rank 0 shares out the
+/// budget and sends each rank its tensors' ranks. Rank 0 then writes the one adapter file (PEFT
+/// loads a single adapter_model.safetensors) from every rank's factors, and the config. All or
+/// nothing across ranks; the adapter equals the one-process run's bytes.
+void runExtract(const ExtractOptions& o, const RankGroup* group) {
   validateExtract(o);
+  CollectiveStages stages(group);
+  const bool dist = stages.distributed();
+  const int rank = stages.rank(), ranks = stages.size();
+  std::unique_ptr<wio::Checkpoint> basePtr, ftPtr;
+  std::vector<Entry> entries;
+  std::regex toSave;
+  stages.run("reading the models", [&]() {
   checkLocalModel(o.base, "--base");
   checkLocalModel(o.model, "--model");
   checkOutputs(o.out, o.report, FolderKind::Adapter);
-  const wio::Checkpoint base(o.base), ft(o.model);
+  basePtr = std::make_unique<wio::Checkpoint>(o.base);
+  ftPtr = std::make_unique<wio::Checkpoint>(o.model);
+  const wio::Checkpoint &base = *basePtr, &ft = *ftPtr;
   std::vector<std::string> inputs = filesOf(base), more = filesOf(ft);
   inputs.insert(inputs.end(), more.begin(), more.end());
   checkNotAnInput(o.out, inputs, true, "-o");
   if (!o.report.empty()) checkNotAnInput(o.report, inputs, false, "--report");
   const std::regex include = compileRegex(o.include.empty() ? "." : o.include, "--include");
   const std::regex exclude = compileRegex(o.exclude.empty() ? "$^" : o.exclude, "--exclude");
-  const std::regex toSave = compileRegex(o.modulesToSave.empty() ? "$^" : o.modulesToSave, "--modules-to-save");
-  const bool dbl = o.computeDtype == "float64";
-  const std::uint64_t budget = o.hasBudget ? parseSize(o.budget, "--budget") : 0;
+  toSave = compileRegex(o.modulesToSave.empty() ? "$^" : o.modulesToSave, "--modules-to-save");
 
   // Both models hold the same tensors with the same shapes; non-float tensors are equal.
   std::vector<std::string> onlyBase, onlyFt;
@@ -331,7 +389,6 @@ void runExtract(const ExtractOptions& o) {
     throw CliError("tensor " + listSome(onlyFt) + " of --model " + o.model + " is not in --base " + o.base + " (the models must have the same tensors)");
 
   // Plan: which tensors are decomposed, which are biases or whole-tensor candidates.
-  std::vector<Entry> entries;
   for (const auto& n : ft.names()) {
     const auto& tb = base.info(n);
     const auto& tf = ft.info(n);
@@ -363,18 +420,75 @@ void runExtract(const ExtractOptions& o) {
     e.dtype = o.dtype.empty() ? (wio::isConvertibleFloat(tf.dtype) ? tf.dtype : wio::DType::F32) : wio::dtypeFromString(o.dtype);
     entries.push_back(std::move(e));
   }
+  });
+  const wio::Checkpoint &base = *basePtr, &ft = *ftPtr;
+  const bool dbl = o.computeDtype == "float64";
+  const std::uint64_t budget = o.hasBudget ? parseSize(o.budget, "--budget") : 0;
+  if (dist) {
+    // Every rank must run the same extraction on the same view of the models.
+    std::ostringstream fp;
+    fp << o.rank << " " << o.maxRank << " " << o.energy << " " << o.relError << " " << o.svEpsilon << " " << o.alpha << " "
+       << o.budget << " " << o.include << " " << o.exclude << " " << o.modulesToSave << " " << o.split << " " << o.dtype
+       << " " << o.computeDtype << " " << o.embeddings << o.skipUndecomposable << " " << o.seed << " " << o.hasRank
+       << o.hasEnergy << o.hasRelError << o.hasSvEpsilon << o.hasBudget << o.hasAlpha << o.hasMaxRank;
+    for (const auto& e : entries)
+      fp << "\n" << e.name << " " << base.info(e.name).dtypeString() << " " << ft.info(e.name).dtypeString() << " "
+         << ft.info(e.name).shapeString() << " " << e.action;
+    stages.requireSame(fp.str(), "extraction options or view of the models (tensor names, shapes, dtypes)");
+  }
 
+  // Which rank decomposes which tensor: by bytes, largest first. Rank 0 also does everything else.
+  std::vector<int> owner(entries.size(), 0);
+  if (dist) {
+    std::vector<double> cost;
+    std::vector<std::size_t> at;
+    for (std::size_t k = 0; k < entries.size(); ++k)
+      if (entries[k].action == "decompose") {
+        cost.push_back(double(ft.info(entries[k].name).bytes()));
+        at.push_back(k);
+      }
+    const std::vector<int> who = wproj::assignLargestFirst(cost, ranks);
+    for (std::size_t i = 0; i < at.size(); ++i) owner[at[i]] = who[i];
+  }
+  // The tensors this rank decomposes (fixed before their actions change).
+  std::vector<char> mine(entries.size(), 0);
+  for (std::size_t k = 0; k < entries.size(); ++k) mine[k] = entries[k].action == "decompose" && owner[k] == rank;
+
+  std::unique_ptr<wio::AtomicFolder> folder;
+  std::string staging;
+  stages.run("creating the output folder", [&]() {
+    if (rank == 0) {
+      folder = std::make_unique<wio::AtomicFolder>(o.out);
+      staging = folder->stagingPath();
+    }
+  });
+  stages.broadcast(staging, 0);
+  std::unique_ptr<TempFile> spill;
   std::uint64_t work = 0;
-  for (const auto& e : entries)
-    if (e.action == "decompose") work += ft.info(e.name).bytes();
-  wio::AtomicFolder folder(o.out);
-  TempFile spill(folder.stagingPath());
-  Progress progress(double(work), "extract-lora");
-  Extractor ex(o, base, ft, spill, progress);
+  for (std::size_t k = 0; k < entries.size(); ++k)
+    if (mine[k]) work += ft.info(entries[k].name).bytes();
+  Progress progress(double(work), dist ? "extract-lora (rank " + std::to_string(rank) + ")" : "extract-lora");
+  stages.run("opening the factor file", [&]() {
+    spill = rank == 0 ? std::make_unique<TempFile>(staging) : std::make_unique<TempFile>(factorFile(staging, rank), false);
+  });
+  Extractor ex(o, base, ft, *spill, progress);
 
-  // Resolves biases and whole tensors once the adapted modules are known.
+  // After the extraction: every rank's decomposed entries, on every rank.
+  auto exchange = [&]() {
+    if (!dist) return;
+    nlohmann::json part = nlohmann::json::array();
+    for (std::size_t k = 0; k < entries.size(); ++k)
+      if (mine[k]) part.push_back(entryState(k, entries[k]));
+    for (const auto& s : stages.allgather(part.dump()))
+      for (const auto& j : nlohmann::json::parse(s)) setEntryState(entries[j[0].get<std::size_t>()], j);
+  };
+
+  // Resolves biases and whole tensors once the adapted modules are known (rank 0).
   bool loraOnly = false;
-  auto resolveWhole = [&](const std::set<std::string>& targeted) {
+  auto resolveWhole = [&]() {
+    std::set<std::string> targeted;
+    for (const auto& e : entries)
+      if (e.action == "lora" || e.action == "budgeted") targeted.insert(e.module);
     for (auto& e : entries) {
       if (e.action == "bias?") {
         const bool changed = differs(base, ft, e.name);
@@ -400,76 +514,141 @@ void runExtract(const ExtractOptions& o) {
   };
 
   nlohmann::json budgetJson;
-  if (!o.hasBudget) {
-    std::set<std::string> targeted;
-    for (auto& e : entries) {
-      if (e.action != "decompose") continue;
+  std::vector<std::size_t> budgeted;  // --budget: the entries with a non-zero spectrum, in order
+  if (o.hasBudget) {
+    // Pass 1: the spectra of this rank's tensors.
+    std::vector<wproj::LoraSpectrum> spectra(entries.size());
+    stages.run("computing the spectra", [&]() {
+      for (std::size_t k = 0; k < entries.size(); ++k) {
+        if (!mine[k]) continue;
+        Entry& e = entries[k];
+        if (sameBytes(base, ft, e.name)) {
+          e.action = "unchanged";
+          progress.advance(double(ft.info(e.name).bytes()), e.name);
+          continue;
+        }
+        spectra[k] = dbl ? ex.spectrum<double>(e) : ex.spectrum<float>(e);
+        if (spectra[k].normSq == 0) {
+          e.action = "unchanged";
+          progress.advance(0.5 * double(ft.info(e.name).bytes()), e.name);
+          continue;
+        }
+        e.action = "budgeted";
+      }
+    });
+    if (dist) {
+      // Every spectrum to every rank, as raw bytes (the allocation must see the same doubles).
+      std::string part;
+      auto put = [&part](const void* p, std::size_t n) { part.append(static_cast<const char*>(p), n); };
+      for (std::size_t k = 0; k < entries.size(); ++k) {
+        if (!mine[k]) continue;
+        const wproj::LoraSpectrum& sp = spectra[k];
+        const std::uint64_t head[4] = {k, entries[k].action == "budgeted" ? 1u : 0u, std::uint64_t(sp.rows), std::uint64_t(sp.cols)};
+        const std::uint64_t count = std::uint64_t(sp.sigma.size());
+        put(head, sizeof head);
+        put(&sp.normSq, sizeof sp.normSq);
+        put(&count, sizeof count);
+        put(sp.sigma.data(), std::size_t(count) * sizeof(double));
+      }
+      for (const std::string& s : stages.allgather(part)) {
+        for (std::size_t at = 0; at < s.size();) {
+          std::uint64_t head[4], count = 0;
+          std::memcpy(head, s.data() + at, sizeof head);
+          at += sizeof head;
+          wproj::LoraSpectrum& sp = spectra[std::size_t(head[0])];
+          entries[std::size_t(head[0])].action = head[1] ? "budgeted" : "unchanged";
+          sp.rows = wproj::Index(head[2]);
+          sp.cols = wproj::Index(head[3]);
+          std::memcpy(&sp.normSq, s.data() + at, sizeof sp.normSq);
+          at += sizeof sp.normSq;
+          std::memcpy(&count, s.data() + at, sizeof count);
+          at += sizeof count;
+          sp.sigma.resize(Eigen::Index(count));
+          std::memcpy(sp.sigma.data(), s.data() + at, std::size_t(count) * sizeof(double));
+          at += std::size_t(count) * sizeof(double);
+        }
+      }
+    }
+    for (std::size_t k = 0; k < entries.size(); ++k)
+      if (entries[k].action == "budgeted") budgeted.push_back(k);
+    // Rank 0 shares out the budget less the whole tensors (allocateLoraBudget) and sends the ranks.
+    std::string ranksText;
+    stages.run("sharing out the budget", [&]() {
+      if (rank != 0) return;
+      std::vector<wproj::LoraBudgetItem> items;
+      for (std::size_t k : budgeted) {
+        wproj::LoraBudgetItem it;
+        it.spectrum = spectra[k];
+        it.bytesPerRank = std::uint64_t(it.spectrum.rows + it.spectrum.cols) * wio::dtypeSize(entries[k].dtype);
+        items.push_back(it);
+      }
+      resolveWhole();
+      std::uint64_t whole = 0, floor = 0;
+      for (const auto& e : entries) whole += e.bytes;
+      for (const auto& it : items) floor += it.bytesPerRank * (it.spectrum.sigma.size() > 0 ? 1 : 0);
+      if (whole + floor > budget)
+        throw CliError("--budget " + o.budget + " (" + std::to_string(budget) + " bytes) is too small: rank 1 for each of the " +
+                       std::to_string(items.size()) + " adapted tensors needs " + std::to_string(floor) + " bytes, plus " +
+                       std::to_string(whole) + " bytes of whole tensors (modules_to_save, biases): at least " +
+                       std::to_string(whole + floor) + " bytes (" + humanBytes(double(whole + floor)) + ")");
+      const wproj::LoraAllocation alloc = wproj::allocateLoraBudget(items, budget - whole);
+      nlohmann::json r = nlohmann::json::array();
+      for (std::size_t i = 0; i < budgeted.size(); ++i) {
+        entries[budgeted[i]].allocated = alloc.ranks[i];
+        r.push_back(alloc.ranks[i]);
+      }
+      ranksText = r.dump();
+      budgetJson = {{"budget_bytes", budget},
+                    {"whole_tensor_bytes", whole},
+                    {"factor_bytes_allocated", alloc.bytes},
+                    {"allocation", alloc.exact ? "exact" : "greedy"},
+                    {"predicted_error_sq", alloc.errorSq}};
+    });
+    stages.broadcast(ranksText, 0);
+    if (rank != 0) {
+      const nlohmann::json r = nlohmann::json::parse(ranksText);
+      for (std::size_t i = 0; i < budgeted.size(); ++i) entries[budgeted[i]].allocated = r[i].get<wproj::Index>();
+    }
+  }
+  // Pass 2 (or the only pass): this rank's factors, at the allocated ranks with --budget.
+  stages.run("extracting", [&]() {
+    for (std::size_t k = 0; k < entries.size(); ++k) {
+      if (!mine[k]) continue;
+      Entry& e = entries[k];
+      if (o.hasBudget) {
+        if (e.action == "budgeted") dbl ? ex.extract<double>(e, e.allocated) : ex.extract<float>(e, e.allocated);
+        continue;
+      }
       if (sameBytes(base, ft, e.name)) {
         e.action = "unchanged";
         progress.advance(double(ft.info(e.name).bytes()), e.name);
         continue;
       }
       dbl ? ex.extract<double>(e, -1) : ex.extract<float>(e, -1);
-      if (e.action == "lora") targeted.insert(e.module);
     }
-    resolveWhole(targeted);
-  } else {
-    // Pass 1: spectra; the budget less the whole tensors is shared out by allocateLoraBudget.
-    std::vector<std::size_t> idx;
-    std::vector<wproj::LoraBudgetItem> items;
-    std::set<std::string> targeted;
-    for (std::size_t i = 0; i < entries.size(); ++i) {
-      Entry& e = entries[i];
-      if (e.action != "decompose") continue;
-      if (sameBytes(base, ft, e.name)) {
-        e.action = "unchanged";
-        progress.advance(double(ft.info(e.name).bytes()), e.name);
-        continue;
-      }
-      wproj::LoraBudgetItem it;
-      it.spectrum = dbl ? ex.spectrum<double>(e) : ex.spectrum<float>(e);
-      if (it.spectrum.normSq == 0) {
-        e.action = "unchanged";
-        progress.advance(0.5 * double(ft.info(e.name).bytes()), e.name);
-        continue;
-      }
-      it.bytesPerRank = std::uint64_t(it.spectrum.rows + it.spectrum.cols) * wio::dtypeSize(e.dtype);
-      items.push_back(it);
-      idx.push_back(i);
-      targeted.insert(e.module);
-    }
-    resolveWhole(targeted);
-    std::uint64_t whole = 0, floor = 0;
-    for (const auto& e : entries) whole += e.bytes;
-    for (const auto& it : items) floor += it.bytesPerRank * (it.spectrum.sigma.size() > 0 ? 1 : 0);
-    if (whole + floor > budget)
-      throw CliError("--budget " + o.budget + " (" + std::to_string(budget) + " bytes) is too small: rank 1 for each of the " +
-                     std::to_string(items.size()) + " adapted tensors needs " + std::to_string(floor) + " bytes, plus " +
-                     std::to_string(whole) + " bytes of whole tensors (modules_to_save, biases): at least " +
-                     std::to_string(whole + floor) + " bytes (" + humanBytes(double(whole + floor)) + ")");
-    const wproj::LoraAllocation alloc = wproj::allocateLoraBudget(items, budget - whole);
-    // Pass 2: extraction at the allocated ranks.
-    double achieved = 0, total = 0;
-    for (std::size_t k = 0; k < idx.size(); ++k) {
-      Entry& e = entries[idx[k]];
-      e.allocated = alloc.ranks[k];
-      dbl ? ex.extract<double>(e, alloc.ranks[k]) : ex.extract<float>(e, alloc.ranks[k]);
-      achieved += e.errorSq;
-      total += e.normSq;
-    }
-    budgetJson = {{"budget_bytes", budget},
-                  {"whole_tensor_bytes", whole},
-                  {"factor_bytes_allocated", alloc.bytes},
-                  {"allocation", alloc.exact ? "exact" : "greedy"},
-                  {"predicted_error_sq", alloc.errorSq},
-                  {"achieved_error_sq", achieved},
-                  {"predicted_relative_error", total > 0 ? std::sqrt(alloc.errorSq / total) : 0.0},
-                  {"achieved_relative_error", total > 0 ? std::sqrt(achieved / total) : 0.0}};
-  }
+    if (rank > 0) spill->flush();
+  });
+  exchange();
   progress.finish();
+  if (o.hasBudget && rank == 0) {
+    double achieved = 0, total = 0;
+    for (std::size_t k : budgeted) {
+      achieved += entries[k].errorSq;
+      total += entries[k].normSq;
+    }
+    const double predicted = budgetJson["predicted_error_sq"].get<double>();
+    budgetJson["achieved_error_sq"] = achieved;
+    budgetJson["predicted_relative_error"] = total > 0 ? std::sqrt(predicted / total) : 0.0;
+    budgetJson["achieved_relative_error"] = total > 0 ? std::sqrt(achieved / total) : 0.0;
+  }
 
-  // The config: r = the most common rank, rank_pattern/alpha_pattern for the others.
+  // Rank 0 writes the adapter (one file: factors from every rank's factor file, whole tensors from
+  // the fine-tuned model) and the config, and swaps the folder in.
   AdapterConfig cfg;
+  stages.run("writing the adapter", [&]() {
+  if (rank != 0) return;
+  if (!o.hasBudget) resolveWhole();
+  // The config: r = the most common rank, rank_pattern/alpha_pattern for the others.
   cfg.baseModel = o.base;
   std::map<wproj::Index, int> count;
   std::set<std::string> saveModules;
@@ -499,9 +678,16 @@ void runExtract(const ExtractOptions& o) {
   cfg.modulesToSave.assign(saveModules.begin(), saveModules.end());
   cfg.bias = loraOnly ? "lora_only" : "none";
 
-  // The adapter file: factors from the temporary file, whole tensors from the fine-tuned model.
+  // The adapter file: factors from the factor files, whole tensors from the fine-tuned model.
   {
-    wio::SafetensorsWriter w(folder.stagingPath() + "/" + kAdapterWeights);
+    std::map<int, std::unique_ptr<TempFile>> others;  // the factor files of ranks > 0
+    auto factorsOf = [&](std::size_t k) -> const TempFile& {
+      if (owner[k] == 0) return *spill;
+      auto& f = others[owner[k]];
+      if (!f) f = std::make_unique<TempFile>(factorFile(staging, owner[k]), true);
+      return *f;
+    };
+    wio::SafetensorsWriter w(staging + "/" + kAdapterWeights);
     w.addMetadata("format", "pt").addMetadata("created_by", "wproj " WPROJ_VERSION_STRING);
     auto key = [](const std::string& s) { return std::string(kPeftPrefix) + s; };
     for (const auto& e : entries) {
@@ -517,8 +703,10 @@ void runExtract(const ExtractOptions& o) {
     }
     w.begin();
     std::vector<unsigned char> buf;
-    for (const auto& e : entries) {
+    for (std::size_t k = 0; k < entries.size(); ++k) {
+      const Entry& e = entries[k];
       if (e.action == "lora") {
+        const TempFile& spill = factorsOf(k);
         const std::string a = e.embedding ? ".lora_embedding_A" : ".lora_A.weight";
         const std::string b = e.embedding ? ".lora_embedding_B" : ".lora_B.weight";
         buf.resize(std::size_t(e.bytesA));
@@ -538,10 +726,14 @@ void runExtract(const ExtractOptions& o) {
   }
   {
     const std::string text = cfg.toJson().dump(2) + "\n";
-    wio::AtomicFile f(folder.stagingPath() + "/" + kAdapterConfig);
+    wio::AtomicFile f(staging + "/" + kAdapterConfig);
     f.write(text.data(), text.size());
     f.commit();
   }
+  for (int r = 1; r < ranks; ++r) ::unlink(factorFile(staging, r).c_str());
+  folder->commit();
+  });
+  if (rank != 0) return;
 
   // Report and summary.
   nlohmann::json j;
@@ -583,13 +775,17 @@ void runExtract(const ExtractOptions& o) {
       normSq += e.normSq;
     }
     if (!e.note.empty()) t["note"] = e.note;
+    if (dist && (e.action == "lora" || e.action == "dropped")) t["mpi_rank"] = owner[std::size_t(&e - entries.data())];
     j["tensors"].push_back(t);
   }
   j["adapter_bytes"] = bytes;
   j["relative_error"] = normSq > 0 ? std::sqrt(errSq / normSq) : 0.0;
   if (o.hasBudget) j["budget"] = budgetJson;
   j["seconds"] = progress.seconds();
-  folder.commit();
+  if (dist) {
+    j["mpi_ranks"] = ranks;
+    j["stages"] = stages.report();
+  }
   if (!o.report.empty()) writeReport(o.report, j.dump(2) + "\n");
 
   std::size_t width = 6;
@@ -718,7 +914,9 @@ void runApply(const ApplyOptions& o) {
 
 }  // namespace
 
-void addLoraCommands(CLI::App& app) {
+void addLoraCommands(CLI::App& app, const RankGroup* group) {
+  static const RankGroup* ranks = nullptr;
+  ranks = group;
   static ExtractOptions eo;
   auto* e = app.add_subcommand("extract-lora",
                                "Extract a PEFT LoRA adapter (truncated SVD of each task vector) from a base and a fine-tuned checkpoint");
@@ -749,7 +947,11 @@ void addLoraCommands(CLI::App& app) {
       "Examples:\n"
       "  wproj extract-lora --base llama --model llama-chat -o adapter --rank 32\n"
       "  wproj extract-lora --base base.safetensors --model ft.safetensors -o adapter --energy 0.9 --max-rank 128\n"
-      "  wproj extract-lora --base base --model ft -o adapter --budget 200MB --report lora.json\n");
+      "  wproj extract-lora --base base --model ft -o adapter --budget 200MB --report lora.json\n"
+      "Under MPI (a wproj built with Open MPI): mpirun -np N wproj extract-lora ... shares the decomposed tensors\n"
+      "out over the ranks (by bytes, largest first; --budget from every rank's spectra); rank 0 writes the adapter\n"
+      "from every rank's factors; all or nothing; the same adapter bytes as one process. The output folder must\n"
+      "be on a file system every rank shares.\n");
   e->callback([oRank, oEnergy, oRel, oSv, oBudget, oMax, oAlpha]() {
     eo.hasRank = oRank->count() > 0;
     eo.hasEnergy = oEnergy->count() > 0;
@@ -758,7 +960,7 @@ void addLoraCommands(CLI::App& app) {
     eo.hasBudget = oBudget->count() > 0;
     eo.hasMaxRank = oMax->count() > 0;
     eo.hasAlpha = oAlpha->count() > 0;
-    runExtract(eo);
+    runExtract(eo, ranks);
   });
 
   static ApplyOptions ao;

@@ -5,6 +5,7 @@
 #include "common.hpp"
 #include "merge_command.hpp"
 #include "peft_adapter.hpp"
+#include "sharded_job.hpp"
 
 #include <wproj/core/partition.hpp>
 #include <wproj/merging.hpp>
@@ -1355,80 +1356,13 @@ std::string valueText(const Setting& s) {
 
 }  // namespace
 
-namespace {
-
-/// Rank 0 of a sharded merge: moves every rank's shards (`.rank-R/` folders in the staging folder,
-/// each rank's files in its own order) to the staging folder as model-0000i-of-0000N.safetensors
-/// (model.safetensors when there is one), and writes the index from their headers.
-void assembleShards(const std::string& staging, int ranks) {
-  std::vector<std::string> shards;
-  for (int r = 0; r < ranks; ++r) {
-    const std::string dir = staging + "/.rank-" + std::to_string(r);
-    if (!wproj::io::detail::isDirectory(dir)) continue;
-    std::vector<std::string> names = wproj::io::detail::listDirectory(dir);
-    std::sort(names.begin(), names.end());
-    for (const auto& n : names)
-      if (wproj::io::detail::endsWith(n, ".safetensors")) shards.push_back(dir + "/" + n);
-  }
-  nlohmann::json weights = nlohmann::json::object();
-  std::uint64_t total = 0;
-  for (std::size_t i = 0; i < shards.size(); ++i) {
-    char buf[64];
-    if (shards.size() == 1) std::snprintf(buf, sizeof buf, "model.safetensors");
-    else std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
-    const std::string to = staging + "/" + buf;
-    if (::rename(shards[i].c_str(), to.c_str()) != 0)
-      throw CliError("cannot move shard '" + shards[i] + "' to '" + to + "'");
-    wproj::io::SafetensorsReader rd(to);
-    for (const auto& t : rd.tensors()) {
-      weights[t.name] = buf;
-      total += t.bytes();
-    }
-  }
-  for (int r = 0; r < ranks; ++r) {
-    const std::string dir = staging + "/.rank-" + std::to_string(r);
-    if (!wproj::io::detail::isDirectory(dir)) continue;
-    for (const auto& n : wproj::io::detail::listDirectory(dir)) ::unlink((dir + "/" + n).c_str());
-    if (::rmdir(dir.c_str()) != 0) throw CliError("cannot remove the staging folder '" + dir + "'");
-  }
-  if (shards.size() > 1) {
-    nlohmann::json j;
-    j["metadata"] = {{"total_size", total}};
-    j["weight_map"] = weights;
-    writeText(staging + "/model.safetensors.index.json", j.dump(2) + "\n");
-  }
-}
-
-}  // namespace
-
 void runMerge(const MergeOptions& o, const RankGroup* group) {
-  const bool dist = group != nullptr && group->size() > 1;
-  const int rank = dist ? group->rank() : 0, ranks = dist ? group->size() : 1;
   // Under mpirun every stage is collective: a failure on one rank fails the stage on every rank,
   // with that rank's message, before any rank goes on (nothing is left half-written or waiting).
-  // Each stage's time on this rank, and the time spent in its closing agreement (waiting for the
-  // slowest rank, plus the messages): the report's `stages`.
-  nlohmann::json stages = nlohmann::json::array();
-  auto stage = [&](const std::string& name, const std::function<void()>& f) {
-    const auto t0 = std::chrono::steady_clock::now();
-    if (!dist) {
-      f();
-      stages.push_back({{"stage", name}, {"seconds", since(t0)}});
-      return;
-    }
-    std::string error;
-    try {
-      f();
-    } catch (const std::exception& e) {
-      error = e.what();
-    } catch (...) {
-      error = "unexpected failure";
-    }
-    const double work = since(t0);
-    const auto t1 = std::chrono::steady_clock::now();
-    group->agree(error, name);
-    stages.push_back({{"stage", name}, {"seconds", work}, {"agree_seconds", since(t1)}});
-  };
+  CollectiveStages stages(group);
+  const bool dist = stages.distributed();
+  const int rank = stages.rank(), ranks = stages.size();
+  auto stage = [&](const std::string& name, const std::function<void()>& f) { stages.run(name, f); };
 
   bool fileOut = false;
   MergeConfig c;
@@ -1713,7 +1647,7 @@ void runMerge(const MergeOptions& o, const RankGroup* group) {
   j["layers"] = p.outLayers;
   j["threads"] = threads;
   j["ranks"] = ranks;
-  j["stages"] = stages;
+  j["stages"] = stages.report();
   j["estimated_peak_bytes"] = peak;
   j["seconds"] = progress.seconds();
   const std::string text = j.dump(2) + "\n";

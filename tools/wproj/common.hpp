@@ -34,11 +34,11 @@ struct UsageError : CliError {
 
 /// Registers the subcommands of each group.
 void addLinalgCommands(CLI::App& app);
-void addEditCommands(CLI::App& app);
 class RankGroup;
+void addEditCommands(CLI::App& app, const RankGroup* group = nullptr);
 /// `wproj merge`; with a `group` (the ranks of `mpirun -np N wproj merge`), the sharded merge.
 void addMergeCommand(CLI::App& app, const RankGroup* group = nullptr);
-void addLoraCommands(CLI::App& app);
+void addLoraCommands(CLI::App& app, const RankGroup* group = nullptr);
 
 inline std::string humanBytes(double b) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};

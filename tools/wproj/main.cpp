@@ -129,9 +129,9 @@ int main(int argc, char** argv) {
   };
   try {
     wcli::addLinalgCommands(app);
-    wcli::addEditCommands(app);
+    wcli::addEditCommands(app, group);
     wcli::addMergeCommand(app, group);
-    wcli::addLoraCommands(app);
+    wcli::addLoraCommands(app, group);
     if (argc > 1 && argv[1][0] != '-') {
       bool known = false;
       std::string names;
