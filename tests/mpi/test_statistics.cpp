@@ -4,11 +4,14 @@
 #include <catch2/catch.hpp>
 
 #include <wproj/editing/dama.hpp>
+#include <wproj/editing/inlp.hpp>
 #include <wproj/editing/leace.hpp>
 #include <wproj/mpi.hpp>
 
 #include <Eigen/Dense>
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
@@ -202,4 +205,75 @@ TEST_CASE("mpi::DistributedDama equals the serial DAMA estimator on all rows", "
   dama.setRank(2);
   if (comm.size() > 1 || bad.rows() > 0)
     CHECK_THROWS_AS(dama.fit(bad, y.middleRows(first, mine), comm), wproj::CollectiveError);
+}
+
+TEMPLATE_TEST_CASE("mpi::fitInlp equals the serial INLP with logistic regression on all rows", "[mpi][statistics]", float,
+                   double) {
+  using T = TestType;
+  const wproj::mpi::Communicator comm;
+  const wproj::Index n = 120, d = 6;
+  // Labels that depend on the first two coordinates; the rows are sorted by label, so with the
+  // uneven splits some ranks hold one class only and some no rows at all.
+  for (int classes = 2; classes <= 3; ++classes) {
+    StatsMat<T> x = wproj::gaussianMatrix<StatsMat<T>>(n, d, 41 + classes);
+    x.col(4).array() += T(3);  // a mean far from 0
+    wproj::Labels z(n);
+    for (wproj::Index i = 0; i < n; ++i) {
+      const double v = double(x(i, 0)) + 0.5 * double(x(i, 1));
+      z(i) = classes == 2 ? (v > 0.2 ? 7 : 3) : (v < -0.5 ? 1 : v < 0.5 ? 4 : 9);
+    }
+    std::vector<wproj::Index> order(static_cast<std::size_t>(n));
+    for (wproj::Index i = 0; i < n; ++i) order[std::size_t(i)] = i;
+    std::stable_sort(order.begin(), order.end(), [&](wproj::Index a, wproj::Index b) { return z(a) < z(b); });
+    StatsMat<T> xs(n, d);
+    wproj::Labels zs(n);
+    for (wproj::Index i = 0; i < n; ++i) {
+      xs.row(i) = x.row(order[std::size_t(i)]);
+      zs(i) = z(order[std::size_t(i)]);
+    }
+    for (int balanced = 0; balanced < 2; ++balanced) {
+      wproj::LogisticRegression<T> clf;
+      clf.setC(0.5).setBalanced(balanced != 0);
+      wproj::InlpEstimator<T, wproj::LogisticRegression<T>> serial(clf);
+      serial.setIterations(4);
+      serial.fit(xs, zs);
+      REQUIRE(serial.classifiersKept() >= 2);
+      for (int variant = 0; variant < 2; ++variant) {
+        const auto counts = statsRowCounts(n, comm.size(), variant);
+        const wproj::Index first = statsFirstRow(counts, comm.rank()), mine = counts[std::size_t(comm.rank())];
+        wproj::InlpEstimator<T, wproj::LogisticRegression<T>> dist(clf);
+        dist.setIterations(4);
+        wproj::mpi::fitInlp(dist, xs.middleRows(first, mine), wproj::Labels(zs.segment(first, mine)), comm);
+        REQUIRE(dist.classifiersKept() == serial.classifiersKept());
+        CHECK(dist.majorityAccuracy() == serial.majorityAccuracy());
+        REQUIRE(dist.accuracies().size() == serial.accuracies().size());
+        // (a prediction on the decision boundary may flip with the rounding of the weights)
+        for (std::size_t i = 0; i < serial.accuracies().size(); ++i)
+          CHECK(std::abs(dist.accuracies()[i] - serial.accuracies()[i]) <= 1.5 / double(n));
+        const double tol = std::is_same<T, float>::value ? 1e-4 : 1e-9;
+        for (std::size_t i = 0; i < serial.classifierWeights().size(); ++i)
+          CHECK(statsRelDiff(dist.classifierWeights()[i], serial.classifierWeights()[i]) < tol);
+        CHECK(statsRelDiff(dist.subspace().projector(), serial.subspace().projector()) < tol);
+        // Every rank holds the same subspace (bit for bit: the reduced sums are the same everywhere).
+        StatsMat<T> p = dist.subspace().projector();
+        StatsMat<T> p0 = p;
+        comm.broadcast(p0, 0);
+        CHECK((p.array() == p0.array()).all());
+      }
+    }
+  }
+  // A non-finite entry on one rank: CollectiveError on every rank.
+  StatsMat<T> x = wproj::gaussianMatrix<StatsMat<T>>(30, 4, 50);
+  wproj::Labels z(30);
+  for (wproj::Index i = 0; i < 30; ++i) z(i) = x(i, 0) > 0 ? 1 : 0;
+  if (comm.rank() == comm.size() - 1) x(0, 0) = std::numeric_limits<T>::quiet_NaN();
+  wproj::InlpEstimator<T, wproj::LogisticRegression<T>> bad;
+  CHECK_THROWS_AS(wproj::mpi::fitInlp(bad, x, z, comm), wproj::CollectiveError);
+  // One class over all ranks: InvalidArgument on every rank.
+  wproj::InlpEstimator<T, wproj::LogisticRegression<T>> one;
+  CHECK_THROWS_AS(wproj::mpi::fitInlp(one, StatsMat<T>(x.bottomRows(5)), wproj::Labels(wproj::Labels::Constant(5, 2)), comm),
+                  wproj::InvalidArgument);
+  // LinearSVM cannot fit samples split over processes.
+  wproj::InlpEstimator<T> svm;
+  CHECK_THROWS_AS(svm.setSampleReduction(wproj::mpi::sampleReduction(comm)), wproj::InvalidArgument);
 }

@@ -68,6 +68,17 @@ class InlpEstimator {
   }
   /// The classifier prototype, to adjust its settings in place.
   Classifier& classifier() { return m_prototype; }
+  /// Runs INLP on samples split over processes: each process passes its own rows (and dev rows)
+  /// to fit(); the classifiers are fitted on all rows through `r` (the classifier must have
+  /// `setSampleReduction`, as `LogisticRegression` has; `LinearSVM`'s coordinate descent visits
+  /// samples one by one and cannot be split), accuracies and the majority rate are those of all
+  /// rows, and every process obtains the same subspace: the serial fit on all rows to rounding.
+  /// Every process must call fit() together; see `wproj::mpi::fitInlp`.
+  InlpEstimator& setSampleReduction(const SampleReduction& r) {
+    setReductionOf(m_prototype, r, 0);
+    m_reduction = r;
+    return *this;
+  }
 
   /// Runs INLP on x (n×d, rows = samples) with labels z; accuracies are measured on x.
   template <typename D>
@@ -114,10 +125,11 @@ class InlpEstimator {
   InlpEstimator& run(const Eigen::MatrixBase<D>& x, const Eigen::Ref<const Labels>& labels, const Matrix* dev,
                      const Eigen::Ref<const Labels>* labelsDev) {
     const char* where = "InlpEstimator::fit";
-    checkNonEmpty(x, where, "x");
+    if (m_reduction.active()) requireArg(x.cols() >= 1, where, "x.cols()", x.cols(), ">= 1");
+    else checkNonEmpty(x, where, "x");
     checkShape(labels, x.rows(), 1, where, "labels");
     checkFinite(x, where, "x");
-    const LabelEncoding enc(labels);
+    const LabelEncoding enc(labels, m_reduction);
     requireArg(enc.numClasses() >= 2, where, "labels", "one class (" + std::to_string(enc.classes.front()) + ")",
                "at least two distinct classes");
     m_majority = enc.majorityRate();
@@ -133,22 +145,41 @@ class InlpEstimator {
     for (Index it = 0; it < m_iterations; ++it) {
       Classifier clf = m_prototype;
       clf.fit(xp, labels);
-      const double acc = dev ? clf.score(devp, *labelsDev) : clf.score(xp, labels);
+      const double acc = dev ? score(clf, devp, *labelsDev) : score(clf, xp, labels);
       m_accuracies.push_back(acc);
       const Matrix w = clf.coefficients().template cast<Scalar>();
       if (acc < m_minAccuracy || !(w.cwiseAbs().maxCoeff() > Scalar(0))) break;
       m_weights.push_back(w);
       m_null = intersectNullSpaces<Scalar>(m_weights);
       m_removed = m_null.complement();
-      xp = m_removed.projectOut(x0, Side::Right);  // X·P of the original data
-      if (dev) devp = m_removed.projectOut(*dev, Side::Right);
+      if (x0.rows() > 0) xp = m_removed.projectOut(x0, Side::Right);  // X·P of the original data
+      if (dev && dev->rows() > 0) devp = m_removed.projectOut(*dev, Side::Right);
       if (m_removed.dim() == d) break;  // nothing left to remove
     }
     m_fitted = true;
     return *this;
   }
 
+  // Accuracy of `clf` on the rows of x (of every process's rows under a reduction).
+  double score(const Classifier& clf, const Matrix& x, const Eigen::Ref<const Labels>& labels) const {
+    if (!m_reduction.active()) return clf.score(x, labels);
+    double counts[2] = {0.0, double(x.rows())};
+    if (x.rows() > 0) counts[0] = double((clf.predict(x).array() == labels.array()).count());
+    m_reduction.sumInPlace(counts, 2);
+    return counts[1] > 0 ? counts[0] / counts[1] : 0.0;
+  }
+  template <typename C>
+  static auto setReductionOf(C& c, const SampleReduction& r, int) -> decltype(c.setSampleReduction(r), void()) {
+    c.setSampleReduction(r);
+  }
+  template <typename C>
+  static void setReductionOf(C&, const SampleReduction& r, long) {
+    requireArg(!r.active(), "InlpEstimator::setSampleReduction", "classifier", "one without setSampleReduction",
+               "a classifier that fits samples split over processes (LogisticRegression)");
+  }
+
   Classifier m_prototype;
+  SampleReduction m_reduction;
   Index m_iterations = 35;
   double m_minAccuracy = 0.0;
   double m_majority = 0.0;

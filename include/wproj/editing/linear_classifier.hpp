@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <string>
@@ -28,16 +29,40 @@ namespace wproj {
 /// Integer class labels, one per sample.
 using Labels = Eigen::Matrix<int, Eigen::Dynamic, 1>;
 
+/// How a fit sees samples that several processes hold (each its own rows): `sum` adds a buffer of
+/// doubles over the processes, in place and with the same result on each; `unite` replaces a
+/// sorted list of classes by the sorted union over the processes. Both empty (the default): one
+/// process holds every sample. The MPI layer makes one from a communicator
+/// (`wproj::mpi::sampleReduction`); every process must then make the same calls in the same order.
+struct SampleReduction {
+  std::function<void(double*, Index)> sum;      ///< in-place sum over the processes
+  std::function<void(std::vector<int>&)> unite;  ///< sorted union of class lists over the processes
+  /// True when the samples are split over processes.
+  bool active() const { return bool(sum); }
+  /// Sums `n` doubles at `p` over the processes (nothing on one process).
+  void sumInPlace(double* p, Index n) const {
+    if (sum) sum(p, n);
+  }
+  /// One double summed over the processes.
+  double total(double v) const {
+    sumInPlace(&v, 1);
+    return v;
+  }
+};
+
 /// The classes present in `labels` (sorted) and, per sample, the index of its class.
 struct LabelEncoding {
   std::vector<int> classes;          ///< distinct labels, ascending
   std::vector<Index> index;          ///< class index of each sample
   std::vector<Index> counts;         ///< samples per class
-  /// Encodes `labels`.
-  explicit LabelEncoding(const Eigen::Ref<const Labels>& labels) {
+  Index total = 0;                   ///< number of samples (of every process, under a reduction)
+  /// Encodes `labels`; under an active `reduction` the classes, counts and total are those of the
+  /// samples of every process.
+  explicit LabelEncoding(const Eigen::Ref<const Labels>& labels, const SampleReduction& reduction = SampleReduction()) {
     classes.assign(labels.data(), labels.data() + labels.size());
     std::sort(classes.begin(), classes.end());
     classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
+    if (reduction.unite) reduction.unite(classes);
     index.resize(static_cast<std::size_t>(labels.size()));
     counts.assign(classes.size(), 0);
     for (Index i = 0; i < labels.size(); ++i) {
@@ -45,13 +70,21 @@ struct LabelEncoding {
       index[static_cast<std::size_t>(i)] = Index(it - classes.begin());
       ++counts[static_cast<std::size_t>(it - classes.begin())];
     }
+    total = labels.size();
+    if (reduction.active()) {
+      std::vector<double> c(counts.begin(), counts.end());
+      c.push_back(double(total));
+      reduction.sumInPlace(c.data(), Index(c.size()));
+      for (std::size_t j = 0; j < counts.size(); ++j) counts[j] = Index(c[j]);
+      total = Index(c.back());
+    }
   }
   /// Number of distinct classes.
   Index numClasses() const { return Index(classes.size()); }
   /// Accuracy of always predicting the most frequent class.
   double majorityRate() const {
-    if (index.empty()) return 0.0;
-    return double(*std::max_element(counts.begin(), counts.end())) / double(index.size());
+    if (total == 0) return 0.0;
+    return double(*std::max_element(counts.begin(), counts.end())) / double(total);
   }
 };
 
@@ -115,14 +148,16 @@ class LinearClassifierBase {
   }
 
  protected:
-  /// Checks the inputs of fit() and returns the label encoding.
+  /// Checks the inputs of fit() and returns the label encoding (of every process's samples under
+  /// an active reduction, where this process may hold no rows).
   template <typename Derived>
-  static LabelEncoding prepare(const Eigen::MatrixBase<Derived>& x, const Eigen::Ref<const Labels>& labels,
-                               const char* where) {
-    checkNonEmpty(x, where, "x");
+  LabelEncoding prepare(const Eigen::MatrixBase<Derived>& x, const Eigen::Ref<const Labels>& labels,
+                        const char* where) const {
+    if (m_reduction.active()) requireArg(x.cols() >= 1, where, "x.cols()", x.cols(), ">= 1");
+    else checkNonEmpty(x, where, "x");
     checkShape(labels, x.rows(), 1, where, "labels");
     checkFinite(x, where, "x");
-    LabelEncoding enc(labels);
+    LabelEncoding enc(labels, m_reduction);
     requireArg(enc.numClasses() >= 2, where, "labels", "one class (" + std::to_string(enc.classes.front()) + ")",
                "at least two distinct classes");
     return enc;
@@ -134,7 +169,7 @@ class LinearClassifierBase {
     Eigen::VectorXd w = Eigen::VectorXd::Ones(n);
     if (balanced)
       for (Index i = 0; i < n; ++i)
-        w(i) = double(n) / (double(enc.numClasses()) * double(enc.counts[static_cast<std::size_t>(enc.index[std::size_t(i)])]));
+        w(i) = double(enc.total) / (double(enc.numClasses()) * double(enc.counts[static_cast<std::size_t>(enc.index[std::size_t(i)])]));
     return w;
   }
 
@@ -161,6 +196,8 @@ class LinearClassifierBase {
     m_fitted = true;
   }
 
+  /// How the samples are split over processes (default: not split).
+  SampleReduction m_reduction;
   /// Weight rows w_j (c×d).
   Matrix m_coef;
   /// Intercepts b_j (c).
@@ -214,6 +251,15 @@ class LogisticRegression : public LinearClassifierBase<Scalar_> {
     return *this;
   }
 
+  /// Fits on samples split over processes: each process passes its own rows to fit(), and the
+  /// objective, gradient and Hessian are summed over the processes through `r`, so every process
+  /// obtains the fit of all rows (to rounding: the sums are taken in another order). Every process
+  /// must call fit() together; see `SampleReduction` and `wproj::mpi::sampleReduction`.
+  LogisticRegression& setSampleReduction(const SampleReduction& r) {
+    this->m_reduction = r;
+    return *this;
+  }
+
   /// Fits the classifier to the rows of x (n×d) with integer labels (n).
   template <typename Derived>
   LogisticRegression& fit(const Eigen::MatrixBase<Derived>& x, const Eigen::Ref<const Labels>& labels) {
@@ -226,11 +272,17 @@ class LogisticRegression : public LinearClassifierBase<Scalar_> {
     const double c = m_c;
     Eigen::VectorXd reg = Eigen::VectorXd::Ones(p);
     if (m_fitIntercept) reg(d) = 0;
+    const SampleReduction& red = this->m_reduction;
+    // y_i (x_iᵀθ): none on a process that holds no rows (BLAS refuses empty operands).
+    auto margins = [&](const Eigen::VectorXd& theta, const Eigen::VectorXd& y) -> Eigen::VectorXd {
+      if (n == 0) return Eigen::VectorXd(0);
+      return (xa * theta).cwiseProduct(y);
+    };
     auto objective = [&](const Eigen::VectorXd& theta, const Eigen::VectorXd& y, const Eigen::VectorXd& s) {
-      const Eigen::VectorXd m = (xa * theta).cwiseProduct(y);
-      double f = 0.5 * theta.cwiseProduct(reg).squaredNorm();
-      for (Index i = 0; i < n; ++i) f += c * s(i) * softplus(-m(i));
-      return f;
+      const Eigen::VectorXd m = margins(theta, y);
+      double loss = 0;
+      for (Index i = 0; i < n; ++i) loss += c * s(i) * softplus(-m(i));
+      return 0.5 * theta.cwiseProduct(reg).squaredNorm() + red.total(loss);
     };
     Base::fitOneVsRest(enc, d, m_balanced, [&](const Eigen::VectorXd& y, const Eigen::VectorXd& s, Eigen::VectorXd& w, double& b) {
       Eigen::VectorXd theta = Eigen::VectorXd::Zero(p);
@@ -238,14 +290,17 @@ class LogisticRegression : public LinearClassifierBase<Scalar_> {
       double g0 = -1;
       bool converged = false;
       for (Index it = 0; it < m_maxIterations; ++it) {
-        const Eigen::VectorXd m = (xa * theta).cwiseProduct(y);
+        const Eigen::VectorXd m = margins(theta, y);
         Eigen::VectorXd coefG(n), curv(n);
         for (Index i = 0; i < n; ++i) {
           const double sig = sigmoid(-m(i));  // = 1 − σ(m)
           coefG(i) = -c * s(i) * sig * y(i);
           curv(i) = c * s(i) * sig * (1 - sig);
         }
-        const Eigen::VectorXd grad = theta.cwiseProduct(reg) + xa.transpose() * coefG;
+        Eigen::VectorXd grad = Eigen::VectorXd::Zero(p);
+        if (n > 0) grad.noalias() = xa.transpose() * coefG;
+        red.sumInPlace(grad.data(), p);
+        grad += theta.cwiseProduct(reg);
         const double gnorm = grad.norm();
         if (g0 < 0) g0 = std::max(1.0, gnorm);
         if (gnorm <= m_tolerance * g0) {
@@ -253,7 +308,9 @@ class LogisticRegression : public LinearClassifierBase<Scalar_> {
           break;
         }
         Eigen::MatrixXd h = Eigen::MatrixXd::Zero(p, p);
-        h.selfadjointView<Eigen::Lower>().rankUpdate((xa.array().colwise() * curv.array().sqrt()).matrix().transpose());
+        if (n > 0)
+          h.selfadjointView<Eigen::Lower>().rankUpdate((xa.array().colwise() * curv.array().sqrt()).matrix().transpose());
+        red.sumInPlace(h.data(), p * p);
         h.diagonal() += reg;
         h.diagonal().array() += 1e-10 * (1.0 + h.diagonal().cwiseAbs().maxCoeff());
         const Eigen::VectorXd step = h.selfadjointView<Eigen::Lower>().ldlt().solve(-grad);

@@ -6,11 +6,14 @@
 /// the ranks of a communicator: each rank streams its own batches into the serial classes
 /// (`StreamingCovariance`, `LeaceFitter`), then one call merges the states so that every rank
 /// holds the statistics of all samples; DAMA's PLS2 (NIPALS) runs on row-distributed data with
-/// every data product summed over the ranks. Each result equals the serial fit on the
+/// every data product summed over the ranks; INLP's logistic-regression probes sum their Newton
+/// steps over the ranks (`sampleReduction`, `fitInlp`). Each result equals the serial fit on the
 /// concatenated data up to rounding (the sums are taken in another order).
 
 #include "../core/config.hpp"
+#include "../editing/inlp.hpp"
 #include "../editing/leace.hpp"
+#include "../editing/linear_classifier.hpp"
 #include "../linalg/covariance.hpp"
 #include "../linalg/subspace.hpp"
 #include "comm.hpp"
@@ -18,7 +21,9 @@
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -406,6 +411,61 @@ class DistributedDama {
   DistributedPls<Scalar> m_pls;
   Subspace<Scalar> m_subspace;
 };
+
+/// The `SampleReduction` of the samples split over the ranks of `comm`: `sum` is an in-place
+/// allreduce of doubles, `unite` the sorted union of every rank's class list (an allgather). With
+/// it, `LogisticRegression` and `InlpEstimator` fit the rows of every rank; the communicator must
+/// outlive the fits. Collective: every rank makes the same calls.
+inline SampleReduction sampleReduction(const Communicator& comm) {
+  SampleReduction r;
+  const Communicator* c = &comm;
+  r.sum = [c](double* p, Index n) { c->allreduceSum(p, std::size_t(n)); };
+  r.unite = [c](std::vector<int>& classes) {
+    const std::string mine(reinterpret_cast<const char*>(classes.data()), classes.size() * sizeof(int));
+    std::vector<int> all;
+    for (const std::string& s : c->allgather(mine)) {
+      const std::size_t k = s.size() / sizeof(int), at = all.size();
+      all.resize(at + k);
+      if (k > 0) std::memcpy(all.data() + at, s.data(), k * sizeof(int));
+    }
+    std::sort(all.begin(), all.end());
+    all.erase(std::unique(all.begin(), all.end()), all.end());
+    classes = std::move(all);
+  };
+  return r;
+}
+
+/// INLP (Ravfogel et al., ACL 2020) on representations whose rows (samples) are split over the
+/// ranks of `comm`: every rank passes its own rows x (n_r×d, n_r may be 0) and labels, and every
+/// rank obtains the same removed subspace, classifiers, accuracies and majority rate as the
+/// serial `InlpEstimator<Scalar, LogisticRegression<Scalar>>` on all rows, to rounding. Each
+/// Newton step of each logistic regression sums its objective (1 value), gradient (d + 1) and
+/// Hessian ((d + 1)²) over the ranks, and each accuracy 2 values: per classifier O(t·(d + 1)²)
+/// values for t Newton steps. `est` keeps its settings (iterations, minimum accuracy, the
+/// classifier prototype's C, intercept, class weights, tolerance); the data are checked on every
+/// rank first (same d, finite values, one label per row), so bad data on one rank throws
+/// `CollectiveError` on every rank instead of leaving the others waiting.
+template <typename Scalar, typename D>
+InlpEstimator<Scalar, LogisticRegression<Scalar>>& fitInlp(InlpEstimator<Scalar, LogisticRegression<Scalar>>& est,
+                                                           const Eigen::MatrixBase<D>& x, const Eigen::Ref<const Labels>& labels,
+                                                           const Communicator& comm) {
+  const char* where = "wproj::mpi::fitInlp";
+  comm.requireSame("d " + std::to_string(x.cols()), "number of columns of x (wproj::mpi::fitInlp)");
+  comm.collectively("wproj::mpi::fitInlp (checking the data)", [&]() {
+    requireArg(x.cols() >= 1, where, "x.cols()", x.cols(), ">= 1");
+    checkShape(labels, x.rows(), 1, where, "labels");
+    checkFinite(x, where, "x");
+  });
+  est.setSampleReduction(sampleReduction(comm));
+  try {
+    est.fit(x, labels);
+  } catch (...) {
+    est.setSampleReduction(SampleReduction());
+    throw;
+  }
+  est.setSampleReduction(SampleReduction());
+  return est;
+}
 
 }  // namespace mpi
 }  // namespace wproj
