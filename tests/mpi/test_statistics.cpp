@@ -157,16 +157,19 @@ TEMPLATE_TEST_CASE("mpi::fitLeace equals the serial LEACE eraser of all rows", "
 
 // Double only: the float instantiation of the serial DAMA oracle (PLS, LDLT, the subspace's rank
 // rule) would add about a quarter of this file's compile time; the algorithm is scalar-generic.
-TEST_CASE("mpi::DistributedDama equals the serial DAMA estimator on all rows", "[mpi][statistics]") {
-  using T = double;
+TEMPLATE_TEST_CASE("mpi::fitDama and mpi::fitPls equal the serial DAMA and PLS fits of all rows", "[mpi][statistics]", float,
+                   double) {
+  using T = TestType;
   const wproj::mpi::Communicator comm;
   const wproj::Index n = 90, d = 8, t = 3, r = 3;
   StatsMat<T> x = wproj::gaussianMatrix<StatsMat<T>>(n, d, 31);
   for (wproj::Index j = 0; j < d; ++j) x.col(j) *= T(1 + 0.4 * double(j));
+  x.col(2).array() += T(5);  // a mean far from 0
   const StatsMat<T> b = wproj::gaussianMatrix<StatsMat<T>>(d, t, 32);
   const StatsMat<T> y = x * b + T(0.1) * wproj::gaussianMatrix<StatsMat<T>>(n, t, 33);
   StatsMat<T> c = wproj::gaussianMatrix<StatsMat<T>>(d, d, 34);
   c = (c * c.transpose() / T(d)).eval();
+  const double tol = std::is_same<T, float>::value ? 2e-3 : 1e-8;
   for (int whiten = 0; whiten < 2; ++whiten) {
     wproj::DamaEstimator<T> serial;
     serial.setRank(r).setPlsIterations(500, 1e-10);
@@ -175,14 +178,13 @@ TEST_CASE("mpi::DistributedDama equals the serial DAMA estimator on all rows", "
     for (int variant = 0; variant < 2; ++variant) {
       const auto counts = statsRowCounts(n, comm.size(), variant);
       const wproj::Index first = statsFirstRow(counts, comm.rank()), mine = counts[std::size_t(comm.rank())];
-      wproj::mpi::DistributedDama<T> dist;
+      wproj::DamaEstimator<T> dist;
       dist.setRank(r).setPlsIterations(500, 1e-10);
       if (whiten) dist.setWhitening(c, 5.0);
-      dist.fit(x.middleRows(first, mine), y.middleRows(first, mine), comm);
+      wproj::mpi::fitDama(dist, x.middleRows(first, mine), y.middleRows(first, mine), comm);
       REQUIRE(dist.pls().components() == r);
       CHECK(dist.info() == serial.info());
       CHECK(dist.pls().samples() == n);
-      const double tol = std::is_same<T, float>::value ? 2e-3 : 1e-8;
       CHECK(statsRelDiff(dist.xWeights(), serial.xWeights()) < tol);
       CHECK(statsRelDiff(dist.pls().yWeights(), serial.pls().yWeights()) < tol);
       CHECK(statsRelDiff(dist.pls().xLoadings(), serial.pls().xLoadings()) < tol);
@@ -190,21 +192,51 @@ TEST_CASE("mpi::DistributedDama equals the serial DAMA estimator on all rows", "
       CHECK(statsRelDiff(dist.pls().xMean(), serial.pls().xMean()) < tol);
       CHECK(statsRelDiff(dist.pls().xScores(), serial.pls().xScores().middleRows(first, mine)) < tol);
       CHECK(statsRelDiff(dist.subspace().projector(), serial.subspace().projector()) < tol);
+      // The estimator is serial again afterwards: a plain fit on all rows gives the serial result.
+      dist.fit(x, y);
+      CHECK(statsRelDiff(dist.xWeights(), serial.xWeights()) == 0);
     }
   }
+  // PLS on its own, with a Y column that is exhausted after the first component (a constant
+  // multiple of the first score direction) and more components than Y can feed.
+  {
+    StatsMat<T> y2(n, 2);
+    y2.col(0) = x.col(0);
+    y2.col(1) = y.col(1);
+    wproj::PartialLeastSquares<T> serial;
+    serial.setComponents(4).compute(x, y2);
+    const auto counts = statsRowCounts(n, comm.size(), 1);
+    const wproj::Index first = statsFirstRow(counts, comm.rank()), mine = counts[std::size_t(comm.rank())];
+    wproj::PartialLeastSquares<T> dist;
+    dist.setComponents(4);
+    wproj::mpi::fitPls(dist, x.middleRows(first, mine), y2.middleRows(first, mine), comm);
+    REQUIRE(dist.components() == serial.components());
+    CHECK(dist.info() == serial.info());
+    CHECK(dist.iterations() == serial.iterations());
+    CHECK(statsRelDiff(dist.xWeights(), serial.xWeights()) < tol);
+    CHECK(statsRelDiff(dist.yLoadings(), serial.yLoadings()) < tol);
+  }
   // Too many components for the number of samples: InvalidArgument on every rank.
-  wproj::mpi::DistributedDama<T> tooMany;
+  wproj::DamaEstimator<T> tooMany;
   tooMany.setRank(n);
   const auto counts = statsRowCounts(n, comm.size(), 0);
   const wproj::Index first = statsFirstRow(counts, comm.rank()), mine = counts[std::size_t(comm.rank())];
-  CHECK_THROWS_AS(tooMany.fit(x.middleRows(first, mine), y.middleRows(first, mine), comm), wproj::InvalidArgument);
+  CHECK_THROWS_AS(wproj::mpi::fitDama(tooMany, x.middleRows(first, mine), y.middleRows(first, mine), comm),
+                  wproj::InvalidArgument);
   // A non-finite entry on one rank: CollectiveError on every rank.
   StatsMat<T> bad = x.middleRows(first, mine);
   if (comm.rank() == comm.size() - 1 && bad.rows() > 0) bad(0, 0) = std::numeric_limits<T>::quiet_NaN();
-  wproj::mpi::DistributedDama<T> dama;
+  wproj::DamaEstimator<T> dama;
   dama.setRank(2);
   if (comm.size() > 1 || bad.rows() > 0)
-    CHECK_THROWS_AS(dama.fit(bad, y.middleRows(first, mine), comm), wproj::CollectiveError);
+    CHECK_THROWS_AS(wproj::mpi::fitDama(dama, bad, y.middleRows(first, mine), comm), wproj::CollectiveError);
+  // Different settings on different ranks: CollectiveError on every rank, nobody left waiting.
+  if (comm.size() > 1) {
+    wproj::PartialLeastSquares<T> odd;
+    odd.setComponents(comm.rank() == 1 ? 3 : 2);
+    CHECK_THROWS_AS(wproj::mpi::fitPls(odd, x.middleRows(first, mine), y.middleRows(first, mine), comm),
+                    wproj::CollectiveError);
+  }
 }
 
 TEMPLATE_TEST_CASE("mpi::fitInlp equals the serial INLP with logistic regression on all rows", "[mpi][statistics]", float,

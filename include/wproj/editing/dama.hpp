@@ -71,25 +71,56 @@ class DamaEstimator {
     return *this;
   }
 
+  /// Fits on samples split over processes: each process passes its own rows to fit(); XᵀX of the
+  /// whitening (d² values) and every sum of the PLS fit (`PartialLeastSquares::setSampleReduction`)
+  /// go through `r`, so every process obtains the subspace of all rows, to rounding. Every
+  /// process must call fit() together with the same settings; see `wproj::mpi::fitDama`.
+  DamaEstimator& setSampleReduction(const SampleReduction& r) {
+    m_reduction = r;
+    m_pls.setSampleReduction(r);
+    return *this;
+  }
+
+  /// The whitening strength λ.
+  double lambda() const { return m_lambda; }
+  /// The whitening matrix C (empty without whitening).
+  const Matrix& whiteningMatrix() const { return m_whitenC; }
+  /// The NIPALS iteration cap.
+  Index plsIterations() const { return m_pls.maxIterations(); }
+  /// The NIPALS tolerance.
+  double plsTolerance() const { return m_pls.tolerance(); }
+
   /// Fits the subspace from inputs x (n×d) and targets y (n×t), rows = samples.
   template <typename DX, typename DY>
   DamaEstimator& fit(const Eigen::MatrixBase<DX>& x, const Eigen::MatrixBase<DY>& y) {
     const char* where = "DamaEstimator::fit";
-    checkNonEmpty(x, where, "x");
+    const SampleReduction& red = m_reduction;
+    if (red.active()) requireArg(x.cols() >= 1, where, "x", detail::shapeString(x.rows(), x.cols()), "at least one column");
+    else checkNonEmpty(x, where, "x");
     checkShape(y, x.rows(), -1, where, "y");
     checkFinite(x, where, "x");
-    requireArg(m_rank <= x.rows() - 1, where, "rank", m_rank,
-               "<= samples - 1 = " + std::to_string(x.rows() - 1) + " (fewer samples than the rank)");
+    const Index n = red.active() ? Index(red.total(double(x.rows()))) : x.rows();
+    requireArg(m_rank <= n - 1, where, "rank", m_rank,
+               "<= samples - 1 = " + std::to_string(n - 1) + " (fewer samples than the rank)");
     requireArg(m_rank <= x.cols(), where, "rank", m_rank, "<= x.cols() = " + std::to_string(x.cols()));
     Matrix u = x.template cast<Scalar>();
     if (m_whiten) {
       checkShape(m_whitenC, x.cols(), x.cols(), where, "whitening matrix c");
       Matrix m = Scalar(m_lambda) * m_whitenC;
-      m.noalias() += u.transpose() * u;
+      if (!red.active()) {
+        m.noalias() += u.transpose() * u;
+      } else {
+        Matrix gram = Matrix::Zero(x.cols(), x.cols());
+        if (u.rows() > 0) gram.noalias() += u.transpose() * u;
+        red.sumInPlace(gram);
+        m += gram;
+      }
       Eigen::LDLT<Matrix> ldlt(m);
-      Matrix solved = ldlt.solve(u.transpose());  // (λC + UᵀU)⁻¹Uᵀ, M symmetric
-      if (ldlt.info() != Eigen::Success || !solved.allFinite())
-        throw NumericalError(std::string(where) + ": lambda*C + X^T X is singular; whitening failed");
+      Matrix solved(x.cols(), u.rows());  // (λC + UᵀU)⁻¹Uᵀ, M symmetric
+      if (u.rows() > 0) solved = ldlt.solve(u.transpose());
+      // (one verdict for every process: the factorisation is the same everywhere, the solve is not)
+      const bool failed = ldlt.info() != Eigen::Success || red.total(solved.allFinite() ? 0.0 : 1.0) > 0;
+      if (failed) throw NumericalError(std::string(where) + ": lambda*C + X^T X is singular; whitening failed");
       u = solved.transpose();
     }
     m_pls.setComponents(m_rank).compute(u, y);
@@ -118,6 +149,7 @@ class DamaEstimator {
   bool m_fitted = false;
   Matrix m_whitenC;
   PartialLeastSquares<Scalar> m_pls;
+  SampleReduction m_reduction;
   Subspace<Scalar> m_subspace;
 };
 

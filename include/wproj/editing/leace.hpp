@@ -165,6 +165,15 @@ class LeaceFitter {
 
   /// The running statistics.
   const StreamingCovariance<Scalar>& statistics() const { return m_stats; }
+  /// Replaces the running statistics (e.g. by those merged from several processes,
+  /// `wproj::mpi::allreduce`); their xDim and zDim must be this fitter's.
+  LeaceFitter& setStatistics(StreamingCovariance<Scalar> stats) {
+    const char* where = "LeaceFitter::setStatistics";
+    requireArg(stats.xDim() == m_stats.xDim(), where, "stats.xDim()", stats.xDim(), "== xDim = " + std::to_string(m_stats.xDim()));
+    requireArg(stats.zDim() == m_stats.zDim(), where, "stats.zDim()", stats.zDim(), "== zDim = " + std::to_string(m_stats.zDim()));
+    m_stats = std::move(stats);
+    return *this;
+  }
 
   /// Σxx as the eraser uses it (shrunk or Bessel-corrected).
   Matrix sigmaXX() const {

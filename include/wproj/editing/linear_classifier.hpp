@@ -12,6 +12,7 @@
 
 #include "../core/config.hpp"
 #include "../core/random.hpp"
+#include "../core/reduction.hpp"
 
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
@@ -28,27 +29,6 @@ namespace wproj {
 
 /// Integer class labels, one per sample.
 using Labels = Eigen::Matrix<int, Eigen::Dynamic, 1>;
-
-/// How a fit sees samples that several processes hold (each its own rows): `sum` adds a buffer of
-/// doubles over the processes, in place and with the same result on each; `unite` replaces a
-/// sorted list of classes by the sorted union over the processes. Both empty (the default): one
-/// process holds every sample. The MPI layer makes one from a communicator
-/// (`wproj::mpi::sampleReduction`); every process must then make the same calls in the same order.
-struct SampleReduction {
-  std::function<void(double*, Index)> sum;      ///< in-place sum over the processes
-  std::function<void(std::vector<int>&)> unite;  ///< sorted union of class lists over the processes
-  /// True when the samples are split over processes.
-  bool active() const { return bool(sum); }
-  /// Sums `n` doubles at `p` over the processes (nothing on one process).
-  void sumInPlace(double* p, Index n) const {
-    if (sum) sum(p, n);
-  }
-  /// One double summed over the processes.
-  double total(double v) const {
-    sumInPlace(&v, 1);
-    return v;
-  }
-};
 
 /// The classes present in `labels` (sorted) and, per sample, the index of its class.
 struct LabelEncoding {

@@ -313,6 +313,16 @@ class GradientProjector {
   const Matrix& transition() const { return m_transA; }
   /// R_B = B_oldᵀ B_new of the last refresh of a two-sided projector.
   const Matrix& transitionRight() const { return m_transB; }
+  /// Sets the transitions of the last refresh (r×r each; `right` only for a two-sided
+  /// projector), for a projector whose basis was loaded from the one that refreshed it (checkpoints
+  /// hold the basis, not the transitions; `wproj::mpi::DistributedRefresh` sends both).
+  void setTransitions(const Matrix& left, const Matrix& right = Matrix()) {
+    const char* where = "GradientProjector::setTransitions";
+    checkShape(left, m_rank, m_rank, where, "left");
+    if (twoSided()) checkShape(right, m_rank, m_rank, where, "right");
+    m_transA = left;
+    if (twoSided()) m_transB = right;
+  }
 
   /// out = PᵀG (left, r×n), G P (right, m×r) or AᵀG B (full, r×r). No allocation. Throws
   /// `InvalidArgument` before the first basis or for a G of another shape.

@@ -8,6 +8,7 @@
 /// subspace it projects out.
 
 #include "../core/config.hpp"
+#include "../core/reduction.hpp"
 
 #include <Eigen/Core>
 
@@ -74,22 +75,59 @@ class PartialLeastSquares {
     return *this;
   }
 
+  /// Fits on samples split over processes: each process passes its own rows to compute() (a
+  /// process may hold none), and every sum over samples (the means, each NIPALS product XᵀU and
+  /// Yᵀt with its norm, the loadings) and the column maxima of Y go through `r`, so every process
+  /// obtains the weights and loadings of all rows (to rounding) and the scores of its own rows.
+  /// Per NIPALS iteration d + t + 2 values are reduced, per component d + t + 1 and 2t more.
+  /// Every process must call compute() together with the same settings; see `wproj::mpi::fitPls`.
+  PartialLeastSquares& setSampleReduction(const SampleReduction& r) {
+    m_reduction = r;
+    return *this;
+  }
+
+  /// The number of components asked for.
+  Index requestedComponents() const { return m_requested; }
+  /// The cap on NIPALS iterations per component.
+  Index maxIterations() const { return m_maxIterations; }
+  /// The convergence threshold on ‖w_new − w_old‖².
+  double tolerance() const { return m_tolerance; }
+
   /// Fits the model to X (n×d, rows = samples) and Y (n×t).
   template <typename DX, typename DY>
   PartialLeastSquares& compute(const Eigen::MatrixBase<DX>& x, const Eigen::MatrixBase<DY>& y) {
     const char* where = "PartialLeastSquares::compute";
-    checkNonEmpty(x, where, "x");
-    checkNonEmpty(y, where, "y");
+    const SampleReduction& red = m_reduction;
+    if (red.active()) {
+      requireArg(x.cols() >= 1, where, "x", detail::shapeString(x.rows(), x.cols()), "at least one column");
+      requireArg(y.cols() >= 1, where, "y", detail::shapeString(y.rows(), y.cols()), "at least one column");
+    } else {
+      checkNonEmpty(x, where, "x");
+      checkNonEmpty(y, where, "y");
+    }
     checkShape(y, x.rows(), -1, where, "y");
     checkFinite(x, where, "x");
     checkFinite(y, where, "y");
-    const Index n = x.rows(), d = x.cols(), t = y.cols();
+    const Index nl = x.rows(), d = x.cols(), t = y.cols();  // nl: this process's rows
+    Index n = nl;
+    if (!red.active()) {
+      m_xMean = x.colwise().mean().transpose().template cast<Scalar>();
+      m_yMean = y.colwise().mean().transpose().template cast<Scalar>();
+    } else {
+      Eigen::VectorXd sums(1 + d + t);
+      sums(0) = double(nl);
+      sums.segment(1, d) = x.template cast<double>().colwise().sum().transpose();
+      sums.tail(t) = y.template cast<double>().colwise().sum().transpose();
+      red.sumInPlace(sums);
+      n = Index(sums(0));
+      requireArg(n >= 1, where, "x", "no rows on any process", "at least one sample");
+      m_xMean = (sums.segment(1, d) / double(n)).template cast<Scalar>();
+      m_yMean = (sums.tail(t) / double(n)).template cast<Scalar>();
+    }
     requireArg(m_requested <= d, where, "components", m_requested, "<= x.cols() = " + std::to_string(d));
     requireArg(m_requested <= n - 1, where, "components", m_requested,
                "<= samples - 1 = " + std::to_string(n - 1) + " (centred data has rank at most n - 1)");
-
-    m_xMean = x.colwise().mean().transpose().template cast<Scalar>();
-    m_yMean = y.colwise().mean().transpose().template cast<Scalar>();
+    m_samples = n;
     Matrix xk = x.template cast<Scalar>().rowwise() - m_xMean.transpose();
     Matrix yk = y.template cast<Scalar>().rowwise() - m_yMean.transpose();
 
@@ -98,32 +136,50 @@ class PartialLeastSquares {
     m_yWeights = Matrix::Zero(t, r);
     m_xLoadings = Matrix::Zero(d, r);
     m_yLoadings = Matrix::Zero(t, r);
-    m_xScores = Matrix::Zero(n, r);
+    m_xScores = Matrix::Zero(nl, r);
     m_iterations.assign(static_cast<std::size_t>(r), 0);
     m_info = Eigen::Success;
     const Scalar eps = std::numeric_limits<Scalar>::epsilon();
+    // max_i |Y_k(i, j)| per column (over every process's rows).
+    auto columnMaxima = [&]() {
+      Vector m = Vector::Zero(t);
+      if (nl > 0) m = yk.cwiseAbs().colwise().maxCoeff().transpose();
+      red.maxInPlace(m);
+      return m;
+    };
+    // [Aᵀv; ‖v‖²] summed over the processes (BLAS refuses a process's empty operands).
+    auto productAndNorm = [&](const Matrix& a, const Vector& v) {
+      Vector out = Vector::Zero(a.cols() + 1);
+      if (nl > 0) out.head(a.cols()).noalias() = a.transpose() * v;
+      out(a.cols()) = v.squaredNorm();
+      red.sumInPlace(out);
+      return out;
+    };
 
     Index k = 0;
     for (; k < r; ++k) {
       // Start from the first column of Y_k with a non-negligible entry.
+      const Vector colMax = columnMaxima();
       Index start = -1;
       for (Index j = 0; j < t && start < 0; ++j)
-        if ((yk.col(j).array().abs() > eps).any()) start = j;
+        if (colMax(j) > eps) start = j;
       if (start < 0) {
         m_info = Eigen::NumericalIssue;  // Y residual is zero: nothing left to explain
         break;
       }
       Vector u = yk.col(start);
-      Vector w = Vector::Zero(d), c(t), score(n);
+      Vector w = Vector::Zero(d), c(t), score = Vector::Zero(nl);
       Index it = 0;
       bool converged = false;
       while (it < m_maxIterations) {
         ++it;
-        Vector wNew = xk.transpose() * u / u.squaredNorm();
+        const Vector xu = productAndNorm(xk, u);
+        Vector wNew = xu.head(d) / xu(d);
         wNew /= std::sqrt(wNew.squaredNorm()) + eps;
-        score.noalias() = xk * wNew;
-        c.noalias() = yk.transpose() * score / (score.squaredNorm() + eps);
-        u.noalias() = yk * c / (c.squaredNorm() + eps);
+        if (nl > 0) score.noalias() = xk * wNew;
+        const Vector yt = productAndNorm(yk, score);
+        c = yt.head(t) / (yt(t) + eps);
+        if (nl > 0) u.noalias() = yk * c / (c.squaredNorm() + eps);
         const Scalar diff = (wNew - w).squaredNorm();
         w = wNew;
         if (double(diff) < m_tolerance || t == 1) {
@@ -140,19 +196,29 @@ class PartialLeastSquares {
         w = -w;
         c = -c;
       }
-      score.noalias() = xk * w;
-      const Scalar tt = score.squaredNorm();
+      if (nl > 0) score.noalias() = xk * w;
+      Vector loads = Vector::Zero(d + t + 1);  // [Xₖᵀt; Yₖᵀt; tᵀt] over every process
+      if (nl > 0) {
+        loads.head(d).noalias() = xk.transpose() * score;
+        loads.segment(d, t).noalias() = yk.transpose() * score;
+      }
+      loads(d + t) = score.squaredNorm();
+      red.sumInPlace(loads);
+      const Scalar tt = loads(d + t);
       if (!(tt > Scalar(0))) {
         m_info = Eigen::NumericalIssue;  // X residual is orthogonal to Y residual
         break;
       }
-      const Vector p = xk.transpose() * score / tt;
-      const Vector q = yk.transpose() * score / tt;
-      xk.noalias() -= score * p.transpose();
-      yk.noalias() -= score * q.transpose();
+      const Vector p = loads.head(d) / tt;
+      const Vector q = loads.segment(d, t) / tt;
+      if (nl > 0) {
+        xk.noalias() -= score * p.transpose();
+        yk.noalias() -= score * q.transpose();
+      }
       // Zero the Y columns that are numerically exhausted (as scikit-learn does).
+      const Vector exhausted = columnMaxima();
       for (Index j = 0; j < t; ++j)
-        if ((yk.col(j).array().abs() < Scalar(10) * eps).all()) yk.col(j).setZero();
+        if (exhausted(j) < Scalar(10) * eps) yk.col(j).setZero();
       m_xWeights.col(k) = w;
       m_yWeights.col(k) = c;
       m_xLoadings.col(k) = p;
@@ -164,7 +230,7 @@ class PartialLeastSquares {
       m_yWeights.conservativeResize(t, k);
       m_xLoadings.conservativeResize(d, k);
       m_yLoadings.conservativeResize(t, k);
-      m_xScores.conservativeResize(n, k);
+      m_xScores.conservativeResize(nl, k);
       m_iterations.resize(static_cast<std::size_t>(k));
     }
     m_computed = true;
@@ -179,7 +245,9 @@ class PartialLeastSquares {
   const Matrix& xLoadings() const { WPROJ_ASSERT(m_computed); return m_xLoadings; }
   /// y_loadings q_k (t×r).
   const Matrix& yLoadings() const { WPROJ_ASSERT(m_computed); return m_yLoadings; }
-  /// x_scores t_k (n×r) of the training data.
+  /// The number of samples n (of every process, under a reduction).
+  Index samples() const { WPROJ_ASSERT(m_computed); return m_samples; }
+  /// x_scores t_k (n×r) of the training data (of this process's rows, under a reduction).
   const Matrix& xScores() const { WPROJ_ASSERT(m_computed); return m_xScores; }
   /// Column means of X (length d) used for centring.
   const Vector& xMean() const { WPROJ_ASSERT(m_computed); return m_xMean; }
@@ -197,6 +265,8 @@ class PartialLeastSquares {
   Index m_maxIterations = 500;
   double m_tolerance = 1e-6;
   bool m_computed = false;
+  Index m_samples = 0;
+  SampleReduction m_reduction;
   Eigen::ComputationInfo m_info = Eigen::Success;
   Matrix m_xWeights, m_yWeights, m_xLoadings, m_yLoadings, m_xScores;
   Vector m_xMean, m_yMean;

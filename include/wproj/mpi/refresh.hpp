@@ -187,11 +187,11 @@ class DistributedRefresh {
     std::istringstream is(buffer.substr(sizeof(saved), std::size_t(saved)), std::ios::binary);
     p.load(is);
     std::size_t offset = sizeof(saved) + std::size_t(saved);
-    // GradientProjector exposes its transitions read-only and checkpoints do not hold them; the
-    // projector is a non-const object, so writing them through the accessor's reference is
-    // well defined.
-    readMatrix(buffer, offset, const_cast<Matrix&>(p.transition()), p.rank());
-    if (p.twoSided()) readMatrix(buffer, offset, const_cast<Matrix&>(p.transitionRight()), p.rank());
+    // Checkpoints do not hold the transitions: they follow the checkpoint in the message.
+    Matrix left, right;
+    readMatrix(buffer, offset, left, p.rank());
+    if (p.twoSided()) readMatrix(buffer, offset, right, p.rank());
+    p.setTransitions(left, right);
     if (offset + 1 != buffer.size()) throw IoError("DistributedRefresh: projector state has the wrong size");
     return buffer[offset] != '\0';
   }
