@@ -1,4 +1,4 @@
-"""GaLore-style projected optimizers for PyTorch, computed by wproj's C++ optimizers.
+"""GaLore-style projected optimizers, APOLLO and Muon for PyTorch, computed by wproj's C++ optimizers.
 
 ``GaLoreAdamW`` and ``GaLoreAdafactor`` are ``torch.optim.Optimizer`` subclasses with the param
 groups of galore-torch (Zhao et al., ICML 2024, ``galore_torch``): a group with ``rank`` is
@@ -8,8 +8,13 @@ optimized in a rank-``rank`` subspace of each parameter's gradient (``update_pro
 wproj's own group keys: ``basis`` (svd | randomized | dct | gaussian for AdamW; svd | randomized
 for Adafactor) and ``seed`` (of the randomized and Gaussian bases).
 
+``APOLLOAdamW`` takes the param groups of APOLLO's ``apollo_torch.APOLLOAdamW`` (Zhu et al., MLSys
+2025: ``rank``, ``proj`` = random | svd, ``scale_type`` = channel | tensor, ``scale``,
+``update_proj_gap``, ``proj_type``) and ``Muon`` the arguments of the reference
+``SingleDeviceMuon`` (Jordan et al. 2024: ``lr``, ``weight_decay``, ``momentum``).
+
 Each parameter's state is a C++ object (``ProjectedAdamW<Basis>``, ``ProjectedAdafactor``,
-``AdamW``, ``Adafactor``) that updates the tensor's float32 storage in place (zero-copy through
+``Apollo<Basis>``, ``Muon``, ``AdamW``, ``Adafactor``) that updates the tensor's float32 storage in place (zero-copy through
 ``tensor.numpy()``) with the GIL released. Requirements: CPU tensors (a CUDA parameter raises
 ValueError), float32 (other dtypes raise ValueError), contiguous parameters (a non-contiguous
 parameter raises ValueError; a non-contiguous gradient is copied once). A rank above
@@ -28,9 +33,13 @@ import torch as _torch
 
 from . import _core
 
-__all__ = ["GaLoreAdamW", "GaLoreAdafactor"]
+__all__ = ["GaLoreAdamW", "GaLoreAdafactor", "APOLLOAdamW", "Muon"]
 
 _GALORE_DEFAULTS = {"update_proj_gap": 200, "scale": 0.25, "proj_type": "std", "basis": "svd", "seed": 0}
+
+
+_APOLLO_DEFAULTS = {"update_proj_gap": 200, "scale": 1.0, "proj_type": "std", "proj": "random", "scale_type": "channel",
+                    "seed": 0}
 
 
 class _WprojOptimizer(_torch.optim.Optimizer):
@@ -55,10 +64,14 @@ class _WprojOptimizer(_torch.optim.Optimizer):
         get = lambda k: group.get(k, _GALORE_DEFAULTS[k])  # noqa: E731
         return rank, str(get("basis")), str(get("proj_type")), int(get("update_proj_gap")), float(get("scale")), int(get("seed"))
 
+    def _settings(self, group, p):
+        """The ParamState arguments (rule, rank, basis, proj_type, update_proj_gap, scale, seed)."""
+        return (self._rule,) + self._group_settings(group, p)
+
     def _state_for(self, group, p):
         st = self._cpp.get(p)
         if st is None:
-            st = _core.ParamState(self._rule, *self._group_settings(group, p))
+            st = _core.ParamState(*self._settings(group, p))
             saved = self.state[p].get("wproj_state") if p in self.state else None
             if saved is not None:
                 st.load(bytes(saved))
@@ -182,3 +195,98 @@ class GaLoreAdafactor(_WprojOptimizer):
                 "eps1": float(group["eps"][0]), "eps2": float(group["eps"][1]),
                 "adafactor_beta1": 0.0 if group["beta1"] is None else float(group["beta1"]),
                 "weight_decay": float(group["weight_decay"])}
+
+
+class APOLLOAdamW(_WprojOptimizer):
+    """APOLLO (Zhu et al., "APOLLO: SGD-like Memory, AdamW-level Performance", MLSys 2025; the
+    reference ``apollo_torch.APOLLOAdamW``): for a parameter of a group with ``rank``, Adam runs on
+    the projection R of the gradient onto a random rank-``rank`` subspace (``proj='random'``: a
+    seeded Gaussian P, regenerated every ``update_proj_gap`` steps and never stored; ``'svd'``:
+    GaLore's SVD basis), and its output only sets a scale per channel s = ‖Ñ‖/‖R‖ (``scale_type=
+    'channel'``) or one for the tensor (``'tensor'``, APOLLO-Mini with rank 1 and scale 128); the
+    weight moves along the raw gradient G ⊙ s, times √``scale``, through Fira's norm-growth
+    limiter (γ = 1.01). A group without ``rank`` gets plain AdamW.
+
+    Parameters: ``lr`` (1e-3), ``betas`` ((0.9, 0.999)), ``eps`` (1e-6), ``weight_decay`` (0),
+    ``correct_bias`` (True); group keys ``rank``, ``proj`` ('random'), ``scale_type``
+    ('channel'), ``scale`` (1), ``update_proj_gap`` (200), ``proj_type`` ('std' | 'reverse_std' |
+    'left' | 'right'), ``seed`` (0), ``norm_growth_limiter`` (True). Memory per projected weight:
+    the two moments of R and the limiter's norm (the Gaussian P is regenerated from its seed).
+    """
+
+    _rule = "apollo"
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, correct_bias=True):
+        if not lr >= 0.0:
+            raise ValueError(f"argument 'lr' = {lr}; expected >= 0")
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"argument 'betas' = {betas}; expected two values in [0, 1)")
+        if not eps > 0.0:
+            raise ValueError(f"argument 'eps' = {eps}; expected > 0")
+        if not weight_decay >= 0.0:
+            raise ValueError(f"argument 'weight_decay' = {weight_decay}; expected >= 0")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      correct_bias=correct_bias))
+
+    def _settings(self, group, p):
+        if "rank" not in group or group["rank"] is None:
+            return ("apollo", 0, "random", "std", 1, 1.0, 0)
+        rank = int(group["rank"])
+        if rank < 1:
+            raise ValueError(f"param group 'rank' = {rank}; expected >= 1 (or no 'rank' for plain AdamW)")
+        if p.dim() != 2:
+            raise ValueError(f"param group 'rank' is set for a parameter of shape {tuple(p.shape)}; "
+                             "expected 2-D parameters (Linear weights) in a group with 'rank'")
+        get = lambda k: group.get(k, _APOLLO_DEFAULTS[k])  # noqa: E731
+        if get("scale_type") not in ("channel", "tensor"):
+            raise ValueError(f"param group 'scale_type' = {get('scale_type')!r}; expected 'channel' or 'tensor'")
+        return ("apollo", min(rank, min(p.shape)), str(get("proj")), str(get("proj_type")), int(get("update_proj_gap")),
+                1.0, int(get("seed")))
+
+    def _hyper(self, group):
+        b1, b2 = group["betas"]
+        scale = float(group.get("scale", _APOLLO_DEFAULTS["scale"]))
+        if not scale > 0.0:
+            raise ValueError(f"param group 'scale' = {scale}; expected > 0")
+        return {"lr": float(group["lr"]), "beta1": float(b1), "beta2": float(b2), "eps": float(group["eps"]),
+                "weight_decay": float(group["weight_decay"]), "correct_bias": bool(group["correct_bias"]),
+                "apollo_scale": scale, "tensor_scale": group.get("scale_type", "channel") == "tensor",
+                "norm_growth_limiter": bool(group.get("norm_growth_limiter", True))}
+
+
+class Muon(_WprojOptimizer):
+    """Muon (Jordan et al. 2024, "Muon: An optimizer for hidden layers in neural networks"; the
+    reference ``SingleDeviceMuon``): M ← M + (1−β)(G − M); U = (1−β)G + βM (Nesterov) or M;
+    O = NS₅(U), five quintic Newton–Schulz iterations (3.4445, −4.7750, 2.0315) towards the polar
+    factor of U; W ← W(1 − lr·wd) − lr·s·O with s = max(1, m/n)^½ (``scaling='shape'``, the
+    reference) or 0.2·√max(m, n) (``'match_adam'``, Moonlight, so AdamW's lr and wd carry over).
+    For hidden weight matrices (a convolution filter is seen as (out, in·kh·kw)); a 1-D parameter
+    raises ValueError: train embeddings, the head, biases and gains with AdamW.
+
+    Parameters: ``lr`` (0.02), ``weight_decay`` (0), ``momentum`` (0.95), ``nesterov`` (True),
+    ``ns_steps`` (5), ``scaling`` ('shape').
+    """
+
+    _rule = "muon"
+
+    def __init__(self, params, lr=0.02, weight_decay=0.0, momentum=0.95, nesterov=True, ns_steps=5, scaling="shape"):
+        if not lr >= 0.0:
+            raise ValueError(f"argument 'lr' = {lr}; expected >= 0")
+        if not weight_decay >= 0.0:
+            raise ValueError(f"argument 'weight_decay' = {weight_decay}; expected >= 0")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"argument 'momentum' = {momentum}; expected a value in [0, 1)")
+        if int(ns_steps) < 1:
+            raise ValueError(f"argument 'ns_steps' = {ns_steps}; expected >= 1")
+        if scaling not in ("shape", "match_adam"):
+            raise ValueError(f"argument 'scaling' = {scaling!r}; expected 'shape' or 'match_adam'")
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+                                      ns_steps=int(ns_steps), scaling=scaling))
+
+    def _settings(self, group, p):
+        return ("muon", 0, "svd", "std", 1, 1.0, 0)
+
+    def _hyper(self, group):
+        return {"lr": float(group["lr"]), "weight_decay": float(group["weight_decay"]),
+                "momentum": float(group["momentum"]), "nesterov": bool(group["nesterov"]),
+                "ns_steps": float(group["ns_steps"]), "match_adam": group["scaling"] == "match_adam"}
