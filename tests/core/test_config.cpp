@@ -3,6 +3,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 using namespace wproj_test;
 
@@ -41,6 +42,31 @@ TEST_CASE("checkFinite accepts expressions, products included", "[config]") {
   Eigen::MatrixXd c = b;
   c(1, 3) = std::numeric_limits<double>::infinity();
   CHECK_THROWS_WITH(wproj::checkFinite(a * c, "f", "a*c"), Catch::Contains("(0, 3)"));
+}
+
+TEMPLATE_TEST_CASE("allFinite and checkFinite on row-major maps, vectors and expressions", "[config]", float, double) {
+  using T = TestType;
+  using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const T bad[2] = {std::numeric_limits<T>::quiet_NaN(), -std::numeric_limits<T>::infinity()};
+  std::vector<T> buf(5 * 7, T(1));
+  const Eigen::Map<const RowMat> rm(buf.data(), 5, 7);
+  CHECK(wproj::allFinite(rm));
+  CHECK(wproj::allFinite(rm.transpose()));
+  for (const T v : bad)
+    for (Eigen::Index i = 0; i < 5; ++i)
+      for (Eigen::Index j = 0; j < 7; ++j) {
+        buf[std::size_t(i * 7 + j)] = v;
+        CHECK_FALSE(wproj::allFinite(rm));
+        CHECK_FALSE(wproj::allFinite(rm.transpose()));
+        CHECK_FALSE(wproj::allFinite(rm.row(i)));
+        CHECK(wproj::allFinite(rm.row((i + 1) % 5)));
+        CHECK_FALSE(wproj::allFinite(rm * Mat<T>::Ones(7, 2)));
+        CHECK_THROWS_WITH(wproj::checkFinite(rm, "f", "a"),
+                          Catch::Contains("(" + std::to_string(i) + ", " + std::to_string(j) + ")"));
+        buf[std::size_t(i * 7 + j)] = T(1);
+      }
+  CHECK(wproj::allFinite(Mat<T>(0, 3)));
+  CHECK(wproj::allFinite(RowMat(2, 0)));
 }
 
 namespace {

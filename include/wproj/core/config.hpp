@@ -121,10 +121,19 @@ void requireArg(bool condition, const char* where, const char* name, const T& va
   if (!condition) throwInvalid(where, name, value, expected);
 }
 
+/// True when every entry of x is finite. Walks x in its storage order: Eigen 3.4's
+/// `allFinite()` visits the entries column by column, which strides through a row-major matrix
+/// (a NumPy or PyTorch array seen in place) one cache line per entry.
+template <typename Derived>
+bool allFinite(const Eigen::DenseBase<Derived>& x) {
+  if constexpr (bool(Derived::IsRowMajor)) return x.derived().transpose().allFinite();
+  else return x.derived().allFinite();
+}
+
 /// Throws `InvalidArgument` unless every coefficient of `x` is finite.
 template <typename Derived>
 void checkFinite(const Eigen::DenseBase<Derived>& x, const char* where, const char* name) {
-  if (x.derived().allFinite()) return;  // the fast path; works on any expression (products included)
+  if (allFinite(x)) return;  // the fast path; works on any expression (products included)
   const typename Derived::PlainObject d = x.derived();  // locate the offending entry
   for (Index j = 0; j < d.cols(); ++j) {
     for (Index i = 0; i < d.rows(); ++i) {

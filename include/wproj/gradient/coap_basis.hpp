@@ -89,7 +89,7 @@ class COAPBasis : public detail::DenseBasisStorage<Scalar_> {
   /// the previous basis.
   template <typename DG>
   RefreshResult refresh(const Eigen::MatrixBase<DG>& g, Side side, Index rank, std::uint64_t, Matrix* transition) {
-    if (!g.allFinite()) return RefreshResult{};
+    if (!allFinite(g)) return RefreshResult{};
     Matrix cand;
     if (side == Side::Right)
       rangeFinder(g.derived(), rank, cand);

@@ -84,7 +84,7 @@ class OnlinePCABasis : public detail::DenseBasisStorage<Scalar_> {
       if (!cand.allFinite()) return RefreshResult{};
       return this->commit(cand, transition);
     }
-    if (!g.allFinite()) return RefreshResult{};
+    if (!allFinite(g)) return RefreshResult{};
     TruncatedSVD<Matrix> svd;
     svd.setRank(rank).compute(g);
     if (svd.info() != Eigen::Success) return RefreshResult{};

@@ -43,7 +43,7 @@ namespace detail {
 /// Handles a non-finite gradient according to the policy; returns true when the step must be skipped.
 template <typename DG>
 bool rejectNonFinite(const Eigen::MatrixBase<DG>& g, NonFinitePolicy policy, const char* where, Index& skipped) {
-  if (g.allFinite()) return false;
+  if (allFinite(g)) return false;
   ++skipped;
   if (policy == NonFinitePolicy::Throw) checkFinite(g, where, "g");
   return true;

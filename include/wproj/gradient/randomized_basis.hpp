@@ -84,7 +84,7 @@ class RandomizedBasis : public detail::DenseBasisStorage<Scalar_> {
     // One pass over G answers both "finite?" and "zero?": a NaN/Inf makes the norm non-finite;
     // only a norm that overflowed needs the second look.
     const auto normSq = g.squaredNorm();
-    if (!std::isfinite(double(normSq)) && !g.allFinite()) return RefreshResult{};
+    if (!std::isfinite(double(normSq)) && !allFinite(g)) return RefreshResult{};
     const bool warm = m_warm && this->hasBasis() && this->m_p.cols() == rank;
     if (warm && m_power <= 0) {
       // One subspace iteration: span(G Gᵀ P) (left) / span(Gᵀ G P) (right) directly, from two

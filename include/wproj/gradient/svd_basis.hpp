@@ -42,7 +42,7 @@ class SVDBasis : public detail::DenseBasisStorage<Scalar_> {
   /// G, a failed decomposition or non-finite vectors keep the previous basis.
   template <typename DG>
   RefreshResult refresh(const Eigen::MatrixBase<DG>& g, Side side, Index rank, std::uint64_t, Matrix* transition) {
-    if (!g.allFinite()) return RefreshResult{};
+    if (!allFinite(g)) return RefreshResult{};
     TruncatedSVD<Matrix> svd;
     svd.setRank(rank).setMethod(m_method).compute(g);
     if (svd.info() != Eigen::Success) return RefreshResult{};
