@@ -79,30 +79,23 @@ void configureAdafactor(Opt& o, const Hyper& h) {
     o.setOptions(a);
 }
 
+// Muon and APOLLO take the group's hyperparameters whole at every step (validation is a few
+// comparisons next to a step).
 template <typename Opt>
 void configureMuon(Opt& o, const Hyper& h) {
   wproj::MuonOptions m = o.options();
-  const auto scaling = h.matchAdam ? wproj::MuonScaling::MatchAdam : wproj::MuonScaling::Shape;
-  if (m.learningRate == h.lr && m.momentum == h.momentum && m.nesterov == h.nesterov && m.nsSteps == int(h.nsSteps) &&
-      m.weightDecay == h.weightDecay && m.scaling == scaling)
-    return;
   m.learningRate = h.lr;
   m.momentum = h.momentum;
   m.nesterov = h.nesterov;
   m.nsSteps = int(h.nsSteps);
   m.weightDecay = h.weightDecay;
-  m.scaling = scaling;
+  m.scaling = h.matchAdam ? wproj::MuonScaling::MatchAdam : wproj::MuonScaling::Shape;
   o.setOptions(m);
 }
 
 template <typename Opt>
 void configureApollo(Opt& o, const Hyper& h) {
   wproj::ApolloOptions a = o.options();
-  const auto scaling = h.tensorScale ? wproj::ApolloScaling::Tensor : wproj::ApolloScaling::Channel;
-  if (a.learningRate == h.lr && a.beta1 == h.beta1 && a.beta2 == h.beta2 && a.epsilon == h.eps &&
-      a.weightDecay == h.weightDecay && a.biasCorrection == h.biasCorrection && a.scale == h.apolloScale &&
-      a.scaling == scaling && a.normGrowthLimiter == h.limiter)
-    return;
   a.learningRate = h.lr;
   a.beta1 = h.beta1;
   a.beta2 = h.beta2;
@@ -110,7 +103,7 @@ void configureApollo(Opt& o, const Hyper& h) {
   a.weightDecay = h.weightDecay;
   a.biasCorrection = h.biasCorrection;
   a.scale = h.apolloScale;
-  a.scaling = scaling;
+  a.scaling = h.tensorScale ? wproj::ApolloScaling::Tensor : wproj::ApolloScaling::Channel;
   a.normGrowthLimiter = h.limiter;
   o.setOptions(a);
 }

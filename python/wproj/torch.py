@@ -46,14 +46,17 @@ class _WprojOptimizer(_torch.optim.Optimizer):
     """The shared machinery: one C++ state per parameter, created at its first step."""
 
     _rule = ""
+    _group_defaults = _GALORE_DEFAULTS  # the projection keys of a group with 'rank'
+    _basis_key = "basis"                # the group key naming the basis
 
     def __init__(self, params, defaults):
         super().__init__(params, defaults)
         self._cpp = {}
 
-    def _group_settings(self, group, p):
+    def _settings(self, group, p):
+        """The ParamState arguments (rule, rank, basis, proj_type, update_proj_gap, scale, seed)."""
         if "rank" not in group or group["rank"] is None:
-            return 0, "svd", "std", 1, 1.0, 0
+            return self._rule, 0, "svd", "std", 1, 1.0, 0
         rank = int(group["rank"])
         if rank < 1:
             raise ValueError(f"param group 'rank' = {rank}; expected >= 1 (or no 'rank' for the plain optimizer)")
@@ -61,12 +64,9 @@ class _WprojOptimizer(_torch.optim.Optimizer):
             raise ValueError(f"param group 'rank' is set for a parameter of shape {tuple(p.shape)}; "
                              "expected 2-D parameters (Linear weights) in a group with 'rank'")
         rank = min(rank, min(p.shape))
-        get = lambda k: group.get(k, _GALORE_DEFAULTS[k])  # noqa: E731
-        return rank, str(get("basis")), str(get("proj_type")), int(get("update_proj_gap")), float(get("scale")), int(get("seed"))
-
-    def _settings(self, group, p):
-        """The ParamState arguments (rule, rank, basis, proj_type, update_proj_gap, scale, seed)."""
-        return (self._rule,) + self._group_settings(group, p)
+        get = lambda k: group.get(k, self._group_defaults[k])  # noqa: E731
+        return (self._rule, rank, str(get(self._basis_key)), str(get("proj_type")), int(get("update_proj_gap")),
+                float(get("scale")), int(get("seed")))
 
     def _state_for(self, group, p):
         st = self._cpp.get(p)
@@ -129,21 +129,8 @@ class _WprojOptimizer(_torch.optim.Optimizer):
         self._cpp = {}
 
 
-class GaLoreAdamW(_WprojOptimizer):
-    """AdamW with GaLore's gradient projection (galore_torch.GaLoreAdamW, Zhao et al. 2024).
-
-    For a parameter of a group with ``rank``: R = project(G) (rank-r, refreshed every
-    ``update_proj_gap`` steps, moments kept across refreshes as galore-torch), m ← β₁m + (1−β₁)R,
-    v ← β₂v + (1−β₂)R², W ← W − lr·√(1−β₂ᵗ)/(1−β₁ᵗ)·scale·back(m / (√v + eps)), then
-    W ← W − lr·weight_decay·W. Without ``rank``: the same on the full gradient (plain AdamW).
-
-    Parameters: ``lr`` (default 1e-3), ``betas`` (default (0.9, 0.999)), ``eps`` (default 1e-6,
-    galore-torch's), ``weight_decay`` (default 0), ``correct_bias`` (default True); group keys
-    ``rank``, ``update_proj_gap`` (200), ``scale`` (0.25), ``proj_type`` ('std'), ``basis``
-    ('svd' | 'randomized' | 'dct' | 'gaussian'), ``seed`` (0).
-    """
-
-    _rule = "adamw"
+class _AdamWBase(_WprojOptimizer):
+    """The arguments and hyperparameters shared by the AdamW-based optimizers."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, correct_bias=True):
         if not lr >= 0.0:
@@ -161,6 +148,23 @@ class GaLoreAdamW(_WprojOptimizer):
         b1, b2 = group["betas"]
         return {"lr": float(group["lr"]), "beta1": float(b1), "beta2": float(b2), "eps": float(group["eps"]),
                 "weight_decay": float(group["weight_decay"]), "correct_bias": bool(group["correct_bias"])}
+
+
+class GaLoreAdamW(_AdamWBase):
+    """AdamW with GaLore's gradient projection (galore_torch.GaLoreAdamW, Zhao et al. 2024).
+
+    For a parameter of a group with ``rank``: R = project(G) (rank-r, refreshed every
+    ``update_proj_gap`` steps, moments kept across refreshes as galore-torch), m ← β₁m + (1−β₁)R,
+    v ← β₂v + (1−β₂)R², W ← W − lr·√(1−β₂ᵗ)/(1−β₁ᵗ)·scale·back(m / (√v + eps)), then
+    W ← W − lr·weight_decay·W. Without ``rank``: the same on the full gradient (plain AdamW).
+
+    Parameters: ``lr`` (default 1e-3), ``betas`` (default (0.9, 0.999)), ``eps`` (default 1e-6,
+    galore-torch's), ``weight_decay`` (default 0), ``correct_bias`` (default True); group keys
+    ``rank``, ``update_proj_gap`` (200), ``scale`` (0.25), ``proj_type`` ('std'), ``basis``
+    ('svd' | 'randomized' | 'dct' | 'gaussian'), ``seed`` (0).
+    """
+
+    _rule = "adamw"
 
 
 class GaLoreAdafactor(_WprojOptimizer):
@@ -197,7 +201,7 @@ class GaLoreAdafactor(_WprojOptimizer):
                 "weight_decay": float(group["weight_decay"])}
 
 
-class APOLLOAdamW(_WprojOptimizer):
+class APOLLOAdamW(_AdamWBase):
     """APOLLO (Zhu et al., "APOLLO: SGD-like Memory, AdamW-level Performance", MLSys 2025; the
     reference ``apollo_torch.APOLLOAdamW``): for a parameter of a group with ``rank``, Adam runs on
     the projection R of the gradient onto a random rank-``rank`` subspace (``proj='random'``: a
@@ -215,43 +219,18 @@ class APOLLOAdamW(_WprojOptimizer):
     """
 
     _rule = "apollo"
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, correct_bias=True):
-        if not lr >= 0.0:
-            raise ValueError(f"argument 'lr' = {lr}; expected >= 0")
-        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
-            raise ValueError(f"argument 'betas' = {betas}; expected two values in [0, 1)")
-        if not eps > 0.0:
-            raise ValueError(f"argument 'eps' = {eps}; expected > 0")
-        if not weight_decay >= 0.0:
-            raise ValueError(f"argument 'weight_decay' = {weight_decay}; expected >= 0")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                                      correct_bias=correct_bias))
-
-    def _settings(self, group, p):
-        if "rank" not in group or group["rank"] is None:
-            return ("apollo", 0, "random", "std", 1, 1.0, 0)
-        rank = int(group["rank"])
-        if rank < 1:
-            raise ValueError(f"param group 'rank' = {rank}; expected >= 1 (or no 'rank' for plain AdamW)")
-        if p.dim() != 2:
-            raise ValueError(f"param group 'rank' is set for a parameter of shape {tuple(p.shape)}; "
-                             "expected 2-D parameters (Linear weights) in a group with 'rank'")
-        get = lambda k: group.get(k, _APOLLO_DEFAULTS[k])  # noqa: E731
-        if get("scale_type") not in ("channel", "tensor"):
-            raise ValueError(f"param group 'scale_type' = {get('scale_type')!r}; expected 'channel' or 'tensor'")
-        return ("apollo", min(rank, min(p.shape)), str(get("proj")), str(get("proj_type")), int(get("update_proj_gap")),
-                1.0, int(get("seed")))
+    _group_defaults = _APOLLO_DEFAULTS  # 'scale' is APOLLO's own (the projector's scale is not used)
+    _basis_key = "proj"
 
     def _hyper(self, group):
-        b1, b2 = group["betas"]
         scale = float(group.get("scale", _APOLLO_DEFAULTS["scale"]))
         if not scale > 0.0:
             raise ValueError(f"param group 'scale' = {scale}; expected > 0")
-        return {"lr": float(group["lr"]), "beta1": float(b1), "beta2": float(b2), "eps": float(group["eps"]),
-                "weight_decay": float(group["weight_decay"]), "correct_bias": bool(group["correct_bias"]),
-                "apollo_scale": scale, "tensor_scale": group.get("scale_type", "channel") == "tensor",
-                "norm_growth_limiter": bool(group.get("norm_growth_limiter", True))}
+        scale_type = group.get("scale_type", _APOLLO_DEFAULTS["scale_type"])
+        if scale_type not in ("channel", "tensor"):
+            raise ValueError(f"param group 'scale_type' = {scale_type!r}; expected 'channel' or 'tensor'")
+        return dict(super()._hyper(group), apollo_scale=scale, tensor_scale=scale_type == "tensor",
+                    norm_growth_limiter=bool(group.get("norm_growth_limiter", True)))
 
 
 class Muon(_WprojOptimizer):
@@ -284,7 +263,7 @@ class Muon(_WprojOptimizer):
                                       ns_steps=int(ns_steps), scaling=scaling))
 
     def _settings(self, group, p):
-        return ("muon", 0, "svd", "std", 1, 1.0, 0)
+        return self._rule, 0, "svd", "std", 1, 1.0, 0
 
     def _hyper(self, group):
         return {"lr": float(group["lr"]), "weight_decay": float(group["weight_decay"]),

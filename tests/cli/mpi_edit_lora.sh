@@ -15,20 +15,8 @@ set -euo pipefail
 WPROJ="$1"
 MPIRUN="$2"
 DIR="$3"
-HERE="$(cd "$(dirname "$0")" && pwd)"
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY="$(command -v python3 || true)"
-if [ -z "$PY" ] || ! "$PY" -c "import numpy" 2>/dev/null; then
-  echo "cli_mpi_edit_lora skipped: no python3 with NumPy"
-  exit 77
-fi
-rm -rf "$DIR"
-mkdir -p "$DIR"
-cd "$DIR"
-export HERE
-step() { echo "== $*"; }
-die() { echo "mpi edit/extract-lora cli test FAILED: $*" >&2; exit 1; }
-mpi() { local n="$1"; shift; "$MPIRUN" -np "$n" "$@"; }
+TEST=cli_mpi_edit_lora
+source "$(cd "$(dirname "$0")" && pwd)/mpi_common.sh"
 
 cat > mk.py <<'PYEOF'
 import json, os, sys
@@ -81,31 +69,6 @@ np.save("z.npy", z)
 PYEOF
 "$PY" mk.py
 
-cat > same.py <<'PYEOF'
-import json, os, sys
-sys.path.insert(0, os.environ["HERE"])
-from check_adapter import read_st
-def load(d):
-    files = [f for f in os.listdir(d) if f.endswith(".safetensors")]
-    out, raw, where = {}, {}, {}
-    for f in files:
-        o, r = read_st(os.path.join(d, f))
-        for k in o:
-            if k in out: sys.exit("tensor %s written twice in %s" % (k, d))
-            out[k], raw[k], where[k] = o[k], r[k], f
-    idx = os.path.join(d, "model.safetensors.index.json")
-    if len(files) > 1 and json.load(open(idx))["weight_map"] != where:
-        sys.exit("%s: the index does not match the shards" % d)
-    return out, raw, len(files)
-a, ra, na = load(sys.argv[1])
-b, rb, nb = load(sys.argv[2])
-if sorted(a) != sorted(b): sys.exit("different tensor names: %s" % (sorted(set(a) ^ set(b)),))
-changed = 0
-for k in a:
-    if a[k][0] != b[k][0] or a[k][1].shape != b[k][1].shape or ra[k] != rb[k]:
-        sys.exit("tensor %s differs between %s and %s" % (k, sys.argv[1], sys.argv[2]))
-print("same %d tensors (%d vs %d shards)" % (len(a), na, nb))
-PYEOF
 
 step "extract-lora: 1 process, then 2 and 3 ranks"
 lora_case() {
@@ -146,7 +109,7 @@ edit_case() {
   for n in 2 3; do
     mpi $n "$WPROJ" edit base "$@" -o edit_${tag}_$n --report rep_edit_${tag}_$n.json > /dev/null 2> log.txt ||
       { cat log.txt; die "edit $tag on $n ranks"; }
-    "$PY" same.py edit_$tag edit_${tag}_$n || die "edit $tag: $n ranks differ from 1 process"
+    same_checkpoint edit_$tag edit_${tag}_$n || die "edit $tag: $n ranks differ from 1 process"
     "$PY" - rep_edit_$tag.json rep_edit_${tag}_$n.json $n <<'PYEOF' || die "edit $tag: report of $n ranks"
 import json, sys
 a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2])); n = int(sys.argv[3])
@@ -164,17 +127,6 @@ edit_case leace --leace eraser.safetensors --tensors 'q_proj\.weight|down_proj\.
 [ "$(ls edit_in_3 | grep -c '^model-.*-of-.*\.safetensors$')" -ge 3 ] || die "edit on 3 ranks: expected several shards"
 
 # All or nothing: nothing is written, every rank exits non-zero with a message naming the rank.
-expect_collective_fail() {
-  local pattern="$1" out="$2"; shift 2
-  set +e
-  "$@" > fail_out.txt 2> fail_err.txt
-  local rc=$?
-  set -e
-  [ $rc -ne 0 ] || die "expected failure: $*"
-  grep -q -- "$pattern" fail_err.txt || { cat fail_err.txt; die "expected '$pattern' in stderr: $*"; }
-  [ ! -e "$out" ] || die "$out was written by a failed run: $*"
-  [ -z "$(ls -a | grep "^\.$out\|^$out\.")" ] || { ls -a; die "staging files of $out left behind: $*"; }
-}
 step "different options on two ranks"
 expect_collective_fail "rank 1 holds a different extraction options" out_x \
   "$MPIRUN" -np 1 "$WPROJ" extract-lora --base base --model ft -o out_x --rank 4 : -np 1 "$WPROJ" extract-lora --base base --model ft -o out_x --rank 5

@@ -13,20 +13,8 @@ set -euo pipefail
 WPROJ="$1"
 MPIRUN="$2"
 DIR="$3"
-HERE="$(cd "$(dirname "$0")" && pwd)"
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY="$(command -v python3 || true)"
-if [ -z "$PY" ] || ! "$PY" -c "import numpy" 2>/dev/null; then
-  echo "cli_mpi_merge skipped: no python3 with NumPy"
-  exit 77
-fi
-rm -rf "$DIR"
-mkdir -p "$DIR"
-cd "$DIR"
-export HERE
-step() { echo "== $*"; }
-die() { echo "mpi merge cli test FAILED: $*" >&2; exit 1; }
-mpi() { local n="$1"; shift; "$MPIRUN" -np "$n" "$@"; }
+TEST=cli_mpi_merge
+source "$(cd "$(dirname "$0")" && pwd)/mpi_common.sh"
 
 cat > mk.py <<'PYEOF'
 import json, os, sys
@@ -99,44 +87,13 @@ sed 's/density: 0.4/density: 0.5/' ties.yaml > ties_other.yaml
 sed 's/model: m3/model: missing_model/' ties.yaml > ties_missing.yaml
 sed 's/model: m3/model: broken/' ties.yaml > ties_broken.yaml
 
-cat > same.py <<'PYEOF'
-import json, os, sys
-sys.path.insert(0, os.environ["HERE"])
-from check_adapter import read_st
-def load(d):
-    files = [f for f in os.listdir(d) if f.endswith(".safetensors")]
-    out, raw, where = {}, {}, {}
-    for f in files:
-        o, r = read_st(os.path.join(d, f))
-        for k in o:
-            if k in out: sys.exit("tensor %s written twice in %s" % (k, d))
-            out[k], raw[k], where[k] = o[k], r[k], f
-    idx = os.path.join(d, "model.safetensors.index.json")
-    if len(files) > 1:
-        wm = json.load(open(idx))["weight_map"]
-        if wm != where: sys.exit("%s: the index does not match the shards" % d)
-    elif os.path.exists(idx):
-        wm = json.load(open(idx))["weight_map"]
-        if wm != where: sys.exit("%s: the index does not match the shard" % d)
-    return out, raw, len(files)
-a, ra, na = load(sys.argv[1])
-b, rb, nb = load(sys.argv[2])
-if sorted(a) != sorted(b): sys.exit("different tensor names: %s vs %s" % (sorted(set(a) ^ set(b)),))
-for k in a:
-    if a[k][0] != b[k][0] or a[k][1].shape != b[k][1].shape or ra[k] != rb[k]:
-        sys.exit("tensor %s differs between %s and %s" % (k, sys.argv[1], sys.argv[2]))
-for f in ("config.json", "README.md"):
-    if os.path.exists(os.path.join(sys.argv[1], f)) != os.path.exists(os.path.join(sys.argv[2], f)):
-        sys.exit("%s: present in one output only" % f)
-print("same %d tensors (%d vs %d shards)" % (len(a), na, nb))
-PYEOF
 
 for cfg in ties ta opcm; do
   step "$cfg: 1 process, then 2 and 3 ranks"
   "$WPROJ" merge $cfg.yaml -o out_$cfg --threads 2 --report rep_$cfg.json 2> log.txt || { cat log.txt; die "$cfg serial"; }
   for n in 2 3; do
     mpi $n "$WPROJ" merge $cfg.yaml -o out_${cfg}_$n --threads 1 --report rep_${cfg}_$n.json 2> log.txt || { cat log.txt; die "$cfg on $n ranks"; }
-    "$PY" same.py out_$cfg out_${cfg}_$n || die "$cfg: $n ranks differ from 1 process"
+    same_checkpoint out_$cfg out_${cfg}_$n || die "$cfg: $n ranks differ from 1 process"
     "$PY" - rep_${cfg}_$n.json $n <<'PYEOF' || die "$cfg: report of $n ranks"
 import json, sys
 r = json.load(open(sys.argv[1])); n = int(sys.argv[2])
@@ -152,17 +109,6 @@ grep -q '"rank": 2' rep_ties_3.json || die "ties on 3 ranks: rank 2 merged nothi
 [ -f out_ties_3/config.json ] && [ -f out_ties_3/README.md ] || die "ties on 3 ranks: model folder files missing"
 
 # All or nothing: nothing is written, every rank exits non-zero with a message naming the rank.
-expect_collective_fail() {
-  local pattern="$1" out="$2"; shift 2
-  set +e
-  "$@" > fail_out.txt 2> fail_err.txt
-  local rc=$?
-  set -e
-  [ $rc -ne 0 ] || die "expected failure: $*"
-  grep -q -- "$pattern" fail_err.txt || { cat fail_err.txt; die "expected '$pattern' in stderr: $*"; }
-  [ ! -e "$out" ] || die "$out was written by a failed run: $*"
-  [ -z "$(ls -a | grep "^\.$out\|^$out\.")" ] || { ls -a; die "staging files of $out left behind: $*"; }
-}
 step "different configurations on two ranks"
 expect_collective_fail "rank 1 holds a different configuration" out_x \
   "$MPIRUN" -np 1 "$WPROJ" merge ties.yaml -o out_x : -np 1 "$WPROJ" merge ties_other.yaml -o out_x

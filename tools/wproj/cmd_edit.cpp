@@ -150,12 +150,10 @@ std::string biasNameFor(const std::string& weight) {
   return "";
 }
 
-/// FNV-1a of a matrix's bytes: the ranks of a sharded edit check that they hold the same basis.
-std::uint64_t fingerprint(const Mat& m) {
-  std::uint64_t h = 1469598103934665603ull;
-  const auto* p = reinterpret_cast<const unsigned char*>(m.data());
-  for (std::size_t i = 0; i < std::size_t(m.size()) * sizeof(double); ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h ^ std::uint64_t(m.rows()) * 31 ^ std::uint64_t(m.cols());
+/// Appends a matrix's shape and raw bytes to `out` (what the ranks of a sharded edit compare).
+void appendBytes(std::string& out, const Mat& m) {
+  out += " " + std::to_string(m.rows()) + "x" + std::to_string(m.cols()) + ":";
+  out.append(reinterpret_cast<const char*>(m.data()), std::size_t(m.size()) * sizeof(double));
 }
 
 /// `wproj edit`. Under `mpirun -np N` (a group of N > 1 ranks) the tensors are assigned to ranks by
@@ -177,7 +175,7 @@ void runEdit(const EditOptions& o, const RankGroup* group) {
   wproj::Subspace<double> subspace;
   wproj::LeaceEraser<double> eraser;
   wproj::Index ambient = 0;
-  std::uint64_t directions = 0;
+  std::string directions;  // the basis or eraser, as bytes
   std::vector<std::string> edited;
   std::map<std::string, std::string> biasOf;  // LEACE: weight -> bias tensor that is folded with it
   std::set<std::string> foldedBiases;
@@ -198,12 +196,14 @@ void runEdit(const EditOptions& o, const RankGroup* group) {
       const Mat q = loadMatrix(o.basis, "--basis");
       subspace = wproj::Subspace<double>::fromOrthonormal(q);
       ambient = subspace.ambientDim();
-      directions = fingerprint(q);
+      appendBytes(directions, q);
     } else {
       if (!output) throw CliError("a LEACE eraser acts on the output side: use --side output");
       eraser = loadEraser(o.leace);
       ambient = eraser.dim();
-      directions = fingerprint(eraser.left()) ^ 3 * fingerprint(eraser.right()) ^ 7 * fingerprint(Mat(eraser.bias()));
+      appendBytes(directions, eraser.left());
+      appendBytes(directions, eraser.right());
+      appendBytes(directions, Mat(eraser.bias()));
     }
     // Plan: which tensors are edited; check every dimension before writing anything.
     for (const auto& n : c.names()) {
@@ -233,7 +233,7 @@ void runEdit(const EditOptions& o, const RankGroup* group) {
   if (dist) {
     // Every rank must see the same model and the same edit.
     std::ostringstream fp;
-    fp << o.side << " " << o.strength << " " << o.transposed << " " << o.tensors << " " << o.maxShard << " " << directions;
+    fp << o.side << " " << o.strength << " " << o.transposed << " " << o.tensors << " " << o.maxShard << directions;
     for (const auto& n : names) fp << "\n" << n << " " << c.info(n).shapeString() << " " << c.info(n).dtypeString();
     stages.requireSame(fp.str(), "edit or view of the model (options, basis or eraser, tensor names, shapes, dtypes)");
   }

@@ -79,7 +79,7 @@ class PartialLeastSquares {
   /// process may hold none), and every sum over samples (the means, each NIPALS product XᵀU and
   /// Yᵀt with its norm, the loadings) and the column maxima of Y go through `r`, so every process
   /// obtains the weights and loadings of all rows (to rounding) and the scores of its own rows.
-  /// Per NIPALS iteration d + t + 2 values are reduced, per component d + t + 1 and 2t more.
+  /// Per NIPALS iteration d + t + 2 values are reduced, per component d + t + 1 and t more.
   /// Every process must call compute() together with the same settings; see `wproj::mpi::fitPls`.
   PartialLeastSquares& setSampleReduction(const SampleReduction& r) {
     m_reduction = r;
@@ -156,10 +156,10 @@ class PartialLeastSquares {
       return out;
     };
 
+    Vector colMax = columnMaxima();  // of Y_k: kept up to date by the deflation below
     Index k = 0;
     for (; k < r; ++k) {
       // Start from the first column of Y_k with a non-negligible entry.
-      const Vector colMax = columnMaxima();
       Index start = -1;
       for (Index j = 0; j < t && start < 0; ++j)
         if (colMax(j) > eps) start = j;
@@ -216,9 +216,12 @@ class PartialLeastSquares {
         yk.noalias() -= score * q.transpose();
       }
       // Zero the Y columns that are numerically exhausted (as scikit-learn does).
-      const Vector exhausted = columnMaxima();
+      colMax = columnMaxima();
       for (Index j = 0; j < t; ++j)
-        if (exhausted(j) < Scalar(10) * eps) yk.col(j).setZero();
+        if (colMax(j) < Scalar(10) * eps) {
+          yk.col(j).setZero();
+          colMax(j) = Scalar(0);
+        }
       m_xWeights.col(k) = w;
       m_yWeights.col(k) = c;
       m_xLoadings.col(k) = p;

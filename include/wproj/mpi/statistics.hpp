@@ -157,7 +157,7 @@ void withSampleReduction(Estimator& est, const Communicator& comm, Fit&& fit) {
 ///
 /// Communication: one hash allgather (d, t and the settings agree), one agreement on the local
 /// checks, one allreduce of 1 + d + t values (the means); per NIPALS iteration two allreduces of
-/// d + 1 and t + 1 values; per component one of d + t + 1 (loadings) and two allreduce-max of t.
+/// d + 1 and t + 1 values; per component one of d + t + 1 (loadings) and one allreduce-max of t.
 /// O(r·iterations·(d + t)) values, independent of n. Bad data on one rank (shape, non-finite
 /// values) throws `CollectiveError` on every rank; too many components for the total n or d
 /// throws `InvalidArgument` on every rank.
