@@ -111,3 +111,46 @@ def test_two_threads_overlap():
     for got, ref in zip(results, serial):
         for a, b in zip(got, ref):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+CONCURRENT_LEACE = textwrap.dedent(
+    """
+    import threading
+    import numpy as np
+    import wproj
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((9000, 256)).astype(np.float32)
+    labels = rng.integers(0, 2, 9000)
+    x[:, :5] += labels[:, None]
+    def fit():
+        f = wproj.LeaceFitter(256, 2, dtype=np.float32)
+        for _ in range(6):
+            f.update(x, labels)
+        e = f.eraser
+        return f.sigma_xx, np.asarray(e.proj_left), np.asarray(e.proj_right)
+    serial = fit()
+    out = [None] * 3
+    def work(i):
+        out[i] = fit()
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got in out:
+        for a, b in zip(got, serial):
+            assert np.array_equal(a, b), float(np.abs(a - b).max())
+    print("identical")
+    """
+)
+
+
+@pytest.mark.parametrize("blas_threads", ["1", "2"])
+def test_concurrent_leace_fits_equal_the_serial_fit_bit_for_bit(blas_threads):
+    """Statistics and eraser do not depend on OpenBLAS's thread count, nor on other threads
+    holding OpenBLAS at one thread while their batches' row blocks run (batches of 9000 × 256 are
+    cut into two blocks)."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=blas_threads)
+    r = subprocess.run([sys.executable, "-c", CONCURRENT_LEACE], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "identical" in r.stdout

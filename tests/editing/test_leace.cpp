@@ -4,6 +4,8 @@
 #include <wproj/editing/leace.hpp>
 #include <wproj/editing/linear_classifier.hpp>
 
+#include <tuple>
+
 using namespace wproj_test;
 using wproj::Index;
 using wproj::Labels;
@@ -226,4 +228,56 @@ TEST_CASE("LEACE: bad input", "[leace]") {
   CHECK_THROWS_AS(wproj::LeaceFitter<double>(d, 0), wproj::InvalidArgument);
   const wproj::LeaceEraser<double> e = wproj::LeaceFitter<double>::fit(x, (Labels(20) << Labels::Zero(10), Labels::Ones(10)).finished(), 2);
   CHECK_THROWS_AS(e.erase(Mat<double>(3, d + 1)), wproj::InvalidArgument);
+}
+
+TEMPLATE_TEST_CASE("LEACE: statistics and eraser are the same to the bit for any OpenBLAS thread count", "[leace]",
+                   float, double) {
+  using T = TestType;
+  // 8500 rows of width 256: two row blocks run on wproj's threads (with OpenBLAS); 500: one.
+  const Index n = 9000, d = 256;
+  Mat<double> xd = gaussian<double>(n, d, 81);
+  Labels labels(n);
+  for (Index i = 0; i < n; ++i) {
+    labels(i) = int((i * 7919) % 3 == 0);
+    xd.row(i).head(4).array() += 2.0 * labels(i);
+  }
+  const RowMajorMat<T> x = xd.cast<T>();
+  auto fit = [&](int threads) {
+#if defined(EIGEN_USE_BLAS) && defined(WPROJ_OPENBLAS)
+    const int before = openblas_get_num_threads();
+    openblas_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+    wproj::LeaceFitter<T> f(d, 2);
+    f.update(x.topRows(8500), labels.head(8500)).update(x.bottomRows(500), labels.tail(500));
+    auto e = f.eraser();
+#if defined(EIGEN_USE_BLAS) && defined(WPROJ_OPENBLAS)
+    openblas_set_num_threads(before);
+#endif
+    return std::make_tuple(f.statistics().scatterX(), Mat<T>(e.left()), Mat<T>(e.right()));
+  };
+  const auto one = fit(1);
+  for (int threads : {2, 3}) {
+    INFO("OpenBLAS threads " << threads);
+    const auto many = fit(threads);
+    CHECK(std::get<0>(many) == std::get<0>(one));
+    CHECK(std::get<1>(many) == std::get<1>(one));
+    CHECK(std::get<2>(many) == std::get<2>(one));
+  }
+  // And the eraser still erases: the class means agree after erasure.
+  const Mat<T> erased = wproj::LeaceEraser<T>(std::get<1>(one), std::get<2>(one), Mat<T>(x).colwise().mean().transpose(), true)
+                            .erase(Mat<T>(x));
+  Eigen::Matrix<double, 1, Eigen::Dynamic> m0 = Eigen::RowVectorXd::Zero(d), m1 = m0;
+  Index c0 = 0, c1 = 0;
+  for (Index i = 0; i < n; ++i) {
+    if (labels(i)) {
+      m1 += erased.row(i).template cast<double>();
+      ++c1;
+    } else {
+      m0 += erased.row(i).template cast<double>();
+      ++c0;
+    }
+  }
+  CHECK((m0 / double(c0) - m1 / double(c1)).norm() < 1e-2);
 }

@@ -2,9 +2,13 @@
 #include "test_common.hpp"
 
 #include <wproj/linalg/covariance.hpp>
+#include <wproj/linalg/gram.hpp>
 #include <wproj/linalg/pls.hpp>
 
 #include <Eigen/Eigenvalues>
+
+#include <tuple>
+#include <vector>
 
 using namespace wproj_test;
 using wproj::Index;
@@ -122,6 +126,83 @@ TEMPLATE_TEST_CASE("StreamingCovariance: a mean of 1e4 standard deviations, colu
   CHECK((row.crossCovariance().template cast<double>() - cxz).norm() < tol * (1 + cxz.norm()));
   CHECK((col.meanX().template cast<double>() - xr.colwise().mean().transpose()).norm() < 1e4 * 50 * eps<T>());
   CHECK((row.meanX() - col.meanX()).norm() < T(1e4 * 50 * eps<T>()));
+}
+
+TEMPLATE_TEST_CASE("StreamingCovariance: batches cut into row blocks (threads) match two-pass statistics",
+                   "[covariance]", float, double) {
+  using T = TestType;
+  // 9000 rows of width 256: two row blocks under OpenBLAS (detail::gramRowParts), one without it.
+  const Index n = 9000, d = 256, c = 3;
+  Mat<double> xd = gaussian<double>(n, d, 51);
+  xd.array() += 100.0;
+  const Mat<T> x = xd.cast<T>();
+  const RowMajorMat<T> xRow = x;
+  const Mat<T> z = gaussian<double>(n, c, 52).cast<T>();
+  const Mat<double> xr = x.template cast<double>(), zr = z.template cast<double>();
+  const Mat<double> cxx = twoPassCov(xr, xr), cxz = twoPassCov(xr, zr);
+  const int parts = wproj::detail::gramRowParts(n, d);
+#if defined(EIGEN_USE_BLAS) && defined(WPROJ_OPENBLAS)
+  CHECK(parts == 2);
+  CHECK(wproj::detail::gramRowParts(8192, 512) == 4);
+  CHECK(wproj::detail::gramRowParts(100000, 64) == 6);
+  CHECK(wproj::detail::gramRowParts(1 << 20, 8) == 8);
+  CHECK(wproj::detail::gramRowParts(1 << 20, 8192) == 1);  // 64 MiB of partial sums at most
+  CHECK(wproj::detail::gramRowParts(300, 4096) == 1);
+#else
+  CHECK(parts == 1);
+#endif
+  wproj::StreamingCovariance<T> col(d, c), row(d, c);
+  col.update(x, z);
+  row.update(xRow, z);
+  const double tol = 100 * 50 * eps<T>();
+  CHECK((col.covariance().template cast<double>() - cxx).norm() < tol * cxx.norm());
+  CHECK((row.covariance().template cast<double>() - cxx).norm() < tol * cxx.norm());
+  CHECK((row.crossCovariance().template cast<double>() - cxz).norm() < tol * (1 + cxz.norm()));
+  CHECK((row.meanX().template cast<double>() - xr.colwise().mean().transpose()).norm() < tol * 100);
+  // The covariance is exactly symmetric (the lower triangle mirrored).
+  CHECK(row.scatterX() == row.scatterX().transpose());
+
+  // The result depends on the batch's shape only, never on the thread count.
+  for (int threads : {1, 2, 3}) {
+    wproj::StreamingCovariance<T> again(d, c);
+#if defined(EIGEN_USE_BLAS) && defined(WPROJ_OPENBLAS)
+    const int before = openblas_get_num_threads();
+    openblas_set_num_threads(threads);
+    again.update(xRow, z);
+    openblas_set_num_threads(before);
+#else
+    again.update(xRow, z);
+#endif
+    INFO("OpenBLAS threads " << threads);
+    CHECK(again.scatterX() == row.scatterX());
+    CHECK(again.scatterXZ() == row.scatterXZ());
+    CHECK(again.meanX() == row.meanX());
+  }
+
+  // A NaN or an Inf anywhere — also +Inf and -Inf in one column, whose sum is NaN — is named.
+  for (auto [r, j, v] : {std::tuple<Index, Index, T>{8999, 255, std::numeric_limits<T>::quiet_NaN()},
+                         std::tuple<Index, Index, T>{2500, 0, std::numeric_limits<T>::infinity()}}) {
+    RowMajorMat<T> bad = xRow;
+    bad(r, j) = v;
+    if (std::isinf(v)) bad(r + 1000, j) = -v;
+    wproj::StreamingCovariance<T> acc(d, c);
+    CHECK_THROWS_WITH(acc.update(bad, z), Catch::Contains("non-finite") && Catch::Contains("x"));
+    CHECK(acc.count() == 0);
+  }
+}
+
+TEST_CASE("BlasThreadSplit: every task runs once; a task's exception reaches the caller", "[covariance]") {
+  std::vector<int> hits(9, 0);
+  wproj::detail::BlasThreadSplit::run(9, 3, [&](int p) { hits[std::size_t(p)] += 1; });
+  CHECK(hits == std::vector<int>(9, 1));
+  const int before = wproj::detail::BlasThreadSplit::available();
+  CHECK_THROWS_WITH(wproj::detail::BlasThreadSplit::run(4, 2,
+                                                        [&](int p) {
+                                                          if (p == 2) throw wproj::InvalidArgument("task 2 failed");
+                                                        }),
+                    Catch::Contains("task 2 failed"));
+  // The hold on OpenBLAS's thread count is released after a failure too.
+  CHECK(wproj::detail::BlasThreadSplit::available() == before);
 }
 
 TEST_CASE("StreamingCovariance: row-major maps, x-only mode and bad input", "[covariance]") {

@@ -8,6 +8,8 @@
 /// LEACE, Belrose et al. 2023).
 
 #include "../core/config.hpp"
+#include "../core/blas_threads.hpp"
+#include "gram.hpp"
 
 #include <Eigen/Core>
 
@@ -17,6 +19,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace wproj {
 
@@ -152,55 +155,92 @@ class StreamingCovariance {
   template <typename DX, typename DZ>
   StreamingCovariance& updateImpl(const Eigen::MatrixBase<DX>& x, const Eigen::MatrixBase<DZ>& z, const char* where) {
     checkShape(x, -1, xDim(), where, "x");
-    checkFinite(x, where, "x");
     checkFinite(z, where, "z");
     const Index m = x.rows();
     if (m == 0) return *this;
-    Vector mx(xDim());
-    if constexpr (std::is_same<typename DX::Scalar, Scalar>::value && bool(DX::IsRowMajor)) {
-      // Column means of a row-major batch as one BLAS GEMV (Eigen's column-wise reduction
-      // walks a row-major matrix column by column).
-      if (m_ones.size() != m) m_ones.setConstant(m, Scalar(1));
-      mx.noalias() = x.transpose() * m_ones;
-      mx /= Scalar(m);
-    } else {
-      mx = x.colwise().mean().transpose().template cast<Scalar>();
-    }
+    // The batch is cut into row blocks that depend on its shape only (detail::gramRowParts: one
+    // block without OpenBLAS's thread control); with OpenBLAS the blocks run on wproj's threads
+    // with single-threaded BLAS, which parallelises the Gram better than OpenBLAS's threaded
+    // ?syrk, keeps OpenBLAS's idle workers from competing for the cores, and makes the statistics
+    // the same to the bit for any thread count.
+    const Index d = xDim();
+    const int parts = detail::gramRowParts(m, d);
+    const int threads = detail::BlasThreadSplit::available();
+    auto rowStart = [&](int p) { return m * p / parts; };
+
+    // 1. Column sums of each block. A NaN or ±Inf entry makes its column's sum non-finite, so
+    //    the full finiteness check (which names the entry) only runs when a sum is not finite.
+    m_partSums.resize(d, parts);
+    if (m_ones.size() < m) m_ones.setConstant(m, Scalar(1));  // before the threads share it
+    detail::BlasThreadSplit::run(parts, threads, [&](int p) {
+      const Index r0 = rowStart(p), r1 = rowStart(p + 1);
+      columnSums(x.middleRows(r0, r1 - r0), m_partSums.col(p));
+    });
+    Vector mx = m_partSums.col(0);
+    for (int p = 1; p < parts; ++p) mx += m_partSums.col(p);
+    if (!allFinite(mx)) checkFinite(x, where, "x");
+    mx /= Scalar(m);
     const Vector mz = z.colwise().mean().transpose().template cast<Scalar>();
-    // The batch is centred on its own mean (the two-pass scatter within the batch: no
-    // cancellation for data with large means) into a work buffer of the input's storage order
-    // (a streaming copy, also for row-major NumPy/PyTorch batches), kept between calls so that
-    // a stream of batches allocates nothing after the first.
+
+    // 2. Each block centred on the batch mean (the two-pass scatter within the batch: no
+    //    cancellation for data with large means) into a work buffer of the input's storage order,
+    //    kept between calls so that a stream of batches allocates nothing after the first; then
+    //    its Gram (a rank update of the lower triangle: BLAS ?syrk, half the multiply-adds of a
+    //    GEMM) and its cross product with the centred z. The blocks' sums are added in order.
     if constexpr (bool(DX::IsRowMajor)) {
-      centredScatter(x, mx, m_workXRowMajor, z, mz);
+      centredScatter(x, mx, m_workXRowMajor, z, mz, parts, threads);
     } else {
-      centredScatter(x, mx, m_workX, z, mz);
+      centredScatter(x, mx, m_workX, z, mz, parts, threads);
     }
     combine(m, mx, mz, m_batchX, m_batchXZ);
     return *this;
   }
 
-  // m_batchX = XcᵀXc and m_batchXZ = XcᵀZc with Xc = x − 1mxᵀ (in `work`) and Zc = z − 1mzᵀ.
-  // The d×d product is a rank update of the lower triangle: Eigen 3.4 hands it to the BLAS
-  // ?syrk under EIGEN_USE_BLAS (GeneralMatrixMatrixTriangular_BLAS.h), half the multiply-adds
-  // of a full GEMM; the strictly upper triangle is then mirrored.
+  // Column sums of a block of rows: one GEMV against ones for a row-major block of this scalar
+  // type (Eigen's column-wise reduction walks a row-major matrix column by column).
+  template <typename Block, typename Out>
+  void columnSums(const Block& rows, Out out) {
+    using Plain = typename Block::PlainObject;
+    if constexpr (std::is_same<typename Block::Scalar, Scalar>::value && bool(Plain::IsRowMajor)) {
+      out.noalias() = rows.transpose() * m_ones.head(rows.rows());
+    } else {
+      out = rows.colwise().sum().transpose().template cast<Scalar>();
+    }
+  }
+
+  // m_batchX = XcᵀXc and m_batchXZ = XcᵀZc with Xc = x − 1mxᵀ (in `work`) and Zc = z − 1mzᵀ,
+  // block by block; the strictly upper triangle of m_batchX is mirrored at the end.
   template <typename DX, typename Work, typename DZ>
   void centredScatter(const Eigen::MatrixBase<DX>& x, const Vector& mx, Work& work, const Eigen::MatrixBase<DZ>& z,
-                      const Vector& mz) {
+                      const Vector& mz, int parts, int threads) {
     const Index m = x.rows(), d = xDim(), c = zDim();
     if (work.rows() < m || work.cols() != d) work.resize(m, d);
-    auto xc = work.topRows(m);
-    xc.noalias() = x.template cast<Scalar>().rowwise() - mx.transpose();
-    m_batchX.setZero(d, d);
-    m_batchX.template selfadjointView<Eigen::Lower>().rankUpdate(xc.transpose());
-    m_batchX.template triangularView<Eigen::StrictlyUpper>() = m_batchX.transpose();
-    m_batchXZ.resize(d, c);
-    if (c > 0) {
-      if (m_workZ.rows() < m || m_workZ.cols() != c) m_workZ.resize(m, c);
-      auto zc = m_workZ.topRows(m);
-      zc.noalias() = z.template cast<Scalar>().rowwise() - mz.transpose();
-      m_batchXZ.noalias() = xc.transpose() * zc;
+    if (c > 0 && (m_workZ.rows() < m || m_workZ.cols() != c)) m_workZ.resize(m, c);
+    if (m_gramParts.size() < std::size_t(parts)) m_gramParts.resize(std::size_t(parts));
+    if (m_crossParts.size() < std::size_t(parts)) m_crossParts.resize(std::size_t(parts));
+    // Block 0 accumulates straight into the batch's sums, the others into their own buffers.
+    auto gramOf = [&](int p) -> Matrix& { return p == 0 ? m_batchX : m_gramParts[std::size_t(p)]; };
+    auto crossOf = [&](int p) -> Matrix& { return p == 0 ? m_batchXZ : m_crossParts[std::size_t(p)]; };
+    detail::BlasThreadSplit::run(parts, threads, [&](int p) {
+      const Index r0 = m * p / parts, rows = m * (p + 1) / parts - r0;
+      auto xc = work.middleRows(r0, rows);
+      xc.noalias() = x.middleRows(r0, rows).template cast<Scalar>().rowwise() - mx.transpose();
+      Matrix& g = gramOf(p);
+      g.setZero(d, d);
+      g.template selfadjointView<Eigen::Lower>().rankUpdate(xc.transpose());
+      Matrix& cross = crossOf(p);
+      cross.resize(d, c);
+      if (c > 0) {
+        auto zc = m_workZ.middleRows(r0, rows);
+        zc.noalias() = z.middleRows(r0, rows).template cast<Scalar>().rowwise() - mz.transpose();
+        cross.noalias() = xc.transpose() * zc;
+      }
+    });
+    for (int p = 1; p < parts; ++p) {
+      m_batchX.template triangularView<Eigen::Lower>() += m_gramParts[std::size_t(p)];
+      m_batchXZ += m_crossParts[std::size_t(p)];
     }
+    m_batchX.template triangularView<Eigen::StrictlyUpper>() = m_batchX.transpose();
   }
 
   void combine(Index m, const Vector& mx, const Vector& mz, const Matrix& sx, const Matrix& sxz) {
@@ -223,6 +263,9 @@ class StreamingCovariance {
   // Work buffers of update (not part of the state): the centred batch (in the input's storage
   // order) and z, and the batch's scatters.
   Matrix m_workX, m_workZ, m_batchX, m_batchXZ;
+  // Per-row-block column sums, Grams and cross products of a batch (blocks 1, 2, …).
+  Matrix m_partSums;
+  std::vector<Matrix> m_gramParts, m_crossParts;
   Vector m_ones;
   Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> m_workXRowMajor;
 };
