@@ -7,8 +7,8 @@
 /// Ledoit–Wolf-style linear shrinkage of a covariance towards a scaled identity (as used by
 /// LEACE, Belrose et al. 2023).
 
-#include "../core/config.hpp"
 #include "../core/blas_threads.hpp"
+#include "../core/config.hpp"
 #include "gram.hpp"
 
 #include <Eigen/Core>
@@ -184,7 +184,7 @@ class StreamingCovariance {
 
     // 2. Each block centred on the batch mean (the two-pass scatter within the batch: no
     //    cancellation for data with large means) into a work buffer of the input's storage order,
-    //    kept between calls so that a stream of batches allocates nothing after the first; then
+    //    kept between calls (no batch-sized allocation after the first batch); then
     //    its Gram (a rank update of the lower triangle: BLAS ?syrk, half the multiply-adds of a
     //    GEMM) and its cross product with the centred z. The blocks' sums are added in order.
     if constexpr (bool(DX::IsRowMajor)) {
@@ -198,10 +198,10 @@ class StreamingCovariance {
 
   // Column sums of a block of rows: one GEMV against ones for a row-major block of this scalar
   // type (Eigen's column-wise reduction walks a row-major matrix column by column).
-  template <typename Block, typename Out>
-  void columnSums(const Block& rows, Out out) {
-    using Plain = typename Block::PlainObject;
-    if constexpr (std::is_same<typename Block::Scalar, Scalar>::value && bool(Plain::IsRowMajor)) {
+  template <typename Rows, typename Out>
+  void columnSums(const Rows& rows, Out out) {
+    using Plain = typename Rows::PlainObject;
+    if constexpr (std::is_same<typename Rows::Scalar, Scalar>::value && bool(Plain::IsRowMajor)) {
       out.noalias() = rows.transpose() * m_ones.head(rows.rows());
     } else {
       out = rows.colwise().sum().transpose().template cast<Scalar>();
