@@ -17,22 +17,22 @@ def signed_svd(G):
     return U, Vt
 
 
-class NumpyGaLoreAdamW:
-    """GaLore-AdamW from its formulas (galore_torch, proj_type 'std'): refresh at steps 0, T, 2T…
-    (thin SVD of the gradient; right side P = Vt[:r] when m >= n, else left P = U[:, :r]);
-    moments of the projected gradient kept across refreshes; bias-corrected step size;
-    W -= step·scale·back(m / (sqrt(v) + eps)); then W -= lr·wd·W."""
+class NumpyProjectedAdam:
+    """The part GaLore-AdamW and APOLLO share, from their formulas (proj_type 'std'): refresh at
+    steps 0, T, 2T… (thin SVD of the gradient; right side P = Vt[:r] when m >= n, else left
+    P = U[:, :r]); R = G Pᵀ or Pᵀ G; Adam moments of R kept across refreshes; the bias-corrected
+    step size lr·√(1−β₂ᵗ)/(1−β₁ᵗ); N = m/(√v + ε)."""
 
-    def __init__(self, W, rank, gap, scale, lr, betas, eps, wd):
+    def __init__(self, W, rank, gap, lr, betas, eps, wd):
         self.W = W.astype(np.float64)
-        self.rank, self.gap, self.scale, self.lr, self.eps, self.wd = rank, gap, scale, lr, eps, wd
+        self.rank, self.gap, self.lr, self.eps, self.wd = rank, gap, lr, eps, wd
         self.b1, self.b2 = betas
         self.t = 0
         self.m = self.v = None
         self.right = W.shape[0] >= W.shape[1]
 
-    def step(self, G):
-        G = G.astype(np.float64)
+    def moments(self, G):
+        """Returns (R, N, step size) for gradient G (float64)."""
         if self.t % self.gap == 0:
             U, Vt = signed_svd(G)
             self.P = Vt[: self.rank] if self.right else U[:, : self.rank]
@@ -43,7 +43,18 @@ class NumpyGaLoreAdamW:
         self.m = self.b1 * self.m + (1 - self.b1) * R
         self.v = self.b2 * self.v + (1 - self.b2) * R * R
         step = self.lr * np.sqrt(1 - self.b2**self.t) / (1 - self.b1**self.t)
-        N = self.m / (np.sqrt(self.v) + self.eps)
+        return R, self.m / (np.sqrt(self.v) + self.eps), step
+
+
+class NumpyGaLoreAdamW(NumpyProjectedAdam):
+    """GaLore-AdamW (galore_torch): W -= step·scale·back(N); then W -= lr·wd·W."""
+
+    def __init__(self, W, rank, gap, scale, lr, betas, eps, wd):
+        super().__init__(W, rank, gap, lr, betas, eps, wd)
+        self.scale = scale
+
+    def step(self, G):
+        _, N, step = self.moments(G.astype(np.float64))
         back = N @ self.P if self.right else self.P @ N
         self.W -= step * self.scale * back
         self.W -= self.lr * self.wd * self.W
@@ -249,31 +260,18 @@ def test_muon_update_is_orthogonal_and_scaled():
         assert sv.min() > 0.6 and sv.max() < 1.25, (m, n, scaling, sv)
 
 
-class NumpyApollo:
-    """APOLLO from its formulas with the SVD projector (proj='svd', proj_type 'std'): R = G Pᵀ
-    (m ≥ n, channel = row) or Pᵀ G (channel = column); Adam moments of R kept across refreshes;
-    Ñ = m/(√v + ε); s = ‖Ñ_channel‖/(‖R_channel‖ + 1e-8) (or one tensor-wise value); U = G ⊙ s;
-    Fira's limiter (γ = 1.01); W ← W − lr·√(1−β₂ᵗ)/(1−β₁ᵗ)·√scale·U/ℓ; W ← W − lr·wd·W."""
+class NumpyApollo(NumpyProjectedAdam):
+    """APOLLO with the SVD projector (proj='svd'): channel = row (m ≥ n) or column;
+    s = ‖N_channel‖/(‖R_channel‖ + 1e-8) (or one tensor-wise value); U = G ⊙ s; Fira's limiter
+    (γ = 1.01); W ← W − step·√scale·U/ℓ; W ← W − lr·wd·W."""
 
     def __init__(self, W, rank, gap, lr, wd, scale, tensor, betas=(0.9, 0.999), eps=1e-6):
-        self.W = W.astype(np.float64)
-        self.rank, self.gap, self.lr, self.wd, self.scale, self.tensor, self.eps = rank, gap, lr, wd, scale, tensor, eps
-        self.b1, self.b2 = betas
-        self.t, self.m, self.v, self.prev = 0, None, None, -1.0
-        self.right = W.shape[0] >= W.shape[1]
+        super().__init__(W, rank, gap, lr, betas, eps, wd)
+        self.scale, self.tensor, self.prev = scale, tensor, -1.0
 
     def step(self, G):
         G = G.astype(np.float64)
-        if self.t % self.gap == 0:
-            U, Vt = signed_svd(G)
-            self.P = Vt[: self.rank] if self.right else U[:, : self.rank]
-        R = G @ self.P.T if self.right else self.P.T @ G
-        if self.m is None:
-            self.m, self.v = np.zeros_like(R), np.zeros_like(R)
-        self.t += 1
-        self.m = self.b1 * self.m + (1 - self.b1) * R
-        self.v = self.b2 * self.v + (1 - self.b2) * R * R
-        N = self.m / (np.sqrt(self.v) + self.eps)
+        R, N, step = self.moments(G)
         axis = 1 if self.right else 0
         if self.tensor:
             s = np.linalg.norm(N) / (np.linalg.norm(R) + 1e-8)
@@ -287,7 +285,6 @@ class NumpyApollo:
         else:
             limit = max(norm / (self.prev + 1e-8), 1.01) / 1.01
             self.prev = norm / limit
-        step = self.lr * np.sqrt(1 - self.b2**self.t) / (1 - self.b1**self.t)
         self.W -= step * np.sqrt(self.scale) * Up / limit
         self.W -= self.lr * self.wd * self.W
 

@@ -133,6 +133,18 @@ inline SampleReduction sampleReduction(const Communicator& comm) {
   return r;
 }
 
+/// Checks this rank's paired rows collectively: y has x's rows, both finite; a failure on one
+/// rank throws `CollectiveError` on every rank.
+template <typename DX, typename DY>
+void checkPairedRows(const Eigen::MatrixBase<DX>& x, const Eigen::MatrixBase<DY>& y, const Communicator& comm,
+                     const char* where) {
+  comm.collectively(where, [&] {
+    checkShape(y, x.rows(), -1, where, "y");
+    checkFinite(x, where, "x");
+    checkFinite(y, where, "y");
+  });
+}
+
 /// Runs `fit()` with `est` reducing over the ranks of `comm` (`sampleReduction`), then makes
 /// `est` serial again, also when `fit()` throws. Collective.
 template <typename Estimator, typename Fit>
@@ -169,11 +181,7 @@ PartialLeastSquares<Scalar>& fitPls(PartialLeastSquares<Scalar>& pls, const Eige
                        std::to_string(pls.requestedComponents()) + " it " + std::to_string(pls.maxIterations()) +
                        " tol " + std::to_string(pls.tolerance()),
                    "PLS problem (columns of x and y, components, iterations, tolerance)");
-  comm.collectively(where, [&] {
-    checkShape(y, x.rows(), -1, where, "y");
-    checkFinite(x, where, "x");
-    checkFinite(y, where, "y");
-  });
+  checkPairedRows(x, y, comm, where);
   withSampleReduction(pls, comm, [&] { pls.compute(x, y); });
   return pls;
 }
@@ -197,11 +205,7 @@ DamaEstimator<Scalar>& fitDama(DamaEstimator<Scalar>& est, const Eigen::MatrixBa
   text.append(reinterpret_cast<const char*>(est.whiteningMatrix().data()),
               std::size_t(est.whiteningMatrix().size()) * sizeof(Scalar));
   comm.requireSame(text, "DAMA problem (columns of x and y, rank, PLS settings, whitening C and lambda)");
-  comm.collectively(where, [&] {
-    checkShape(y, x.rows(), -1, where, "y");
-    checkFinite(x, where, "x");
-    checkFinite(y, where, "y");
-  });
+  checkPairedRows(x, y, comm, where);
   withSampleReduction(est, comm, [&] { est.fit(x, y); });
   return est;
 }
