@@ -8,7 +8,7 @@ Workload: bench/peers/workloads.py's 4096 x 4096 float32 matrix, sigma_i = 1/i (
 1e-4 noise, rank k = RSVD_RANK, oversampling RSVD_OVERSAMPLING. For each implementation the
 smallest number of power iterations whose relative Frobenius error is <= --target x the optimal
 rank-k error is timed (best of --repeats); wproj is also timed with block Krylov iteration
-(block k + p, and blocks 48 and 64).
+(block k + p, and blocks 48, 64 and 96).
 Prints one row per configuration tried and the time ratios at equal accuracy.
 Benchmark only (timings depend on the machine); never run from the tests.
 """
@@ -63,7 +63,7 @@ def main():
         "wproj.randomized_svd (krylov)",
         lambda q: (lambda: wproj.randomized_svd(a, k, oversampling=p, power_iterations=q, seed=0, method="krylov")),
         mat, args.repeats, args.target)
-    for b in (48, 64):
+    for b in (48, 64, 96):
         name = f"wproj.randomized_svd (krylov, b={b})"
         results[name] = sweep(
             name,

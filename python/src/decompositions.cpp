@@ -51,31 +51,56 @@ struct RsvdOptions {
   Index krylovBlock;
 };
 
+/// The solver behind `randomized_svd`, one per thread and scalar type: it keeps its work
+/// matrices between calls, so repeated calls of one shape touch no fresh memory. Workspaces
+/// above `kKeptWorkspaceBytes` are freed after the call.
+template <typename S>
+wproj::RandomizedSVD<Mat<S>>& threadSolver() {
+  thread_local wproj::RandomizedSVD<Mat<S>> svd;
+  return svd;
+}
+constexpr std::size_t kKeptWorkspaceBytes = std::size_t(256) << 20;
+
 template <typename S>
 py::tuple randomizedSvdT(const py::array& a, const RsvdOptions& o, double* errorEstimate) {
   bool transposed = false;
   MapC<S> view = columnMajorView<S>(a, transposed);
-  wproj::RandomizedSVD<Mat<S>> svd;
-  svd.setRank(o.rank).setOversampling(o.oversampling).setPowerIterations(o.powerIterations).setSeed(o.seed);
-  if (o.method == "krylov") {
-    svd.setBlockKrylov(true).setKrylovBlockSize(o.krylovBlock);
-  } else if (o.method != "power") {
+  if (o.method != "power" && o.method != "krylov")
     throw py::value_error("argument 'method' = '" + o.method + "'; expected 'power' or 'krylov'");
-  }
   using PN = wproj::PowerNormalization;
   const std::string& n = o.normalization;
-  if (n == "auto") svd.setNormalization(PN::Auto);
-  else if (n == "lu") svd.setNormalization(PN::LU);
-  else if (n == "none") svd.setNormalization(PN::None);
-  else if (n == "orthonormalize") svd.setNormalization(PN::Orthonormalize);
+  PN normalization;
+  if (n == "auto") normalization = PN::Auto;
+  else if (n == "lu") normalization = PN::LU;
+  else if (n == "none") normalization = PN::None;
+  else if (n == "orthonormalize") normalization = PN::Orthonormalize;
   else throw py::value_error("argument 'normalization' = '" + n + "'; expected 'auto', 'lu', 'none' or 'orthonormalize'");
+  // Every setting the function exposes is set on each call (the solver is reused).
+  wproj::RandomizedSVD<Mat<S>>& svd = threadSolver<S>();
+  const bool krylov = o.method == "krylov";
+  svd.setRank(o.rank).setOversampling(o.oversampling).setPowerIterations(o.powerIterations).setSeed(o.seed);
+  svd.setNormalization(normalization).setBlockKrylov(krylov).setKrylovBlockSize(krylov ? o.krylovBlock : -1);
   if (o.tol > 0) svd.setTolerance(o.tol);
+  else svd.clearTolerance();
   Mat<S> u, v;
   Vec<S> s;
   {
     py::gil_scoped_release release;
-    checkFiniteAsGiven<S>(a, transposed, "RandomizedSVD::compute");
-    svd.compute(view);
+    // A non-finite A makes the first sketch non-finite, and compute() then reports it; the check
+    // in A's own layout (which names the entry of A, not of Aᵀ) runs only in that case, so a
+    // finite A is read by the products alone.
+    try {
+      svd.compute(view);
+    } catch (const wproj::InvalidArgument&) {
+      checkFiniteAsGiven<S>(a, transposed, "RandomizedSVD::compute");
+      throw;
+    }
+    if (svd.workspaceBytes() > kKeptWorkspaceBytes) svd.releaseWorkspace();
+    if (svd.info() != Eigen::Success && o.tol > 0)
+      throw wproj::NumericalError("randomized_svd: the tolerance tol = " + std::to_string(o.tol) +
+                                  " was not reached within rank = " + std::to_string(o.rank) +
+                                  " (estimated relative error " + std::to_string(svd.errorEstimate()) +
+                                  "); raise rank or tol");
     if (svd.info() != Eigen::Success) throw wproj::NumericalError("randomized_svd: the small SVD did not converge");
     u = svd.matrixU();
     v = svd.matrixV();

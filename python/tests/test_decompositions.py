@@ -119,3 +119,46 @@ def test_dct_matches_scipy(rng):
                 assert Y.dtype == dtype
                 np.testing.assert_allclose(Y, scipy.fft.dct(X.astype(np.float64), axis=axis, norm="ortho"), atol=tol)
                 np.testing.assert_allclose(wproj.idct(Y, axis=axis), X, atol=tol * 10)
+
+
+def test_randomized_svd_repeated_calls_keep_no_state(rng):
+    """randomized_svd keeps its work matrices per thread between calls: calls with other shapes,
+    dtypes, methods, tolerances and a failed call in between leave a call's result unchanged."""
+    A, _ = decaying(260, 180, rng)
+    B = np.asfortranarray(decaying(90, 310, rng)[0])
+    first = wproj.randomized_svd(A, 15, seed=4, power_iterations=4, method="krylov", krylov_block_size=6, return_error=True)
+    others = [
+        lambda: wproj.randomized_svd(B, 30, oversampling=3, power_iterations=5, seed=9),
+        lambda: wproj.randomized_svd(A.astype(np.float32), 15, seed=4, method="krylov"),
+        lambda: wproj.randomized_svd(A, 100, tol=0.1),
+        lambda: wproj.randomized_svd(B, 12, normalization="lu", method="power"),
+        lambda: wproj.randomized_svd(A, 200),  # the exact fallback (rank >= min(m, n))
+    ]
+    for other in others:
+        other()
+        again = wproj.randomized_svd(A, 15, seed=4, power_iterations=4, method="krylov", krylov_block_size=6, return_error=True)
+        for a, b in zip(first, again):
+            assert np.array_equal(a, b)
+    with pytest.raises(ValueError):
+        wproj.randomized_svd(np.full_like(A, np.nan), 15, seed=4, power_iterations=4, method="krylov", krylov_block_size=6)
+    with pytest.raises(wproj.NumericalError, match=r"tol = 0.01.* not reached within rank = 100"):
+        wproj.randomized_svd(A, 100, tol=1e-2)  # the 1/i spectrum needs more than 100 triplets
+    again = wproj.randomized_svd(A, 15, seed=4, power_iterations=4, method="krylov", krylov_block_size=6, return_error=True)
+    for a, b in zip(first, again):
+        assert np.array_equal(a, b)
+    # The result is a real decomposition, not merely a repeatable one.
+    U, S, Vt, _ = first
+    assert np.linalg.norm(A - (U * S) @ Vt) <= 1.05 * optimal_error(A, 15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_randomized_svd_names_the_non_finite_entry_of_a(rng, dtype, order, value):
+    """The finiteness of A is checked by the products themselves; a non-finite entry is reported
+    with its position in A (not in the transposed view a C-ordered A is decomposed through)."""
+    A = np.asarray(rng.standard_normal((70, 50)), dtype=dtype, order=order)
+    A[6, 41] = value
+    for kwargs in ({}, {"method": "krylov", "krylov_block_size": 4}, {"tol": 0.1}, {"oversampling": 60}):
+        with pytest.raises(ValueError, match=r"non-finite entry \((nan|inf|-inf)\) at \(6, 41\)"):
+            wproj.randomized_svd(A, 5, **kwargs)

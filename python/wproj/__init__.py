@@ -60,7 +60,7 @@ def randomized_svd(A, rank, *, oversampling=10, power_iterations=2, seed=0, meth
     Raises
     ------
     ValueError: rank < 1, oversampling < 0, non-finite entries in A, unknown method…
-    NumericalError: the small SVD did not converge.
+    NumericalError: the small SVD did not converge, or ``tol`` was not reached within ``rank``.
     """
     U, S, Vt, err = _core.randomized_svd(
         A, int(rank), int(oversampling), int(power_iterations), int(seed), str(method),

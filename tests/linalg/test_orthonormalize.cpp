@@ -15,6 +15,7 @@ inline int& eigenAssertFailures() {
 #include "test_common.hpp"
 
 #include <wproj/linalg/orthonormalize.hpp>
+#include <wproj/linalg/symmetric_eigen.hpp>
 
 #include <vector>
 
@@ -177,6 +178,75 @@ TEMPLATE_TEST_CASE("orthonormalize: rank-deficient and zero blocks stay orthonor
     }
   }
   CHECK(eigenAssertFailures() == eigenAsserts);  // no Eigen assertion fired
+}
+
+TEMPLATE_TEST_CASE("reorthonormalize: one pass near orthonormality, the full chain otherwise", "[ortho]", float, double) {
+  using T = TestType;
+  Mat<T> scratch;  // shared by every call below, over changing shapes
+  for (Index k : {1, 17, 60}) {
+    const Mat<T> q = randomOrthonormal<T>(300, k, 40 + std::uint64_t(k));
+    // Almost orthonormal (‖XᵀX − I‖ ≈ 1e-3): one Cholesky-QR pass restores O(u).
+    const Mat<T> near = q + T(1e-3 / std::sqrt(double(k))) * gaussian<T>(300, k, 50 + std::uint64_t(k)) / T(std::sqrt(300.0));
+    CHECK(orthoError(near) > 1e3 * eps<T>());
+    Mat<T> x = near;
+    wproj::detail::reorthonormalize(x, &scratch);
+    CHECK(orthoError(x) < orthoBound<T>(k));
+    CHECK(spanResidual<T>(x, near) < spanBound<T>(k));
+    // Far from orthonormal (κ = 1e2): the full chain, same guarantees.
+    const Mat<T> far = conditioned<T>(300, k, 1e2, 60 + std::uint64_t(k));
+    x = far;
+    wproj::detail::reorthonormalize(x, &scratch);
+    CHECK(orthoError(x) < orthoBound<T>(k));
+    CHECK(spanResidual<T>(x, far) < 1e2 * spanBound<T>(k));
+    // Without a caller's buffer: the same bits.
+    Mat<T> y = near;
+    x = near;
+    wproj::detail::reorthonormalize(x, &scratch);
+    wproj::detail::reorthonormalize(y);
+    CHECK((x.array() == y.array()).all());
+  }
+}
+
+TEMPLATE_TEST_CASE("gramInDouble: block-converted Gram matrices equal the double products, with a reused buffer",
+                   "[ortho][gram]", float, double) {
+  using T = TestType;
+  Eigen::MatrixXd buffer, g;
+  // Column Grams of tall blocks (1000 rows, several conversion blocks for s = 300) and row Grams of
+  // wide ones, alternating shapes so the buffer is resized and reused.
+  for (auto shape : std::vector<std::pair<Index, Index>>{{1000, 300}, {70, 5}, {1000, 300}, {2600, 40}}) {
+    const Mat<T> x = gaussian<T>(shape.first, shape.second, 70 + std::uint64_t(shape.first + shape.second));
+    const Mat<double> xd = x.template cast<double>();
+    const Mat<double> cols = xd.transpose() * xd, rows = xd * xd.transpose();
+    wproj::detail::gramInDouble(x, true, g, &buffer);
+    CHECK((g - cols).norm() <= 1e-13 * cols.norm());
+    CHECK((g - g.transpose()).norm() == 0);
+    CHECK((wproj::detail::gramInDouble(x, true) - g).norm() == 0);
+    const Mat<T> xt = x.transpose();
+    wproj::detail::gramInDouble(xt, false, g, &buffer);
+    CHECK((g - cols).norm() <= 1e-13 * cols.norm());
+    wproj::detail::gramInDouble(x, false, g, &buffer);
+    CHECK((g - rows).norm() <= 1e-13 * rows.norm());
+  }
+}
+
+TEST_CASE("SymmetricEigen: a reused object matches a fresh one and diagonalises its input", "[ortho][eigen]") {
+  wproj::detail::SymmetricEigen reused;
+  for (Index n : {300, 12, 300, 64}) {
+    const Mat<double> x = gaussian<double>(2 * n, n, 90 + std::uint64_t(n));
+    const Mat<double> g = x.transpose() * x;
+    reused.compute(g);
+    const wproj::detail::SymmetricEigen fresh(g);
+    REQUIRE(reused.info() == Eigen::Success);
+    CHECK((reused.eigenvalues().array() == fresh.eigenvalues().array()).all());
+    CHECK((reused.eigenvectors().array() == fresh.eigenvectors().array()).all());
+    const Mat<double>& v = reused.eigenvectors();
+    CHECK(orthoError(v) < 1e-12);
+    CHECK((v * reused.eigenvalues().asDiagonal() * v.transpose() - g).norm() < 1e-12 * g.norm());
+    for (Index i = 1; i < n; ++i) CHECK(reused.eigenvalues()(i) >= reused.eigenvalues()(i - 1));
+  }
+  Mat<double> bad = Mat<double>::Identity(40, 40);
+  bad(3, 3) = std::numeric_limits<double>::quiet_NaN();
+  CHECK(reused.compute(bad).info() == Eigen::NumericalIssue);
 }
 
 TEMPLATE_TEST_CASE("orthonormalize: bad input", "[ortho]", float, double) {

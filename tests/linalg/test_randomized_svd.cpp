@@ -452,6 +452,64 @@ TEMPLATE_TEST_CASE("RandomizedSVD edge cases: exact fallback, zero matrix, repro
   CHECK((p.matrixU().array() != r.matrixU().array()).any());
 }
 
+TEMPLATE_TEST_CASE("RandomizedSVD reuses its workspace: repeated calls match fresh objects bit for bit",
+                   "[randomized_svd][workspace]", float, double) {
+  using T = TestType;
+  using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const Mat<T> tall = withSpectrum<T>(300, 120, harmonicSpectrum(120), 11);
+  const Mat<T> wide = withSpectrum<T>(90, 260, harmonicSpectrum(90), 12);
+  const RowMat wideRows = wide;
+  const Eigen::Map<const RowMat> wideMap(wideRows.data(), wideRows.rows(), wideRows.cols());
+
+  auto configure = [](RandomizedSVD<Mat<T>>& svd, bool krylov) -> RandomizedSVD<Mat<T>>& {
+    svd.setRank(12).setOversampling(6).setPowerIterations(2).setSeed(5).setBlockKrylov(krylov);
+    if (krylov) svd.setKrylovBlockSize(5);
+    else svd.setKrylovBlockSize(-1);
+    return svd;
+  };
+  auto same = [](const RandomizedSVD<Mat<T>>& x, const RandomizedSVD<Mat<T>>& y) {
+    return x.matrixU().rows() == y.matrixU().rows() && x.matrixV().rows() == y.matrixV().rows() &&
+           (x.matrixU().array() == y.matrixU().array()).all() && (x.matrixV().array() == y.matrixV().array()).all() &&
+           (x.singularValues().array() == y.singularValues().array()).all() && x.errorEstimate() == y.errorEstimate();
+  };
+
+  RandomizedSVD<Mat<T>> reused;
+  CHECK(reused.workspaceBytes() == 0);
+  for (int round = 0; round < 2; ++round) {
+    for (bool krylov : {false, true}) {
+      // Tall, then wide (the transposed orientation) through a row-major Map, then tall again:
+      // each shape change resizes the kept matrices, each repeat reuses them.
+      for (int which = 0; which < 3; ++which) {
+        RandomizedSVD<Mat<T>> fresh;
+        if (which == 1) {
+          configure(reused, krylov).compute(wideMap);
+          configure(fresh, krylov).compute(wide);
+        } else {
+          configure(reused, krylov).compute(tall);
+          configure(fresh, krylov).compute(tall);
+        }
+        CHECK(same(reused, fresh));
+        CHECK(reused.workspaceBytes() > 0);
+      }
+    }
+  }
+  // The results are a real rank-12 SVD of the input, not merely reproducible.
+  const double opt = std::sqrt(harmonicSpectrum(120).tail(120 - 12).squaredNorm() / harmonicSpectrum(120).squaredNorm());
+  CHECK(relError(tall, reused) < 1.2 * opt);
+  CHECK(orthoError(reused.matrixU()) < 1e2 * eps<T>());
+  CHECK(orthoError(reused.matrixV()) < 1e2 * eps<T>());
+
+  // The kept matrices are about (m + n)·ℓ·(q + 2) scalars; releasing them keeps the results.
+  const Mat<T> u = reused.matrixU();
+  reused.releaseWorkspace();
+  CHECK(reused.workspaceBytes() == 0);
+  CHECK((reused.matrixU().array() == u.array()).all());
+  RandomizedSVD<Mat<T>> fresh;
+  configure(reused, true).compute(tall);
+  configure(fresh, true).compute(tall);
+  CHECK(same(reused, fresh));
+}
+
 TEST_CASE("RandomizedSVD rejects invalid arguments", "[randomized_svd][errors]") {
   using wproj::InvalidArgument;
   RandomizedSVD<Eigen::MatrixXd> svd;

@@ -161,35 +161,48 @@ typename Derived::RealScalar orthogonalityError(const Eigen::MatrixBase<Derived>
 namespace detail {
 
 /// Gram matrix of the columns (XᵀX, `ofColumns`) or of the rows (XXᵀ) of x, accumulated in double
-/// precision. Single-precision inputs are converted block by block (no full copy of x).
+/// precision, written to g. Single-precision inputs are converted block by block (no full copy of
+/// x) into `buf` (a caller's buffer kept between calls, or null for a temporary one).
 template <typename Derived>
-Eigen::MatrixXd gramInDouble(const Eigen::MatrixBase<Derived>& x, bool ofColumns) {
+void gramInDouble(const Eigen::MatrixBase<Derived>& x, bool ofColumns, Eigen::MatrixXd& g, Eigen::MatrixXd* buf) {
   using Scalar = typename Derived::Scalar;
   const auto& a = x.derived();
   const Index s = ofColumns ? a.cols() : a.rows();
-  Eigen::MatrixXd g = Eigen::MatrixXd::Zero(s, s);
+  g.setZero(s, s);
   if constexpr (std::is_same<Scalar, double>::value) {
+    (void)buf;
     if (ofColumns)
       g.selfadjointView<Eigen::Lower>().rankUpdate(a.transpose().template cast<double>());
     else
       g.selfadjointView<Eigen::Lower>().rankUpdate(a.template cast<double>());
   } else {
     const Index len = ofColumns ? a.rows() : a.cols();
-    // Blocks of ≈ 4 MiB in double (at least 512 lines): few, large SYRK calls.
-    const Index block = std::max<Index>(512, (Index(1) << 19) / std::max<Index>(s, 1));
-    Eigen::MatrixXd buf;
+    // Blocks of ≈ 1 MiB in double (at least 256 lines): SYRK calls deep enough for full speed.
+    const Index block = std::max<Index>(256, (Index(1) << 17) / std::max<Index>(s, 1));
+    Eigen::MatrixXd local;
+    Eigen::MatrixXd& work = buf ? *buf : local;
     for (Index start = 0; start < len; start += block) {
       const Index b = std::min(block, len - start);
+      // The buffer keeps its full-block size, so a buffer reused between calls is not reallocated.
       if (ofColumns) {
-        buf = a.middleRows(start, b).template cast<double>();  // b×s (a transposing cast is slow)
-        g.selfadjointView<Eigen::Lower>().rankUpdate(buf.transpose());
+        if (work.rows() < b || work.cols() != s) work.resize(std::min(block, len), s);
+        work.topRows(b) = a.middleRows(start, b).template cast<double>();  // b×s (a transposing cast is slow)
+        g.selfadjointView<Eigen::Lower>().rankUpdate(work.topRows(b).transpose());
       } else {
-        buf = a.middleCols(start, b).template cast<double>();  // s×b
-        g.selfadjointView<Eigen::Lower>().rankUpdate(buf);
+        if (work.rows() != s || work.cols() < b) work.resize(s, std::min(block, len));
+        work.leftCols(b) = a.middleCols(start, b).template cast<double>();  // s×b
+        g.selfadjointView<Eigen::Lower>().rankUpdate(work.leftCols(b));
       }
     }
   }
   g.triangularView<Eigen::StrictlyUpper>() = g.transpose();
+}
+
+/// Gram matrix of the columns (XᵀX, `ofColumns`) or of the rows (XXᵀ) of x, accumulated in double.
+template <typename Derived>
+Eigen::MatrixXd gramInDouble(const Eigen::MatrixBase<Derived>& x, bool ofColumns) {
+  Eigen::MatrixXd g;
+  gramInDouble(x, ofColumns, g, nullptr);
   return g;
 }
 
@@ -202,12 +215,15 @@ Eigen::MatrixXd gramInDouble(const Eigen::MatrixBase<Derived>& x, bool ofColumns
 /// orthonormal. Anything else falls back to `orthonormalizeInPlace` (shifted
 /// CholeskyQR3 or Householder). Saves the ≈ 3× cost of that fallback on the κ ≈ 10²–10³
 /// sketches of slowly decaying spectra, which `orthonormalizeInPlace`'s stricter a-priori test
-/// (made for O(u·√k) span accuracy) sends to shifted CholeskyQR3.
+/// (made for O(u·√k) span accuracy) sends to shifted CholeskyQR3. `scratch` (a caller's buffer
+/// kept between calls, or null) holds the copy of X the fallback restores.
 template <typename MatrixT>
-void orthonormalizeSketch(MatrixT& x, bool full) {
+void orthonormalizeSketch(MatrixT& x, bool full, MatrixT* scratch = nullptr) {
   using RealScalar = typename Eigen::NumTraits<typename MatrixT::Scalar>::Real;
   const RealScalar u = unitRoundoff<RealScalar>();
-  const MatrixT saved = x;
+  MatrixT local;
+  MatrixT& saved = scratch ? *scratch : local;
+  saved = x;
   RealScalar rcond = 0, dev = 0;
   if (detail::choleskyQrPass(x, RealScalar(0), nullptr, &rcond, RealScalar(10) * u)) {
     if (!full && rcond >= RealScalar(1e3) * u) return;
@@ -220,6 +236,21 @@ void orthonormalizeSketch(MatrixT& x, bool full) {
   }
   x = saved;
   orthonormalizeInPlace(x, OrthoMethod::Auto);
+}
+
+/// Restores the orthonormality of an almost orthonormal block X (e.g. V = ZWΣ⁻¹ of a small SVD):
+/// one Cholesky-QR pass, which leaves XᵀX within O(u) of I when the input's ‖XᵀX − I‖_F is below
+/// 1/10 (κ(X)² < 1.3); otherwise (or when that pass fails) `orthonormalizeSketch(x, true)`.
+template <typename MatrixT>
+void reorthonormalize(MatrixT& x, MatrixT* scratch = nullptr) {
+  using RealScalar = typename Eigen::NumTraits<typename MatrixT::Scalar>::Real;
+  RealScalar dev = 0;
+  MatrixT local;
+  MatrixT& saved = scratch ? *scratch : local;
+  saved = x;
+  if (choleskyQrPass(x, RealScalar(0), &dev) && dev < RealScalar(0.1)) return;
+  x = saved;
+  orthonormalizeSketch(x, true, scratch);
 }
 
 /// x ← x − Q(Qᵀx), `passes` times (block classical Gram–Schmidt, all GEMM).

@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -329,6 +330,20 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
   /// Whether the last computation fell back to the exact SVD.
   bool usedExact() const { return m_usedExact; }
 
+  /// Bytes held by the work matrices that `compute()` keeps for the next call of the same shape
+  /// (the sketch, Q, Z = AᵀQ and the Gram matrix: about (m + n)·ℓ·(q + 2) scalars for block
+  /// Krylov).
+  std::size_t workspaceBytes() const {
+    const std::size_t scalars = std::size_t(m_ws.omega.size() + m_ws.y.size() + m_ws.z.size() + m_ws.qb.size() +
+                                            m_ws.zb.size() + m_ws.probeImage.size() + m_ws.saved.size());
+    return scalars * sizeof(Scalar) + std::size_t(m_ws.gram.size() + m_ws.gramBuffer.size()) * sizeof(double);
+  }
+  /// Frees those work matrices (the results are kept).
+  RandomizedSVD& releaseWorkspace() {
+    m_ws = Workspace();
+    return *this;
+  }
+
   /// The automatic number of power iterations for rank k of an m×n problem (cold start).
   static Index autoPowerIterations(Index k, Index m, Index n, bool krylov) {
     if (krylov) return 2;
@@ -421,12 +436,12 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
   }
 
   /// Normalises a block between power-iteration products.
-  void normalize(Matrix& x) const {
+  void normalize(Matrix& x) {
     switch (m_normalization) {
       case PowerNormalization::None: break;
       case PowerNormalization::LU: detail::luNormalizeInPlace(x); break;
       case PowerNormalization::Orthonormalize: orthonormalizeInPlace(x, OrthoMethod::Auto); break;
-      case PowerNormalization::Auto: detail::orthonormalizeSketch(x, false); break;
+      case PowerNormalization::Auto: detail::orthonormalizeSketch(x, false, &m_ws.saved); break;
     }
   }
 
@@ -445,8 +460,10 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
     m_powerUsed = q;
     m_sketchSize = ell;
 
-    // Test matrix [Ω | probes]: the starting basis first, then Gaussian columns.
-    Matrix omega(n, ell + s);
+    // Test matrix [Ω | probes]: the starting basis first, then Gaussian columns. The work
+    // matrices live in m_ws, so that a repeated call of the same shape allocates nothing.
+    Matrix& omega = m_ws.omega;
+    omega.resize(n, ell + s);
     Index fromStart = 0;
     if (m_startSide != StartSide::None) {
       fromStart = std::min(ell, m_start.cols());
@@ -458,16 +475,22 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
       CounterRng probeRng(m_seed, 1);
       if (s > 0) probeRng.fillGaussianSketch(omega.rightCols(s));
     }
-    Matrix y;
-    op.multiply(omega, y);
-    if (!y.allFinite()) onNonFinite();
-    Matrix probeImage;
-    if (s > 0) probeImage = y.rightCols(s);
-    if (s > 0) y.conservativeResize(Eigen::NoChange, ell);
-    omega.resize(0, 0);
+    Matrix& y = m_ws.y;
+    Matrix& probeImage = m_ws.probeImage;
+    if (s > 0) {
+      op.multiply(omega, m_ws.z);
+      if (!m_ws.z.allFinite()) onNonFinite();
+      y = m_ws.z.leftCols(ell);
+      probeImage = m_ws.z.rightCols(s);
+    } else {
+      op.multiply(omega, y);
+      if (!y.allFinite()) onNonFinite();
+    }
 
-    Matrix qb, zb;  // Q (m×L) and Z = AᵀQ (n×L)
-    Matrix z;
+    Matrix& qb = m_ws.qb;  // Q (m×L)
+    Matrix& zb = m_ws.zb;  // Z = AᵀQ (n×L)
+    Matrix& z = m_ws.z;
+    Matrix* saved = &m_ws.saved;
     if (!m_blockKrylov) {
       for (Index it = 0; it < q; ++it) {
         normalize(y);
@@ -475,14 +498,14 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
         normalize(z);
         op.multiply(z, y);
       }
-      detail::orthonormalizeSketch(y, true);
+      detail::orthonormalizeSketch(y, true, saved);
       qb.swap(y);
       op.multiplyTranspose(qb, zb);
     } else {
       const Index total = ell * (q + 1);
       qb.resize(m, total);
       zb.resize(n, total);
-      detail::orthonormalizeSketch(y, true);
+      detail::orthonormalizeSketch(y, true, saved);
       qb.leftCols(ell) = y;
       for (Index j = 0; j <= q; ++j) {
         op.multiplyTranspose(y, z);  // z = Aᵀ Q_j
@@ -490,13 +513,14 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
         if (j == q) break;
         op.multiply(z, y);  // next block: A Aᵀ Q_j, orthogonalised against the basis so far
         // Block classical Gram–Schmidt run twice (BCGS2, Barlow & Smoktunowicz 2013): project,
-        // orthonormalise the block (CholeskyQR2 or its fallbacks), project the now well
-        // conditioned block again and re-orthonormalise it with one Cholesky-QR pass.
+        // orthonormalise the block (one Cholesky-QR pass when its Gram matrix is well enough
+        // conditioned, else CholeskyQR2 or its fallbacks), project the now well conditioned block
+        // again and re-orthonormalise it with one Cholesky-QR pass.
         const auto prev = qb.leftCols((j + 1) * ell);
         detail::projectOutBlock(prev, y, 1);
-        detail::orthonormalizeSketch(y, true);
+        detail::orthonormalizeSketch(y, false, saved);
         detail::projectOutBlock(prev, y, 1);
-        detail::orthonormalizeSketch(y, false);
+        detail::orthonormalizeSketch(y, false, saved);
         qb.middleCols((j + 1) * ell, ell) = y;
       }
     }
@@ -504,11 +528,8 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
     finish(qb, zb, [k](const Eigen::VectorXd&) { return k; });
 
     if (s > 0) {
-      // Residual probes: (A − UΣVᵀ)ω = Aω − U(Σ(Vᵀω)).
-      Matrix omegaP(n, s);
-      CounterRng probeRng(m_seed, 1);
-      probeRng.fillGaussianSketch(omegaP);
-      Matrix coeff = m_v.transpose() * omegaP;
+      // Residual probes: (A − UΣVᵀ)ω = Aω − U(Σ(Vᵀω)), with ω still in Ω's last s columns.
+      Matrix coeff = m_v.transpose() * omega.rightCols(s);
       coeff = m_s.template cast<Scalar>().asDiagonal() * coeff;
       probeImage.noalias() -= m_u * coeff;
       // E[‖Eω‖²] = ‖E‖²_F for E = A − UΣVᵀ = (I − UUᵀ)A, and ‖A‖²_F = Σσᵢ² + ‖E‖²_F exactly
@@ -625,8 +646,9 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
       m_s.resize(0);
       return;
     }
-    const Eigen::MatrixXd g = detail::gramInDouble(zb, true);  // ZᵀZ = BBᵀ (L×L)
-    const detail::SymmetricEigen eig(g);
+    Eigen::MatrixXd& g = m_ws.gram;
+    detail::gramInDouble(zb, true, g, &m_ws.gramBuffer);  // ZᵀZ = BBᵀ (L×L)
+    const detail::SymmetricEigen& eig = m_ws.eigen.compute(g);
     Eigen::VectorXd sigma(L);
     for (Index i = 0; i < L; ++i) sigma(i) = std::sqrt(std::max(0.0, eig.eigenvalues()(L - 1 - i)));
     const Index k = std::min<Index>(L, select(sigma));
@@ -643,7 +665,7 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
         const double uS = double(unitRoundoff<RealScalar>()), uD = unitRoundoff<double>();
         const double ratio = sigma(0) / sigma(k - 1);
         const double predicted = uS * ratio * std::sqrt(double(L)) + uD * ratio * ratio * double(L);
-        if (predicted > 64.0 * uS) orthonormalizeInPlace(m_v, OrthoMethod::Auto);
+        if (predicted > 64.0 * uS) detail::reorthonormalize(m_v, &m_ws.saved);
       }
       return;
     }
@@ -683,6 +705,14 @@ class RandomizedSVD : public SVDBase<RandomizedSVD<MatrixType_>> {
   using Base::m_u;
   using Base::m_v;
   double m_errorEstimate = -1;
+  // Work matrices of the fixed-rank path, kept between compute() calls: a repeated call of the
+  // same shape touches no fresh memory (first touches of fresh pages can cost as much as the
+  // arithmetic at moderate sizes). `releaseWorkspace()` frees them.
+  struct Workspace {
+    Matrix omega, y, z, qb, zb, probeImage, saved;
+    Eigen::MatrixXd gram, gramBuffer;
+    detail::SymmetricEigen eigen;
+  } m_ws;
   Index m_sketchSize = 0;
   Index m_powerUsed = 0;
   bool m_usedExact = false;
