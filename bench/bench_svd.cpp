@@ -71,7 +71,7 @@ BENCHMARK(BM_RandomizedSVD)
     ->Args({0, 0, 10, 0})->Args({1, 0, 10, 0})->Args({2, 0, 10, 0})->Args({3, 0, 10, 0})->Args({4, 0, 10, 0})
     ->Args({2, 0, 20, 0})->Args({2, 0, 30, 0})
     ->Args({1, 1, 10, 0})->Args({1, 1, 30, 0})->Args({1, 1, 40, 0})->Args({2, 1, 0, 0})
-    ->Args({3, 1, 10, 48})->Args({3, 1, 10, 64})->Args({2, 1, 10, 96})
+    ->Args({3, 1, 10, 48})->Args({4, 1, 10, 48})->Args({3, 1, 10, 64})->Args({2, 1, 10, 96})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Exact truncated SVD of the same matrix (rank 128).

@@ -4,13 +4,17 @@
 #include <wproj/linalg/randomized_svd.hpp>
 #include <wproj/linalg/truncated_svd.hpp>
 
+#include <memory>
+#include <type_traits>
+
 namespace wproj_py {
 namespace {
 
 /// Keeps wproj's sign convention (largest-magnitude entry of each u_i positive) after the
 /// factors of Aᵀ were swapped into those of A.
-template <typename S>
-void fixSigns(Mat<S>& u, Mat<S>& v) {
+template <typename MU, typename MV>
+void fixSigns(MU&& u, MV&& v) {
+  using S = typename std::decay_t<MU>::Scalar;
   for (Index j = 0; j < u.cols(); ++j) {
     Index i = 0;
     u.col(j).cwiseAbs().maxCoeff(&i);
@@ -82,7 +86,7 @@ py::tuple randomizedSvdT(const py::array& a, const RsvdOptions& o, double* error
   svd.setNormalization(normalization).setBlockKrylov(krylov).setKrylovBlockSize(krylov ? o.krylovBlock : -1);
   if (o.tol > 0) svd.setTolerance(o.tol);
   else svd.clearTolerance();
-  Mat<S> u, v;
+  std::unique_ptr<OutMatrix<S>> u, v;  // the results, copied into storage NumPy will own
   Vec<S> s;
   {
     py::gil_scoped_release release;
@@ -102,12 +106,21 @@ py::tuple randomizedSvdT(const py::array& a, const RsvdOptions& o, double* error
                                   " (estimated relative error " + std::to_string(svd.errorEstimate()) +
                                   "); raise rank or tol");
     if (svd.info() != Eigen::Success) throw wproj::NumericalError("randomized_svd: the small SVD did not converge");
-    u = svd.matrixU();
-    v = svd.matrixV();
+    // The factors of Aᵀ are those of A swapped.
+    const Mat<S>& su = transposed ? svd.matrixV() : svd.matrixU();
+    const Mat<S>& sv = transposed ? svd.matrixU() : svd.matrixV();
+    u = std::make_unique<OutMatrix<S>>(su.rows(), su.cols());
+    v = std::make_unique<OutMatrix<S>>(sv.rows(), sv.cols());
+    u->map() = su;
+    v->map() = sv;
+    if (transposed) fixSigns(u->map(), v->map());
     s = svd.singularValues().template cast<S>();
   }
   *errorEstimate = svd.errorEstimate();
-  return svdResult<S>(std::move(u), std::move(s), std::move(v), transposed);
+  py::array U = u->release();
+  py::array Sv = toNumpy<S>(std::move(s));
+  py::array Vt = v->release().attr("T");
+  return py::make_tuple(U, Sv, Vt);
 }
 
 template <typename S>
