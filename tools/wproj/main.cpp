@@ -121,6 +121,8 @@ int main(int argc, char** argv) {
 
   // Exit status: 0 on success (and for --help / --version), 2 for a malformed command line
   // (CLI11's parse errors and wcli::UsageError), 1 for every other failure; always one line.
+  // Each message is one string written at once: the ranks of an MPI run share stderr, and a
+  // line written in pieces could interleave with another rank's.
   auto oneLine = [](std::string msg) {
     for (auto& ch : msg)
       if (ch == '\n' || ch == '\r') ch = ' ';
@@ -144,16 +146,16 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --help-all, --version
-    std::cerr << "wproj: usage error: " << oneLine(e.what()) << " (see 'wproj --help' or 'wproj COMMAND --help')\n";
+    std::cerr << ("wproj: usage error: " + oneLine(e.what()) + " (see 'wproj --help' or 'wproj COMMAND --help')\n");
     return 2;
   } catch (const wcli::UsageError& e) {
-    std::cerr << "wproj: usage error: " << oneLine(e.what()) << "\n";
+    std::cerr << ("wproj: usage error: " + oneLine(e.what()) + "\n");
     return 2;
   } catch (const std::bad_alloc&) {
     std::cerr << "wproj: error: out of memory\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "wproj: error: " << oneLine(e.what()) << "\n";
+    std::cerr << ("wproj: error: " + oneLine(e.what()) + "\n");
     return 1;
   } catch (...) {
     std::cerr << "wproj: error: unexpected failure\n";

@@ -221,20 +221,36 @@ class StreamingCovariance {
     // Block 0 accumulates straight into the batch's sums, the others into their own buffers.
     auto gramOf = [&](int p) -> Matrix& { return p == 0 ? m_batchX : m_gramParts[std::size_t(p)]; };
     auto crossOf = [&](int p) -> Matrix& { return p == 0 ? m_batchXZ : m_crossParts[std::size_t(p)]; };
+    // Row-major work with a narrow z (a concept of a few classes): the cross product is
+    // accumulated row by row while each centred row is still in cache, instead of a GEMM that
+    // reads the whole centred block again.
+    constexpr bool rowMajorWork = bool(Work::IsRowMajor);
+    const bool fuseCross = rowMajorWork && c > 0 && c <= kFusedCrossColumns;
     detail::BlasThreadSplit::run(parts, threads, [&](int p) {
       const Index r0 = m * p / parts, rows = m * (p + 1) / parts - r0;
       auto xc = work.middleRows(r0, rows);
-      xc.noalias() = x.middleRows(r0, rows).template cast<Scalar>().rowwise() - mx.transpose();
-      Matrix& g = gramOf(p);
-      g.setZero(d, d);
-      g.template selfadjointView<Eigen::Lower>().rankUpdate(xc.transpose());
       Matrix& cross = crossOf(p);
       cross.resize(d, c);
       if (c > 0) {
         auto zc = m_workZ.middleRows(r0, rows);
         zc.noalias() = z.middleRows(r0, rows).template cast<Scalar>().rowwise() - mz.transpose();
-        cross.noalias() = xc.transpose() * zc;
+        if (fuseCross) {
+          cross.setZero();
+          for (Index i = 0; i < rows; ++i) {
+            auto row = xc.row(i);
+            row.noalias() = x.row(r0 + i).template cast<Scalar>() - mx.transpose();
+            for (Index j = 0; j < c; ++j) cross.col(j) += zc(i, j) * row.transpose();
+          }
+        } else {
+          xc.noalias() = x.middleRows(r0, rows).template cast<Scalar>().rowwise() - mx.transpose();
+          cross.noalias() = xc.transpose() * zc;
+        }
+      } else {
+        xc.noalias() = x.middleRows(r0, rows).template cast<Scalar>().rowwise() - mx.transpose();
       }
+      Matrix& g = gramOf(p);
+      g.setZero(d, d);
+      g.template selfadjointView<Eigen::Lower>().rankUpdate(xc.transpose());
     });
     for (int p = 1; p < parts; ++p) {
       m_batchX.template triangularView<Eigen::Lower>() += m_gramParts[std::size_t(p)];
@@ -256,6 +272,9 @@ class StreamingCovariance {
     m_meanZ += dz * (mm / total);
     m_count += m;
   }
+
+  // Widest z whose cross product is fused into the centring pass (row-major batches).
+  static constexpr Index kFusedCrossColumns = 8;
 
   Index m_count = 0;
   Vector m_meanX, m_meanZ;
